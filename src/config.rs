@@ -1,0 +1,742 @@
+//! The node's configuration: one TOML file, parsed and validated before anything starts.
+//!
+//! Loading happens in two passes. The first deserializes the file; serde reports the first
+//! mistake it meets (an unknown key, a wrong type, a polygon with two points) with the exact key
+//! path, e.g. `cameras[1].zones[0].polygon`, and the line. The second checks what only the whole
+//! file can tell (duplicate ids, a camera naming an unknown model or zone, files that do not
+//! exist) and reports *every* problem it finds, so an installer fixes them in one go.
+//! Relative paths are resolved against the config file's folder.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::geometry::{Point, Polygon};
+use crate::infer::ModelFormat;
+
+/// One mistake in a config file: which file, which key, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the mistakes found in one config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// The file this was loaded from, for error messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    #[serde(deserialize_with = "broker_url")]
+    pub url: BrokerUrl,
+    pub topic_prefix: String,
+    /// Start an MQTT broker inside this process, listening on `url`'s host and port.
+    pub embedded_broker: bool,
+    pub username: Option<String>,
+    /// A file holding the password, so the config itself never carries it.
+    pub password_file: Option<PathBuf>,
+    pub client_id: Option<String>,
+    pub keep_alive_s: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: BrokerUrl { tls: false, host: "127.0.0.1".into(), port: 1883 },
+            topic_prefix: "cityeye".into(),
+            embedded_broker: false,
+            username: None,
+            password_file: None,
+            client_id: None,
+            keep_alive_s: 30,
+        }
+    }
+}
+
+/// Where the MQTT broker is: `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(deserialize_with = "model_format")]
+    pub format: ModelFormat,
+    pub classes: ClassList,
+    /// `[width, height]`; taken from the model when absent and the model's input is fixed.
+    pub input_size: Option<[usize; 2]>,
+    #[serde(default = "default_confidence")]
+    pub confidence: f32,
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+    /// ONNX Runtime intra-op threads. One leaves the other core to GStreamer's decoders, which
+    /// measured more frames/s on a 2-core box than two inference threads.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Expected SHA-256 of the model file; a mismatch (wrong or corrupt file) is a config error.
+    pub sha256: Option<String>,
+}
+
+/// A model's class names: a file with one name per line, or an inline array.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClassList {
+    Inline(Vec<String>),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(deserialize_with = "camera_source")]
+    pub url: Source,
+    /// A built-in template (`rtsp`, `file`, `test`) or the path of a template file.
+    pub pipeline: Option<String>,
+    #[serde(default = "default_analysis_fps")]
+    pub analysis_fps: f64,
+    pub model: String,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    #[serde(default)]
+    pub algorithms: Vec<AlgorithmConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    #[serde(deserialize_with = "polygon")]
+    pub polygon: Polygon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmType {
+    IllegalParking,
+}
+
+impl AlgorithmType {
+    pub fn id(&self) -> &'static str {
+        match self {
+            AlgorithmType::IllegalParking => "illegal_parking",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmConfig {
+    #[serde(rename = "type")]
+    pub kind: AlgorithmType,
+    /// The zone it watches; the whole frame when absent.
+    pub zone: Option<String>,
+    #[serde(default = "default_dwell_s")]
+    pub dwell_s: f64,
+    #[serde(default = "default_cooldown_s")]
+    pub cooldown_s: f64,
+    #[serde(default = "default_vehicle_classes")]
+    pub classes: Vec<String>,
+    /// Detections below this are ignored by the rule; the model's `confidence` when absent.
+    pub min_confidence: Option<f32>,
+    /// How far (as a fraction of the object's box size) its centre may drift and still count
+    /// as stationary.
+    #[serde(default = "default_max_motion")]
+    pub max_motion: f32,
+}
+
+/// Where a camera's video comes from, parsed from its `url`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// An RTSP stream; credentials are kept apart so they never reach a log.
+    Rtsp { url: Url, user: Option<String>, password: Option<String> },
+    /// A local video file (`file:///abs/path` or `file://relative/to/config`).
+    File { path: PathBuf },
+    /// GStreamer's test pattern (`test://smpte?width=640&height=480&fps=10`).
+    Test { pattern: String, width: u32, height: u32, fps: u32 },
+}
+
+impl Source {
+    /// The built-in pipeline template this kind of source uses unless the camera names one.
+    pub fn default_pipeline(&self) -> &'static str {
+        match self {
+            Source::Rtsp { .. } => "rtsp",
+            Source::File { .. } => "file",
+            Source::Test { .. } => "test",
+        }
+    }
+
+    /// The URL as it may be shown anywhere: the password replaced by `***`.
+    pub fn masked(&self) -> String {
+        match self {
+            Source::Rtsp { url, user, password } => {
+                let mut shown = url.clone();
+                if let Some(user) = user {
+                    let _ = shown.set_username(user);
+                }
+                if password.is_some() {
+                    let _ = shown.set_password(Some("***"));
+                }
+                shown.to_string()
+            }
+            Source::File { path } => format!("file://{}", path.display()),
+            Source::Test { pattern, width, height, fps } => {
+                format!("test://{pattern}?width={width}&height={height}&fps={fps}")
+            }
+        }
+    }
+
+    /// `text` with this source's password, if any, replaced by `***` (for messages that quote
+    /// a URL back, such as GStreamer's errors).
+    pub fn redact(&self, text: &str) -> String {
+        match self {
+            Source::Rtsp { password: Some(p), .. } if !p.is_empty() => {
+                text.replace(p.as_str(), "***")
+            }
+            _ => text.to_string(),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Source::File { .. })
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/cityeye")
+}
+fn default_confidence() -> f32 {
+    0.35
+}
+fn default_nms_iou() -> f32 {
+    0.45
+}
+fn default_threads() -> usize {
+    1
+}
+fn default_analysis_fps() -> f64 {
+    5.0
+}
+fn default_dwell_s() -> f64 {
+    60.0
+}
+fn default_cooldown_s() -> f64 {
+    600.0
+}
+fn default_max_motion() -> f32 {
+    0.15
+}
+fn default_vehicle_classes() -> Vec<String> {
+    ["car", "truck", "bus", "motorcycle"].map(String::from).to_vec()
+}
+
+fn broker_url<'de, D: Deserializer<'de>>(d: D) -> Result<BrokerUrl, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_broker_url(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => return Err(format!("scheme `{other}` is not supported; use mqtt:// or mqtts://")),
+    };
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or("the URL has no host")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "credentials do not belong in the URL; use mqtt.username and mqtt.password_file".into(),
+        );
+    }
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    Ok(BrokerUrl { tls, host: host.trim_matches(['[', ']']).to_string(), port })
+}
+
+fn model_format<'de, D: Deserializer<'de>>(d: D) -> Result<ModelFormat, D::Error> {
+    let text = String::deserialize(d)?;
+    ModelFormat::parse(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown model format `{text}`; expected yolox, yolov5, yolov8 or yolo11"
+        ))
+    })
+}
+
+fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Polygon, D::Error> {
+    let points = Vec::<[f32; 2]>::deserialize(d)?;
+    if points.len() < 3 {
+        return Err(serde::de::Error::custom(format!(
+            "a polygon needs at least 3 points, this one has {}",
+            points.len()
+        )));
+    }
+    if let Some((i, p)) =
+        points.iter().enumerate().find(|(_, p)| p.iter().any(|c| !(0.0..=1.0).contains(c)))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "point {i} [{}, {}] is outside the image: coordinates are fractions of width and height, from 0 to 1",
+            p[0], p[1]
+        )));
+    }
+    Ok(Polygon::new(points.into_iter().map(|[x, y]| Point { x, y }).collect()))
+}
+
+fn camera_source<'de, D: Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_source(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_source(text: &str) -> Result<Source, String> {
+    // file:// is taken apart by hand: a URL parser would read a relative path's first folder
+    // as a host name.
+    if let Some(path) = text.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("a file:// URL needs a path".into());
+        }
+        return Ok(Source::File { path: PathBuf::from(path) });
+    }
+    let url = Url::parse(text).map_err(|e| format!("not a valid camera URL: {e}"))?;
+    match url.scheme() {
+        "rtsp" | "rtsps" => rtsp_source(url),
+        "test" => test_source(&url),
+        other => Err(format!(
+            "scheme `{other}` is not supported; use rtsp://, rtsps://, file:// or test://"
+        )),
+    }
+}
+
+fn rtsp_source(mut url: Url) -> Result<Source, String> {
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("an RTSP URL needs a host".into());
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
+    let password = url.password().map(decode);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok(Source::Rtsp { url, user, password })
+}
+
+fn test_source(url: &Url) -> Result<Source, String> {
+    let pattern = url.host_str().unwrap_or("smpte").to_string();
+    let (mut width, mut height, mut fps) = (640, 480, 10);
+    for (key, value) in url.query_pairs() {
+        let slot = match key.as_ref() {
+            "width" => &mut width,
+            "height" => &mut height,
+            "fps" => &mut fps,
+            other => {
+                return Err(format!("unknown test:// parameter `{other}`; use width, height, fps"));
+            }
+        };
+        *slot =
+            value.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                format!("test:// parameter `{key}` must be a positive whole number")
+            })?;
+    }
+    Ok(Source::Test { pattern, width, height, fps })
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text as if read from `path` (used for relative paths and
+    /// messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| ConfigErrors(vec![parse_error(e, text, path)]))?;
+        config.path = path.to_path_buf();
+        config.resolve_paths();
+        let errors = config.validate();
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// An error about `key` in this config.
+    pub fn error(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            key: key.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.node.data_dir);
+        if let Some(p) = self.mqtt.password_file.as_mut() {
+            resolve(p);
+        }
+        for model in &mut self.models {
+            resolve(&mut model.path);
+            if let ClassList::File(p) = &mut model.classes {
+                resolve(p);
+            }
+        }
+        for camera in &mut self.cameras {
+            if let Source::File { path } = &mut camera.url {
+                resolve(path);
+            }
+            if let Some(p) =
+                camera.pipeline.as_mut().filter(|p| !crate::ingest::is_builtin_template(p))
+            {
+                *p = base.join(&*p).to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, key: String, message: String| {
+            if !ok {
+                errors.push(self.error(key, message));
+            }
+        };
+        check(is_topic_safe(&self.node.id), "node.id".into(), topic_safe_message(&self.node.id));
+        check(
+            is_topic_safe(&self.mqtt.topic_prefix),
+            "mqtt.topic_prefix".into(),
+            topic_safe_message(&self.mqtt.topic_prefix),
+        );
+        if let Some(p) = &self.mqtt.password_file {
+            check(
+                p.is_file(),
+                "mqtt.password_file".into(),
+                format!("file not found: {}", p.display()),
+            );
+        }
+        if self.mqtt.embedded_broker && self.mqtt.url.tls {
+            check(
+                false,
+                "mqtt.url".into(),
+                "the embedded broker listens without TLS; use mqtt://".into(),
+            );
+        }
+        for (key, dup) in duplicates(self.models.iter().map(|m| m.name.as_str()), "models", "name")
+        {
+            check(false, key, format!("duplicate model name `{dup}`"));
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            errors.extend(self.validate_model(i, model));
+        }
+        for (key, dup) in duplicates(self.cameras.iter().map(|c| c.id.as_str()), "cameras", "id") {
+            errors.push(self.error(key, format!("duplicate camera id `{dup}`")));
+        }
+        for (i, camera) in self.cameras.iter().enumerate() {
+            errors.extend(self.validate_camera(i, camera));
+        }
+        errors
+    }
+
+    fn validate_model(&self, i: usize, model: &ModelConfig) -> Vec<ConfigError> {
+        let key = |k: &str| format!("models[{i}].{k}");
+        let mut errors = Vec::new();
+        if !model.path.is_file() {
+            errors.push(
+                self.error(key("path"), format!("model file not found: {}", model.path.display())),
+            );
+        }
+        match model.class_names() {
+            Ok(names) if names.is_empty() => {
+                errors.push(self.error(key("classes"), "the class list is empty"))
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(self.error(key("classes"), e)),
+        }
+        if !(model.confidence > 0.0 && model.confidence <= 1.0) {
+            errors.push(self.error(key("confidence"), "must be above 0 and at most 1"));
+        }
+        if !(model.nms_iou > 0.0 && model.nms_iou <= 1.0) {
+            errors.push(self.error(key("nms_iou"), "must be above 0 and at most 1"));
+        }
+        if model.threads == 0 {
+            errors.push(self.error(key("threads"), "must be at least 1"));
+        }
+        if let Some([w, h]) = model.input_size
+            && (w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0)
+        {
+            errors.push(
+                self.error(key("input_size"), "width and height must be positive multiples of 32"),
+            );
+        }
+        errors
+    }
+
+    fn validate_camera(&self, i: usize, camera: &CameraConfig) -> Vec<ConfigError> {
+        let key = |k: &str| format!("cameras[{i}].{k}");
+        let mut errors = Vec::new();
+        if !is_topic_safe(&camera.id) {
+            errors.push(self.error(key("id"), topic_safe_message(&camera.id)));
+        }
+        if let Source::File { path } = &camera.url
+            && !path.is_file()
+        {
+            errors
+                .push(self.error(key("url"), format!("video file not found: {}", path.display())));
+        }
+        if let Err(e) = crate::ingest::pipeline_description(camera, true) {
+            errors.push(self.error(key("pipeline"), e));
+        }
+        if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
+            errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
+        }
+        let model = self.model(&camera.model);
+        if model.is_none() {
+            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+            errors.push(self.error(
+                key("model"),
+                format!(
+                    "unknown model `{}`; models defined: {}",
+                    camera.model,
+                    list_or_none(&known)
+                ),
+            ));
+        }
+        let zones = format!("cameras[{i}].zones");
+        for (zkey, dup) in duplicates(camera.zones.iter().map(|z| z.name.as_str()), &zones, "name")
+        {
+            errors.push(self.error(zkey, format!("duplicate zone name `{dup}`")));
+        }
+        let classes = model.and_then(|m| m.class_names().ok()).unwrap_or_default();
+        for (j, algorithm) in camera.algorithms.iter().enumerate() {
+            let key = |k: &str| format!("cameras[{i}].algorithms[{j}].{k}");
+            if let Some(zone) = &algorithm.zone
+                && !camera.zones.iter().any(|z| &z.name == zone)
+            {
+                let known: Vec<&str> = camera.zones.iter().map(|z| z.name.as_str()).collect();
+                errors.push(self.error(
+                    key("zone"),
+                    format!(
+                        "unknown zone `{zone}`; zones of this camera: {}",
+                        list_or_none(&known)
+                    ),
+                ));
+            }
+            if algorithm.classes.is_empty() {
+                errors.push(self.error(key("classes"), "needs at least one class"));
+            }
+            if let Some(missing) =
+                algorithm.classes.iter().find(|c| !classes.is_empty() && !classes.contains(c))
+            {
+                errors.push(self.error(
+                    key("classes"),
+                    format!("`{missing}` is not a class of model `{}`", camera.model),
+                ));
+            }
+            for (name, value) in
+                [("dwell_s", algorithm.dwell_s), ("cooldown_s", algorithm.cooldown_s)]
+            {
+                if !(value.is_finite() && value >= 0.0) {
+                    errors.push(self.error(key(name), "must be zero or more seconds"));
+                }
+            }
+            if let Some(c) = algorithm.min_confidence
+                && !(0.0..=1.0).contains(&c)
+            {
+                errors.push(self.error(key("min_confidence"), "must be between 0 and 1"));
+            }
+            if algorithm.max_motion.is_nan() || algorithm.max_motion <= 0.0 {
+                errors.push(self.error(key("max_motion"), "must be above 0"));
+            }
+        }
+        errors
+    }
+}
+
+impl ModelConfig {
+    /// The class names, from the inline list or the class file (one per line, blank lines and
+    /// `#` comments ignored).
+    pub fn class_names(&self) -> Result<Vec<String>, String> {
+        match &self.classes {
+            ClassList::Inline(names) => Ok(names.clone()),
+            ClassList::File(path) => std::fs::read_to_string(path)
+                .map(|text| {
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from)
+                        .collect()
+                })
+                .map_err(|e| format!("cannot read class file {}: {e}", path.display())),
+        }
+    }
+}
+
+/// Turns serde's first error into a located config error; an unknown key's name joins the path.
+fn parse_error(
+    e: serde_path_to_error::Error<toml::de::Error>,
+    text: &str,
+    path: &Path,
+) -> ConfigError {
+    let mut key = e.path().to_string();
+    if key == "." {
+        key.clear();
+    }
+    let inner = e.inner();
+    let message = inner.message().to_string();
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+        key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+    }
+    let line = inner.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    ConfigError { file: path.to_path_buf(), key, line, message }
+}
+
+/// `(key path, name)` for each name that repeats an earlier one.
+fn duplicates<'a>(
+    names: impl Iterator<Item = &'a str>,
+    list: &str,
+    field: &str,
+) -> Vec<(String, &'a str)> {
+    let mut seen = HashSet::new();
+    names
+        .enumerate()
+        .filter(|(_, name)| !seen.insert(*name))
+        .map(|(i, name)| (format!("{list}[{i}].{field}"), name))
+        .collect()
+}
+
+/// Ids become MQTT topic levels, so they must not contain separators or wildcards.
+fn is_topic_safe(id: &str) -> bool {
+    !id.is_empty() && !id.contains(['/', '+', '#', ' ']) && id.chars().all(|c| !c.is_control())
+}
+
+fn topic_safe_message(id: &str) -> String {
+    format!(
+        "`{id}` cannot be an MQTT topic level: use letters, digits, `-` or `_` (no `/`, `+`, `#` or spaces)"
+    )
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtsp_credentials_are_separated_and_masked() {
+        let s = parse_source("rtsp://admin:p%40ss@192.0.2.10:554/stream1").unwrap();
+        let Source::Rtsp { url, user, password } = &s else { panic!("not rtsp: {s:?}") };
+        assert_eq!(url.as_str(), "rtsp://192.0.2.10:554/stream1");
+        assert_eq!(user.as_deref(), Some("admin"));
+        assert_eq!(password.as_deref(), Some("p@ss"));
+        assert_eq!(s.masked(), "rtsp://admin:***@192.0.2.10:554/stream1");
+        assert!(!s.masked().contains("p@ss") && !s.masked().contains("p%40ss"));
+    }
+
+    #[test]
+    fn test_and_file_sources_parse() {
+        assert_eq!(
+            parse_source("test://ball?width=320&height=240&fps=5").unwrap(),
+            Source::Test { pattern: "ball".into(), width: 320, height: 240, fps: 5 }
+        );
+        assert_eq!(
+            parse_source("file://videos/a.mp4").unwrap(),
+            Source::File { path: PathBuf::from("videos/a.mp4") }
+        );
+        assert!(parse_source("http://x/y").unwrap_err().contains("scheme `http`"));
+        assert!(parse_source("test://smpte?fps=0").unwrap_err().contains("positive"));
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerUrl { tls: false, host: "127.0.0.1".into(), port: 1884 }
+        );
+        assert_eq!(parse_broker_url("mqtts://hub.example").unwrap().port, 8883);
+        assert!(parse_broker_url("mqtt://u:p@h").unwrap_err().contains("password_file"));
+        assert!(parse_broker_url("http://h").unwrap_err().contains("scheme"));
+    }
+}

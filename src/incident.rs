@@ -1,0 +1,325 @@
+//! Incidents: rule events become the messages the central platform receives.
+//!
+//! The payload (`cityeye.incident.v1`, written down in `schemas/incident.v1.json`) is a contract:
+//! field names do not change. Each incident gets a UUIDv7 when it starts, the hub's idempotency
+//! key; its `end` message repeats that id. A `start` carries an evidence snapshot: the frame with
+//! the zone and the boxes drawn, encoded to JPEG later by the sink, off the analysis thread.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::CameraConfig;
+use crate::geometry::{BBox, Point, Polygon};
+use crate::ingest::Frame;
+use crate::publish::Topics;
+use crate::rules::{ObjectFact, Phase, RuleEvent};
+use crate::track::Track;
+
+pub const SCHEMA: &str = "cityeye.incident.v1";
+const JPEG_QUALITY: u8 = 85;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentPayload {
+    pub schema: String,
+    pub id: String,
+    pub node: String,
+    pub camera: String,
+    pub algorithm: String,
+    pub state: IncidentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub detected_at: String,
+    pub stream_time_s: f64,
+    pub objects: Vec<ObjectPayload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceRef>,
+    pub model: ModelRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectPayload {
+    pub track_id: u64,
+    pub class: String,
+    pub confidence: f32,
+    /// `[x, y, w, h]`, normalized, top-left origin.
+    pub bbox: [f32; 4],
+    pub dwell_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    pub topic: String,
+    pub width: usize,
+    pub height: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// What the snapshot shows: the frame, the zone, the incident's objects and everything else
+/// tracked.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub frame: Arc<Frame>,
+    pub zone: Option<Polygon>,
+    pub subjects: Vec<BBox>,
+    pub others: Vec<BBox>,
+}
+
+/// One incident message, with its snapshot when it has one.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub payload: IncidentPayload,
+    pub evidence: Option<Evidence>,
+}
+
+struct RuleInfo {
+    algorithm: &'static str,
+    zone_name: Option<String>,
+    zone: Option<Polygon>,
+}
+
+/// Turns one camera's rule events into incident messages.
+pub struct Incidents {
+    node: String,
+    camera: String,
+    topics: Topics,
+    model: ModelRef,
+    rules: Vec<RuleInfo>,
+    open: HashMap<(usize, u64), Uuid>,
+}
+
+impl Incidents {
+    pub fn new(node: &str, camera: &CameraConfig, topics: Topics, model: ModelRef) -> Self {
+        let rules = camera
+            .algorithms
+            .iter()
+            .map(|a| RuleInfo {
+                algorithm: a.kind.id(),
+                zone_name: a.zone.clone(),
+                zone: a
+                    .zone
+                    .as_ref()
+                    .and_then(|z| camera.zones.iter().find(|zc| &zc.name == z))
+                    .map(|z| z.polygon.clone()),
+            })
+            .collect();
+        Incidents {
+            node: node.to_string(),
+            camera: camera.id.clone(),
+            topics,
+            model,
+            rules,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Messages for the events of one frame; `tracks` are drawn on the snapshot.
+    pub fn messages(
+        &mut self,
+        events: Vec<RuleEvent>,
+        frame: &Arc<Frame>,
+        tracks: &[Track],
+    ) -> Vec<Incident> {
+        events.into_iter().filter_map(|event| self.message(event, frame, tracks)).collect()
+    }
+
+    fn message(
+        &mut self,
+        event: RuleEvent,
+        frame: &Arc<Frame>,
+        tracks: &[Track],
+    ) -> Option<Incident> {
+        let slot = (event.rule, event.key);
+        let (id, state) = match event.phase {
+            Phase::Start => {
+                let id = Uuid::new_v7(uuid_timestamp(frame.captured_at));
+                self.open.insert(slot, id);
+                (id, IncidentState::Start)
+            }
+            // An end without a start cannot happen; if it did, there is nothing to close.
+            Phase::End => (self.open.remove(&slot)?, IncidentState::End),
+        };
+        let rule = &self.rules[event.rule];
+        let evidence = (state == IncidentState::Start).then(|| Evidence {
+            frame: frame.clone(),
+            zone: rule.zone.clone(),
+            subjects: event.objects.iter().map(|o| o.bbox).collect(),
+            others: tracks
+                .iter()
+                .filter(|t| !event.objects.iter().any(|o| o.track_id == t.id))
+                .map(|t| t.bbox)
+                .collect(),
+        });
+        let payload = IncidentPayload {
+            schema: SCHEMA.into(),
+            id: id.to_string(),
+            node: self.node.clone(),
+            camera: self.camera.clone(),
+            algorithm: rule.algorithm.into(),
+            state,
+            zone: rule.zone_name.clone(),
+            detected_at: rfc3339_millis(frame.captured_at),
+            stream_time_s: round(frame.stream_time_s, 3),
+            objects: event.objects.iter().map(object_payload).collect(),
+            evidence: evidence.as_ref().map(|_| EvidenceRef {
+                topic: self.topics.evidence(&self.camera, &id.to_string()),
+                width: frame.width,
+                height: frame.height,
+            }),
+            model: self.model.clone(),
+        };
+        Some(Incident { payload, evidence })
+    }
+}
+
+fn object_payload(o: &ObjectFact) -> ObjectPayload {
+    let b = o.bbox;
+    ObjectPayload {
+        track_id: o.track_id,
+        class: o.class.to_string(),
+        confidence: round(f64::from(o.confidence), 3) as f32,
+        bbox: [b.x, b.y, b.w, b.h].map(|v| round(f64::from(v), 4) as f32),
+        dwell_s: round(o.dwell_s, 1),
+    }
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
+}
+
+pub fn rfc3339_millis(at: SystemTime) -> String {
+    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn uuid_timestamp(at: SystemTime) -> uuid::Timestamp {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos())
+}
+
+/// The snapshot as JPEG: the zone in yellow, the incident's objects in red, other tracked
+/// objects in green.
+pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
+    let frame = &evidence.frame;
+    let rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let mut image = RgbImage::from_raw(frame.width as u32, frame.height as u32, rgb)
+        .ok_or("the frame's size does not match its data")?;
+    let thick = (frame.width.max(frame.height) / 400).max(1) as i32 + 1;
+    if let Some(zone) = &evidence.zone {
+        let pts = zone.points();
+        for (i, a) in pts.iter().enumerate() {
+            draw_line(&mut image, *a, pts[(i + 1) % pts.len()], Rgb([255, 220, 0]), thick);
+        }
+    }
+    for b in &evidence.others {
+        draw_box(&mut image, b, Rgb([0, 200, 0]), thick - 1);
+    }
+    for b in &evidence.subjects {
+        draw_box(&mut image, b, Rgb([230, 20, 20]), thick + 1);
+    }
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), JPEG_QUALITY)
+        .encode_image(&image)
+        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+    Ok(jpeg)
+}
+
+fn draw_box(image: &mut RgbImage, b: &BBox, colour: Rgb<u8>, thick: i32) {
+    let corners = [
+        Point { x: b.x, y: b.y },
+        Point { x: b.x + b.w, y: b.y },
+        Point { x: b.x + b.w, y: b.y + b.h },
+        Point { x: b.x, y: b.y + b.h },
+    ];
+    for i in 0..4 {
+        draw_line(image, corners[i], corners[(i + 1) % 4], colour, thick.max(1));
+    }
+}
+
+/// A line between normalized points, `thick` pixels wide (a square brush stepped along it).
+fn draw_line(image: &mut RgbImage, a: Point, b: Point, colour: Rgb<u8>, thick: i32) {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let (x0, y0, x1, y1) = (a.x * (w - 1.0), a.y * (h - 1.0), b.x * (w - 1.0), b.y * (h - 1.0));
+    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().max(1.0) as i32;
+    let half = thick / 2;
+    for s in 0..=steps {
+        let f = s as f32 / steps as f32;
+        let (cx, cy) = ((x0 + (x1 - x0) * f).round() as i32, (y0 + (y1 - y0) * f).round() as i32);
+        for dy in -half..thick - half {
+            for dx in -half..thick - half {
+                let (x, y) = (cx + dx, cy + dy);
+                if x >= 0 && y >= 0 && (x as u32) < image.width() && (y as u32) < image.height() {
+                    image.put_pixel(x as u32, y as u32, colour);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(width: usize, height: usize) -> Arc<Frame> {
+        Arc::new(Frame {
+            width,
+            height,
+            data: vec![40; width * height * 3],
+            stream_time_s: 31.2004,
+            captured_at: SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(1_795_000_000_120),
+        })
+    }
+
+    #[test]
+    fn evidence_is_a_jpeg_of_the_frame_with_the_subject_drawn_in_red() {
+        let evidence = Evidence {
+            frame: frame(64, 48),
+            zone: None,
+            subjects: vec![BBox { x: 0.25, y: 0.25, w: 0.5, h: 0.5 }],
+            others: vec![],
+        };
+        let jpeg = evidence_jpeg(&evidence).unwrap();
+        let decoded = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+        assert_eq!((decoded.width(), decoded.height()), (64, 48));
+        let edge = decoded.get_pixel(32, 12); // top edge of the box
+        let inside = decoded.get_pixel(32, 24);
+        assert!(edge[0] > 150 && edge[1] < 100, "edge {edge:?}");
+        assert!(inside[0] < 80 && inside[1] < 80, "inside {inside:?}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds_in_utc() {
+        assert_eq!(rfc3339_millis(frame(2, 2).captured_at), "2026-11-18T11:06:40.120Z");
+    }
+
+    #[test]
+    fn uuids_are_version_7_and_ordered_by_time() {
+        let a = Uuid::new_v7(uuid_timestamp(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(10),
+        ));
+        let b = Uuid::new_v7(uuid_timestamp(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(11),
+        ));
+        assert_eq!(a.get_version_num(), 7);
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,386 @@
+//! Letterbox preprocessing: a camera frame (packed BGR8) written straight into a detector's input
+//! tensor.
+//!
+//! Detectors take a fixed input size; the frame is scaled to fit keeping its aspect ratio and the
+//! rest is padded with grey 114, the value the YOLO families were trained with. Resampling,
+//! padding, channel reordering, scaling and the HWC→CHW transpose happen in one pass over the
+//! output, so no intermediate image is allocated per frame.
+
+/// Grey the YOLO families pad with, before scaling.
+const PAD_VALUE: f32 = 114.0;
+
+/// Channel order of the model's input planes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    Bgr,
+    Rgb,
+}
+
+impl ChannelOrder {
+    /// For each output plane, the byte of a packed BGR pixel it is read from.
+    fn source_bytes(self) -> [usize; 3] {
+        match self {
+            ChannelOrder::Bgr => [0, 1, 2],
+            ChannelOrder::Rgb => [2, 1, 0],
+        }
+    }
+}
+
+/// Where the resized frame sits inside the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    TopLeft,
+    Centre,
+}
+
+/// How a model family wants its input: YOLOX = Bgr, scale 1.0, TopLeft; Ultralytics YOLOv5/v8 =
+/// Rgb, scale 1/255, Centre. Pad value is always 114 (before scaling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputSpec {
+    pub width: usize,
+    pub height: usize,
+    pub order: ChannelOrder,
+    pub scale: f32,
+    pub placement: Placement,
+}
+
+/// Where the source image landed in the input: maps model-input pixels back to source pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Letterbox {
+    pub ratio: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+}
+
+impl Letterbox {
+    /// The source-image point that a model-input point came from.
+    pub fn to_source(self, x: f32, y: f32) -> (f32, f32) {
+        ((x - self.pad_x) / self.ratio, (y - self.pad_y) / self.ratio)
+    }
+}
+
+/// Resizes `src` (packed BGR8, `width * height * 3` bytes, rows contiguous) into `out` as planar
+/// NCHW f32 for `spec`, and returns the mapping back to source pixels.
+///
+/// The scale is r = min(W / width, H / height); the resized image is round(width * r) ×
+/// round(height * r), sampled bilinearly with half-pixel centres like OpenCV's `INTER_LINEAR`,
+/// placed per `spec.placement` and surrounded by 114. Every value is multiplied by `spec.scale`.
+///
+/// `out` must hold exactly `3 * spec.width * spec.height` values and `src` at least
+/// `width * height * 3` bytes; both are checked by `debug_assert!`. In release builds a wrong-sized
+/// `out` is left untouched and a short `src` is treated as empty (all padding), so this never
+/// panics.
+pub fn letterbox_into(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    spec: &InputSpec,
+    out: &mut [f32],
+) -> Letterbox {
+    let src_len = width * height * 3;
+    debug_assert!(src.len() >= src_len, "source has {} bytes, need {src_len}", src.len());
+    let out_len = 3 * spec.width * spec.height;
+    debug_assert_eq!(out.len(), out_len, "output tensor must hold 3 x H x W values");
+
+    let layout =
+        if src.len() >= src_len { Layout::new(width, height, spec) } else { Layout::EMPTY };
+    let Some(planes) = split_planes(out, spec.width * spec.height) else {
+        return layout.letterbox();
+    };
+    let resampler = Resampler {
+        src,
+        src_width: width,
+        src_height: height,
+        columns: column_taps(width, layout.width),
+        row_scale: height as f64 / layout.height as f64,
+    };
+    let pad = PAD_VALUE * spec.scale;
+    let source_bytes = spec.order.source_bytes();
+
+    let [p0, p1, p2] = planes;
+    let rows = p0
+        .chunks_exact_mut(spec.width)
+        .zip(p1.chunks_exact_mut(spec.width))
+        .zip(p2.chunks_exact_mut(spec.width));
+    for (y, ((r0, r1), r2)) in rows.enumerate() {
+        let mut dst = [r0, r1, r2];
+        let Some(row) = layout.image_row(y) else {
+            dst.iter_mut().for_each(|plane_row| plane_row.fill(pad));
+            continue;
+        };
+        let (top, bottom, weight) = resampler.source_rows(row);
+        for (plane_row, &byte) in dst.iter_mut().zip(&source_bytes) {
+            let (left, rest) = plane_row.split_at_mut(layout.left);
+            let (image, right) = rest.split_at_mut(layout.width);
+            left.fill(pad);
+            right.fill(pad);
+            resampler.blend_row(top, bottom, weight, byte, spec.scale, image);
+        }
+    }
+    layout.letterbox()
+}
+
+/// The resized image's size and position inside the input, in whole pixels.
+struct Layout {
+    ratio: f32,
+    width: usize,
+    height: usize,
+    left: usize,
+    top: usize,
+}
+
+impl Layout {
+    /// Nothing to draw: the whole input is padding.
+    const EMPTY: Layout = Layout { ratio: 1.0, width: 0, height: 0, left: 0, top: 0 };
+
+    fn new(src_width: usize, src_height: usize, spec: &InputSpec) -> Layout {
+        if src_width == 0 || src_height == 0 {
+            return Layout::EMPTY;
+        }
+        // f64 and ties-to-even match Ultralytics' Python arithmetic exactly.
+        let ratio =
+            (spec.width as f64 / src_width as f64).min(spec.height as f64 / src_height as f64);
+        let resized =
+            |len: usize, limit: usize| ((len as f64 * ratio).round_ties_even() as usize).min(limit);
+        let width = resized(src_width, spec.width);
+        let height = resized(src_height, spec.height);
+        let (left, top) = match spec.placement {
+            Placement::TopLeft => (0, 0),
+            // Odd padding puts the extra pixel on the right/bottom, as Ultralytics does.
+            Placement::Centre => ((spec.width - width) / 2, (spec.height - height) / 2),
+        };
+        Layout { ratio: ratio as f32, width, height, left, top }
+    }
+
+    /// The resized-image row drawn on input row `y`, if any.
+    fn image_row(&self, y: usize) -> Option<usize> {
+        y.checked_sub(self.top).filter(|&row| row < self.height)
+    }
+
+    fn letterbox(&self) -> Letterbox {
+        Letterbox { ratio: self.ratio, pad_x: self.left as f32, pad_y: self.top as f32 }
+    }
+}
+
+/// The three output planes, or `None` if `out` is not exactly three non-empty planes.
+fn split_planes(out: &mut [f32], plane: usize) -> Option<[&mut [f32]; 3]> {
+    if plane == 0 || out.len() != 3 * plane {
+        return None;
+    }
+    let (p0, rest) = out.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    Some([p0, p1, p2])
+}
+
+/// Where one output pixel samples along one axis: two neighbouring source pixels and the weight
+/// of the second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tap {
+    near: usize,
+    far: usize,
+    weight: f32,
+}
+
+/// OpenCV `INTER_LINEAR` sampling of output index `dst`: half-pixel centres, clamped to the edge
+/// pixel outside the source.
+fn tap(dst: usize, src_len: usize, scale: f64) -> Tap {
+    let pos = (dst as f64 + 0.5) * scale - 0.5;
+    let floor = pos.floor();
+    if floor < 0.0 {
+        return Tap { near: 0, far: 0, weight: 0.0 };
+    }
+    let near = floor as usize;
+    if near + 1 >= src_len {
+        let last = src_len - 1;
+        return Tap { near: last, far: last, weight: 0.0 };
+    }
+    Tap { near, far: near + 1, weight: (pos - floor) as f32 }
+}
+
+/// Taps for every output column, with indices already turned into byte offsets within a row.
+fn column_taps(src_width: usize, dst_width: usize) -> Vec<Tap> {
+    let scale = src_width as f64 / dst_width as f64;
+    (0..dst_width)
+        .map(|x| {
+            let t = tap(x, src_width, scale);
+            Tap { near: t.near * 3, far: t.far * 3, ..t }
+        })
+        .collect()
+}
+
+/// Bilinear sampling of one source image into resized rows.
+struct Resampler<'a> {
+    src: &'a [u8],
+    src_width: usize,
+    src_height: usize,
+    columns: Vec<Tap>,
+    row_scale: f64,
+}
+
+impl<'a> Resampler<'a> {
+    /// The two source rows blended into resized row `row`, and the weight of the second.
+    fn source_rows(&self, row: usize) -> (&'a [u8], &'a [u8], f32) {
+        let t = tap(row, self.src_height, self.row_scale);
+        let stride = self.src_width * 3;
+        let src_row = |index: usize| &self.src[index * stride..][..stride];
+        (src_row(t.near), src_row(t.far), t.weight)
+    }
+
+    /// Writes one channel (`byte` within each BGR pixel) of a resized row, times `scale`.
+    fn blend_row(
+        &self,
+        top: &[u8],
+        bottom: &[u8],
+        weight: f32,
+        byte: usize,
+        scale: f32,
+        dst: &mut [f32],
+    ) {
+        let sample = |row: &[u8], t: &Tap| {
+            let near = f32::from(row[t.near + byte]);
+            let far = f32::from(row[t.far + byte]);
+            lerp(near, far, t.weight)
+        };
+        for (value, t) in dst.iter_mut().zip(&self.columns) {
+            *value = lerp(sample(top, t), sample(bottom, t), weight) * scale;
+        }
+    }
+}
+
+fn lerp(a: f32, b: f32, t: f32) -> f32 {
+    a + (b - a) * t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(width: usize, height: usize, order: ChannelOrder, placement: Placement) -> InputSpec {
+        InputSpec { width, height, order, scale: 1.0, placement }
+    }
+
+    /// Packed BGR8 image where every channel of a pixel holds the same grey value.
+    fn grey(values: &[u8]) -> Vec<u8> {
+        values.iter().flat_map(|&v| [v, v, v]).collect()
+    }
+
+    /// Row `y` of output plane `c`.
+    fn row(out: &[f32], spec: &InputSpec, c: usize, y: usize) -> Vec<f32> {
+        let start = (c * spec.height + y) * spec.width;
+        out[start..start + spec.width].to_vec()
+    }
+
+    fn run(src: &[u8], width: usize, height: usize, spec: &InputSpec) -> (Vec<f32>, Letterbox) {
+        let mut out = vec![f32::NAN; 3 * spec.width * spec.height];
+        let letterbox = letterbox_into(src, width, height, spec, &mut out);
+        (out, letterbox)
+    }
+
+    #[test]
+    fn top_left_puts_image_at_top_and_pads_below() {
+        let src = grey(&[10, 20, 30, 40, 50, 60, 70, 80]);
+        let spec = spec(4, 4, ChannelOrder::Bgr, Placement::TopLeft);
+        let (out, letterbox) = run(&src, 4, 2, &spec);
+        assert_eq!(letterbox, Letterbox { ratio: 1.0, pad_x: 0.0, pad_y: 0.0 });
+        for c in 0..3 {
+            assert_eq!(row(&out, &spec, c, 0), [10.0, 20.0, 30.0, 40.0]);
+            assert_eq!(row(&out, &spec, c, 1), [50.0, 60.0, 70.0, 80.0]);
+            assert_eq!(row(&out, &spec, c, 2), [114.0; 4]);
+            assert_eq!(row(&out, &spec, c, 3), [114.0; 4]);
+        }
+    }
+
+    #[test]
+    fn centre_pads_equally_on_both_sides() {
+        let src = grey(&[10, 20, 30, 40, 50, 60, 70, 80]);
+        let spec = spec(4, 4, ChannelOrder::Bgr, Placement::Centre);
+        let (out, letterbox) = run(&src, 4, 2, &spec);
+        assert_eq!(letterbox, Letterbox { ratio: 1.0, pad_x: 0.0, pad_y: 1.0 });
+        assert_eq!(row(&out, &spec, 0, 0), [114.0; 4]);
+        assert_eq!(row(&out, &spec, 0, 1), [10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(row(&out, &spec, 0, 2), [50.0, 60.0, 70.0, 80.0]);
+        assert_eq!(row(&out, &spec, 0, 3), [114.0; 4]);
+    }
+
+    #[test]
+    fn centre_puts_odd_padding_pixel_after_the_image() {
+        // A 1x4 column into 4x4: 3 columns of padding, 1 on the left and 2 on the right.
+        let src = grey(&[10, 20, 30, 40]);
+        let spec = spec(4, 4, ChannelOrder::Bgr, Placement::Centre);
+        let (out, letterbox) = run(&src, 1, 4, &spec);
+        assert_eq!(letterbox, Letterbox { ratio: 1.0, pad_x: 1.0, pad_y: 0.0 });
+        assert_eq!(row(&out, &spec, 1, 2), [114.0, 30.0, 114.0, 114.0]);
+    }
+
+    #[test]
+    fn channel_order_selects_planes() {
+        let src: Vec<u8> = [10, 20, 30].repeat(4);
+        let bgr = spec(2, 2, ChannelOrder::Bgr, Placement::TopLeft);
+        let (out, _) = run(&src, 2, 2, &bgr);
+        assert_eq!(out, [[10.0; 4], [20.0; 4], [30.0; 4]].concat());
+
+        let rgb = spec(2, 2, ChannelOrder::Rgb, Placement::TopLeft);
+        let (out, _) = run(&src, 2, 2, &rgb);
+        assert_eq!(out, [[30.0; 4], [20.0; 4], [10.0; 4]].concat());
+    }
+
+    #[test]
+    fn scale_applies_to_pixels_and_padding() {
+        let src = grey(&[255, 0]);
+        let spec =
+            InputSpec { scale: 1.0 / 255.0, ..spec(2, 2, ChannelOrder::Rgb, Placement::TopLeft) };
+        let (out, _) = run(&src, 2, 1, &spec);
+        let expected = [1.0, 0.0, 114.0 / 255.0, 114.0 / 255.0];
+        let actual = [row(&out, &spec, 2, 0), row(&out, &spec, 2, 1)].concat();
+        let close = actual.iter().zip(expected).all(|(a, e)| (a - e).abs() < 1e-6);
+        assert!(close, "{actual:?}");
+    }
+
+    #[test]
+    fn to_source_inverts_the_placement() {
+        // 20x10 into 8x8 centred: r = 0.4, resized 8x4, 2 rows of padding on top.
+        let src = vec![0; 20 * 10 * 3];
+        let spec = spec(8, 8, ChannelOrder::Rgb, Placement::Centre);
+        let (_, letterbox) = run(&src, 20, 10, &spec);
+        assert_eq!(letterbox, Letterbox { ratio: 0.4, pad_x: 0.0, pad_y: 2.0 });
+
+        let (sx, sy) = (15.0, 7.5);
+        let input =
+            (sx * letterbox.ratio + letterbox.pad_x, sy * letterbox.ratio + letterbox.pad_y);
+        assert_eq!(input, (6.0, 5.0));
+        let (bx, by) = letterbox.to_source(input.0, input.1);
+        assert!((bx - sx).abs() < 1e-4 && (by - sy).abs() < 1e-4, "got ({bx}, {by})");
+    }
+
+    #[test]
+    fn bilinear_upscale_interpolates_like_opencv() {
+        // A 2x1 gradient doubled: half-pixel centres sample at -0.25, 0.25, 0.75, 1.25.
+        let src = grey(&[0, 100]);
+        let spec = spec(4, 2, ChannelOrder::Bgr, Placement::TopLeft);
+        let (out, letterbox) = run(&src, 2, 1, &spec);
+        assert_eq!(letterbox.ratio, 2.0);
+        for y in 0..2 {
+            assert_eq!(row(&out, &spec, 0, y), [0.0, 25.0, 75.0, 100.0]);
+        }
+    }
+
+    #[test]
+    fn downscale_keeps_aspect_and_averages_neighbours() {
+        // 4x2 into 2x2: r = 0.5, resized 2x1; each output samples the middle of a source pixel
+        // pair and row pair.
+        let src = grey(&[0, 20, 40, 60, 100, 120, 140, 160]);
+        let spec = spec(2, 2, ChannelOrder::Bgr, Placement::TopLeft);
+        let (out, letterbox) = run(&src, 4, 2, &spec);
+        assert_eq!(letterbox.ratio, 0.5);
+        assert_eq!(row(&out, &spec, 0, 0), [60.0, 100.0]);
+        assert_eq!(row(&out, &spec, 0, 1), [114.0; 2]);
+    }
+
+    #[test]
+    fn empty_source_gives_all_padding() {
+        let spec = spec(2, 2, ChannelOrder::Bgr, Placement::Centre);
+        let (out, letterbox) = run(&[], 0, 0, &spec);
+        assert_eq!(out, [114.0; 12]);
+        assert_eq!(letterbox, Letterbox { ratio: 1.0, pad_x: 0.0, pad_y: 0.0 });
+    }
+}

@@ -1,0 +1,291 @@
+//! Inference: ONNX detectors run by ONNX Runtime; a frame in, [`Detection`]s out.
+//!
+//! One [`Detector`] per configured model, shared by every camera that uses it. Loading checks
+//! that the model's input and output shapes fit its `format` and its class list, so a wrong
+//! model is a clear error at start-up, never a camera that silently sees nothing.
+//!
+//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` when set,
+//! else from where `scripts/setup` or the package installs it.
+
+mod decode;
+mod letterbox;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ort::session::Session;
+use ort::value::{TensorRef, ValueType};
+use sha2::{Digest, Sha256};
+
+pub use decode::ModelFormat;
+use decode::{Candidate, decode, nms_classwise};
+use letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
+
+use crate::config::ModelConfig;
+use crate::geometry::{BBox, Detection};
+use crate::ingest::Frame;
+
+/// Where cityeye looks for ONNX Runtime when `ORT_DYLIB_PATH` is not set: the package's
+/// location first, then `scripts/setup`'s.
+const ORT_LIBRARY_PLACES: [&str; 2] =
+    ["/usr/lib/cityeye/libonnxruntime.so", "/usr/local/lib/cityeye/libonnxruntime.so"];
+
+/// A model that cannot be used, and which config key is to blame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    /// Key within the model's config table: `path`, `format`, `classes`, `input_size`, `sha256`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn load_error(key: &'static str, message: impl Into<String>) -> LoadError {
+    LoadError { key, message: message.into() }
+}
+
+/// What `cityeye check` shows about a loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub classes: usize,
+    pub sha256: String,
+}
+
+/// A loaded detector: its session, how to feed it and how to read its output.
+pub struct Detector {
+    pub name: String,
+    pub summary: ModelSummary,
+    format: ModelFormat,
+    input: InputSpec,
+    input_name: String,
+    classes: Vec<Arc<str>>,
+    confidence: f32,
+    nms_iou: f32,
+    // `Session::run` takes `&mut self`; cameras sharing a model take turns.
+    session: Mutex<Session>,
+}
+
+/// Per-camera working memory, reused from frame to frame.
+#[derive(Default)]
+pub struct Scratch {
+    tensor: Vec<f32>,
+    candidates: Vec<Candidate>,
+}
+
+impl Detector {
+    pub fn load(config: &ModelConfig) -> Result<Detector, LoadError> {
+        let classes = config.class_names().map_err(|e| load_error("classes", e))?;
+        let bytes = std::fs::read(&config.path).map_err(|e| {
+            load_error("path", format!("cannot read {}: {e}", config.path.display()))
+        })?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if let Some(expected) = &config.sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(load_error(
+                "sha256",
+                format!("{} has SHA-256 {sha256}, expected {expected}", config.path.display()),
+            ));
+        }
+        let environment = runtime().map_err(|e| load_error("path", e))?;
+        let cannot_load = |e: String| {
+            load_error("path", format!("ONNX Runtime cannot load {}: {e}", config.path.display()))
+        };
+        // Builder errors carry the builder, which is not Send: keep only their text.
+        let session = Session::builder(environment)
+            .map_err(|e| cannot_load(e.to_string()))?
+            .with_intra_threads(config.threads)
+            .map_err(|e| cannot_load(e.to_string()))?
+            .commit_from_memory(&bytes)
+            .map_err(|e| cannot_load(e.to_string()))?;
+        let (input_name, width, height) = check_input(&session, config.input_size)?;
+        let output = session.outputs().first().ok_or_else(|| load_error("path", "no outputs"))?;
+        let shape = tensor_shape(output.dtype()).unwrap_or_default();
+        config.format.check_output_shape(&shape, classes.len(), width, height).map_err(|e| {
+            load_error("format", format!("{e} (the class list has {} names)", classes.len()))
+        })?;
+        let summary = ModelSummary {
+            inputs: session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+            outputs: session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+            classes: classes.len(),
+            sha256,
+        };
+        Ok(Detector {
+            name: config.name.clone(),
+            summary,
+            format: config.format,
+            input: input_spec(config.format, width, height),
+            input_name,
+            classes: classes.into_iter().map(Arc::from).collect(),
+            confidence: config.confidence,
+            nms_iou: config.nms_iou,
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Detections in one frame, boxes normalized to the frame, best first.
+    pub fn detect(&self, frame: &Frame, scratch: &mut Scratch) -> Result<Vec<Detection>, String> {
+        let (w, h) = (self.input.width, self.input.height);
+        scratch.tensor.resize(3 * w * h, 0.0);
+        let letterbox = letterbox_into(
+            &frame.data,
+            frame.width,
+            frame.height,
+            &self.input,
+            &mut scratch.tensor,
+        );
+        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &scratch.tensor[..]))
+            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
+        {
+            let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let outputs = session
+                .run(ort::inputs![self.input_name.as_str() => tensor])
+                .map_err(|e| format!("inference failed: {e}"))?;
+            let (shape, data) = outputs[0]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("unexpected output: {e}"))?;
+            let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+            decode(
+                self.format,
+                data,
+                &dims,
+                self.classes.len(),
+                w,
+                h,
+                self.confidence,
+                &mut scratch.candidates,
+            );
+        }
+        nms_classwise(&mut scratch.candidates, self.nms_iou);
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        Ok(scratch
+            .candidates
+            .iter()
+            .map(|c| {
+                let (x1, y1) = letterbox.to_source(c.x1, c.y1);
+                let (x2, y2) = letterbox.to_source(c.x2, c.y2);
+                Detection {
+                    bbox: BBox::from_corners(x1 / fw, y1 / fh, x2 / fw, y2 / fh).clamped(),
+                    class: self.classes[c.class_id].clone(),
+                    confidence: c.score,
+                }
+            })
+            .collect())
+    }
+
+    pub fn class_names(&self) -> impl Iterator<Item = &str> {
+        self.classes.iter().map(|c| c.as_ref())
+    }
+}
+
+/// How each family wants its pixels: YOLOX raw BGR at the top-left; Ultralytics RGB in 0..1,
+/// centred.
+fn input_spec(format: ModelFormat, width: usize, height: usize) -> InputSpec {
+    match format {
+        ModelFormat::Yolox => InputSpec {
+            width,
+            height,
+            order: ChannelOrder::Bgr,
+            scale: 1.0,
+            placement: Placement::TopLeft,
+        },
+        ModelFormat::Yolov5 | ModelFormat::Yolov8 => InputSpec {
+            width,
+            height,
+            order: ChannelOrder::Rgb,
+            scale: 1.0 / 255.0,
+            placement: Placement::Centre,
+        },
+    }
+}
+
+/// The single image input `[1, 3, H, W]`: its name and size, reconciled with `input_size`.
+fn check_input(
+    session: &Session,
+    configured: Option<[usize; 2]>,
+) -> Result<(String, usize, usize), LoadError> {
+    let [input] = session.inputs() else {
+        return Err(load_error(
+            "path",
+            format!("expected one image input, the model has {}", session.inputs().len()),
+        ));
+    };
+    let shape = tensor_shape(input.dtype()).unwrap_or_default();
+    let bad_shape = || {
+        load_error(
+            "format",
+            format!("input `{}` has shape {shape:?}; expected [1, 3, height, width]", input.name()),
+        )
+    };
+    let [n, c, h, w] = shape[..] else { return Err(bad_shape()) };
+    if !(n == 1 || n == -1) || c != 3 {
+        return Err(bad_shape());
+    }
+    let model_size = (w > 0 && h > 0).then_some([w as usize, h as usize]);
+    let [width, height] = match (configured, model_size) {
+        (Some(cfg), Some(model)) if cfg != model => {
+            return Err(load_error(
+                "input_size",
+                format!("is {cfg:?} but the model takes [{}, {}]", model[0], model[1]),
+            ));
+        }
+        (Some(size), _) | (None, Some(size)) => size,
+        (None, None) => {
+            return Err(load_error("input_size", "the model's input size is dynamic: set it"));
+        }
+    };
+    Ok((input.name().to_string(), width, height))
+}
+
+fn tensor_shape(dtype: &ValueType) -> Option<Vec<i64>> {
+    dtype.tensor_shape().map(|s| s.iter().copied().collect())
+}
+
+fn describe(name: &str, dtype: &ValueType) -> String {
+    format!("{name}: {dtype}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The process-wide ONNX Runtime environment, loaded once.
+fn runtime() -> Result<&'static ort::environment::Environment, String> {
+    static RUNTIME: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let library = find_onnxruntime()?;
+            ort::init_from(&library)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+                .with_name("cityeye")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Checked here because `ort` panics when the library is missing.
+fn find_onnxruntime() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("ORT_DYLIB_PATH names {}, which does not exist", path.display()))
+        };
+    }
+    ORT_LIBRARY_PLACES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
+        format!(
+            "ONNX Runtime library not found in {}; run scripts/setup or set ORT_DYLIB_PATH",
+            ORT_LIBRARY_PLACES.join(" or ")
+        )
+    })
+}

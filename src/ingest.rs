@@ -1,0 +1,445 @@
+//! Ingest: a camera's video, decoded by GStreamer, handed on as [`Frame`]s.
+//!
+//! Each camera gets a pipeline built from a template in `pipelines/` (built in: `rtsp`, `file`,
+//! `test`; a camera may name its own template file). cityeye appends the analysis tail:
+//! `videoconvert ! video/x-raw,format=BGR ! appsink`. Frames are thinned to the camera's
+//! `analysis_fps` by a probe *before* colour conversion, so skipped frames cost only decoding.
+//!
+//! The appsink is the bounded channel between ingest and analysis. Live, it holds one frame and
+//! the newest wins (`drop=true`): a slow analysis never builds a backlog or a growing delay.
+//! Replaying a file, it blocks instead (`drop=false`), so every sampled frame is analysed.
+//!
+//! A live stream that fails, stalls or ends is reopened with exponential backoff (1 s doubling to
+//! 30 s); each change is reported through [`CameraState`]. Stream time keeps counting across
+//! reconnects so rules that time things (dwell, cooldown) stay consistent.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use crate::config::{CameraConfig, Source};
+
+/// One decoded video frame, packed BGR8 (`width * 3` bytes a row).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+    /// Seconds since the camera's first frame, from the stream's own timestamps.
+    pub stream_time_s: f64,
+    /// Wall-clock time of the frame: arrival time live, start time + stream time in replay.
+    pub captured_at: SystemTime,
+}
+
+/// How a stream is consumed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// A running camera: newest frame wins, reconnect on failure, file sources play in real
+    /// time.
+    Live,
+    /// A file analysed once, as fast as the machine allows, every sampled frame kept; wall-clock
+    /// times count from `start`.
+    Replay { start: SystemTime },
+}
+
+/// What a camera is doing, as reported on its status topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraState {
+    Connecting,
+    Online { width: usize, height: usize },
+    Offline { reason: String, retry_in_s: u64 },
+}
+
+const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
+    ("rtsp", include_str!("../pipelines/rtsp.pipeline")),
+    ("file", include_str!("../pipelines/file.pipeline")),
+    ("test", include_str!("../pipelines/test.pipeline")),
+];
+const CONVERT_NAME: &str = "cityeye_convert";
+const SINK_NAME: &str = "cityeye_frames";
+const RTSP_LATENCY_MS: u32 = 200;
+/// A live stream that delivers nothing for this long is treated as failed.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_FIRST_S: u64 = 1;
+const BACKOFF_MAX_S: u64 = 30;
+
+pub fn is_builtin_template(name: &str) -> bool {
+    BUILTIN_TEMPLATES.iter().any(|(n, _)| *n == name)
+}
+
+/// The full GStreamer pipeline for a camera; with `masked`, the password reads `***`.
+pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<String, String> {
+    let name = camera.pipeline.as_deref().unwrap_or(camera.url.default_pipeline());
+    let template = match BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name) {
+        Some((_, t)) => t.to_string(),
+        None => std::fs::read_to_string(name)
+            .map_err(|e| format!("cannot read pipeline template {name}: {e}"))?,
+    };
+    let source = render(&template, &template_values(&camera.url, masked))
+        .map_err(|e| format!("template `{name}`: {e}"))?;
+    Ok(format!(
+        "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=BGR ! appsink name={SINK_NAME}"
+    ))
+}
+
+enum Value {
+    Text(String),
+    Number(u32),
+}
+
+fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> {
+    match source {
+        Source::Rtsp { url, user, password } => vec![
+            ("location", Value::Text(url.to_string())),
+            ("user", Value::Text(user.clone().unwrap_or_default())),
+            (
+                "password",
+                Value::Text(match password {
+                    Some(_) if masked => "***".into(),
+                    p => p.clone().unwrap_or_default(),
+                }),
+            ),
+            ("latency_ms", Value::Number(RTSP_LATENCY_MS)),
+        ],
+        Source::File { path } => {
+            vec![("location", Value::Text(path.to_string_lossy().into_owned()))]
+        }
+        Source::Test { pattern, width, height, fps } => vec![
+            ("pattern", Value::Text(pattern.clone())),
+            ("width", Value::Number(*width)),
+            ("height", Value::Number(*height)),
+            ("fps", Value::Number(*fps)),
+        ],
+    }
+}
+
+/// Fills `{name}` placeholders; text values are quoted for gst-launch syntax. Lines starting
+/// with `#` are comments.
+fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
+    let body: Vec<&str> =
+        template.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut rest = body.join(" ");
+    let mut out = String::with_capacity(rest.len());
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("unclosed `{`")? + open;
+        let name = &rest[open + 1..close];
+        let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| v).ok_or_else(|| {
+            let known: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown placeholder {{{name}}}; this camera's URL provides {}",
+                known.join(", ")
+            )
+        })?;
+        out.push_str(&rest[..open]);
+        match value {
+            Value::Text(t) => {
+                out.push_str(&format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")))
+            }
+            Value::Number(n) => out.push_str(&n.to_string()),
+        }
+        rest = rest.split_off(close + 1);
+    }
+    out.push_str(&rest);
+    Ok(out)
+}
+
+/// Runs a camera's stream until `stop` is set (live) or the file ends (replay), calling `frame`
+/// for every sampled frame and `state` for every change of connection state; `decoded` counts
+/// every frame decoded, sampled or not. Live streams are reopened forever; a replay returns its
+/// failure as an error.
+pub fn run(
+    camera: &CameraConfig,
+    mode: Mode,
+    stop: &AtomicBool,
+    decoded: &Arc<AtomicU64>,
+    state: &mut dyn FnMut(CameraState),
+    frame: &mut dyn FnMut(Frame),
+) -> Result<(), String> {
+    init_gstreamer()?;
+    let mut clock = StreamClock::new(mode);
+    let mut backoff_s = BACKOFF_FIRST_S;
+    while !stop.load(Ordering::Relaxed) {
+        state(CameraState::Connecting);
+        let outcome = Session::open(camera, mode, decoded)
+            .and_then(|s| s.pump(stop, &mut clock, state, frame));
+        let reason = match (outcome, mode) {
+            (Ok(ended), Mode::Replay { .. }) => {
+                return if ended { Ok(()) } else { Err("stopped".into()) };
+            }
+            (Err(reason), Mode::Replay { .. }) => return Err(camera.url.redact(&reason)),
+            (Ok(_), Mode::Live) if stop.load(Ordering::Relaxed) => break,
+            (Ok(_), Mode::Live) => "end of stream".to_string(),
+            (Err(reason), Mode::Live) => camera.url.redact(&reason),
+        };
+        if clock.frames_since_open > 0 {
+            backoff_s = BACKOFF_FIRST_S;
+        }
+        state(CameraState::Offline { reason, retry_in_s: backoff_s });
+        sleep_unless_stopped(Duration::from_secs(backoff_s), stop);
+        backoff_s = (backoff_s * 2).min(BACKOFF_MAX_S);
+    }
+    Ok(())
+}
+
+fn init_gstreamer() -> Result<(), String> {
+    static INIT: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+    let mut done = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    done.get_or_insert_with(|| gst::init().map_err(|e| format!("GStreamer failed to start: {e}")))
+        .clone()
+}
+
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stream time that keeps counting across reconnects: a new connection starts where the last
+/// frame left off, plus the wall-clock time the camera was away.
+struct StreamClock {
+    mode: Mode,
+    session_first_pts: Option<gst::ClockTime>,
+    session_offset_s: f64,
+    last: Option<(f64, Instant)>,
+    frames_since_open: u64,
+}
+
+impl StreamClock {
+    fn new(mode: Mode) -> Self {
+        StreamClock {
+            mode,
+            session_first_pts: None,
+            session_offset_s: 0.0,
+            last: None,
+            frames_since_open: 0,
+        }
+    }
+
+    fn new_session(&mut self) {
+        self.session_first_pts = None;
+        self.frames_since_open = 0;
+        self.session_offset_s = self.last.map_or(0.0, |(t, at)| t + at.elapsed().as_secs_f64());
+    }
+
+    /// Stream time and wall-clock time of a frame with this timestamp.
+    fn stamp(&mut self, pts: Option<gst::ClockTime>) -> (f64, SystemTime) {
+        let pts = pts.unwrap_or(gst::ClockTime::ZERO);
+        let first = *self.session_first_pts.get_or_insert(pts);
+        let t = self.session_offset_s + pts.saturating_sub(first).nseconds() as f64 / 1e9;
+        self.last = Some((t, Instant::now()));
+        self.frames_since_open += 1;
+        let at = match self.mode {
+            Mode::Live => SystemTime::now(),
+            Mode::Replay { start } => start + Duration::from_secs_f64(t),
+        };
+        (t, at)
+    }
+}
+
+/// One opened pipeline.
+struct Session {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+    live: bool,
+}
+
+impl Session {
+    fn open(
+        camera: &CameraConfig,
+        mode: Mode,
+        decoded: &Arc<AtomicU64>,
+    ) -> Result<Session, String> {
+        let description = pipeline_description(camera, false)?;
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| format!("cannot build the pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "the pipeline template did not make a pipeline".to_string())?;
+        let sink = pipeline
+            .by_name(SINK_NAME)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or("the pipeline has no appsink")?;
+        let live = mode == Mode::Live;
+        sink.set_max_buffers(1);
+        sink.set_drop(live);
+        // A file camera plays in real time, like the camera it stands in for.
+        sink.set_sync(live && !camera.url.is_live());
+        let convert = pipeline.by_name(CONVERT_NAME).ok_or("the pipeline has no videoconvert")?;
+        let pad = convert.static_pad("sink").ok_or("videoconvert has no sink pad")?;
+        let sampler = Mutex::new(Sampler::new(camera.analysis_fps));
+        let decoded = decoded.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+            decoded.fetch_add(1, Ordering::Relaxed);
+            let keep = sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
+            // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
+            // release it a second time.
+            if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
+        });
+        let session = Session { pipeline, sink, live };
+        session.pipeline.set_state(gst::State::Playing).map_err(|_| {
+            session.bus_error().unwrap_or_else(|| "the pipeline would not start".into())
+        })?;
+        Ok(session)
+    }
+
+    /// Pulls frames until the stream ends (`Ok(true)`), `stop` is set (`Ok(false)`) or it
+    /// fails.
+    fn pump(
+        &self,
+        stop: &AtomicBool,
+        clock: &mut StreamClock,
+        state: &mut dyn FnMut(CameraState),
+        frame: &mut dyn FnMut(Frame),
+    ) -> Result<bool, String> {
+        clock.new_session();
+        let mut last_frame = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(error) = self.bus_error() {
+                return Err(error);
+            }
+            match self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+                Some(sample) => {
+                    last_frame = Instant::now();
+                    let f = to_frame(&sample, clock)?;
+                    if clock.frames_since_open == 1 {
+                        state(CameraState::Online { width: f.width, height: f.height });
+                    }
+                    frame(f);
+                }
+                None if self.sink.is_eos() => return Ok(true),
+                None if self.live && last_frame.elapsed() > STALL_TIMEOUT => {
+                    return Err(format!("no frames for {} s", STALL_TIMEOUT.as_secs()));
+                }
+                None => {}
+            }
+        }
+        Ok(false)
+    }
+
+    fn bus_error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                tracing::debug!(element = %from, debug = ?e.debug(), "GStreamer error");
+                Some(format!("{from}: {}", e.error()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, String> {
+    let caps = sample.caps().ok_or("a frame without caps")?;
+    let info =
+        gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("unusable frame caps: {e}"))?;
+    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
+    let video = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| format!("cannot map a frame: {e}"))?;
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let stride = video.plane_stride()[0] as usize;
+    let plane = video.plane_data(0).map_err(|e| format!("cannot read a frame: {e}"))?;
+    // Rows may be padded; analysis wants them packed.
+    let mut data = Vec::with_capacity(width * height * 3);
+    for row in plane.chunks(stride).take(height) {
+        data.extend_from_slice(&row[..width * 3]);
+    }
+    let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
+    Ok(Frame { width, height, data, stream_time_s, captured_at })
+}
+
+/// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival.
+struct Sampler {
+    interval: u64,
+    next_due: Option<u64>,
+}
+
+impl Sampler {
+    fn new(fps: f64) -> Self {
+        Sampler { interval: (1e9 / fps) as u64, next_due: None }
+    }
+
+    fn keep(&mut self, pts: Option<gst::ClockTime>) -> bool {
+        let Some(pts) = pts.map(|p| p.nseconds()) else { return true };
+        // A millisecond of slack absorbs timestamp rounding in containers.
+        const SLACK_NS: u64 = 1_000_000;
+        match self.next_due {
+            Some(due) if pts + SLACK_NS < due => false,
+            Some(due) => {
+                let next = due + self.interval;
+                // After a gap, restart the schedule from this frame rather than catching up.
+                self.next_due = Some(if next <= pts { pts + self.interval } else { next });
+                true
+            }
+            None => {
+                self.next_due = Some(pts + self.interval);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Option<gst::ClockTime> {
+        Some(gst::ClockTime::from_mseconds(v))
+    }
+
+    #[test]
+    fn sampler_thins_10_fps_to_5() {
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..10).map(|i| i * 100).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept, vec![0, 200, 400, 600, 800]);
+    }
+
+    #[test]
+    fn sampler_thins_25_fps_to_5_and_restarts_after_a_gap() {
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..25).map(|i| i * 40).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept, vec![0, 200, 400, 600, 800]);
+        assert!(s.keep(ms(5000)));
+        assert!(!s.keep(ms(5040)));
+        assert!(s.keep(ms(5200)));
+    }
+
+    #[test]
+    fn template_values_are_quoted_and_passwords_masked() {
+        let source = Source::Rtsp {
+            url: url::Url::parse("rtsp://192.0.2.1/s").unwrap(),
+            user: Some("admin".into()),
+            password: Some("se\"cret".into()),
+        };
+        let t = "rtspsrc location={location} user-pw={password} latency={latency_ms}";
+        assert_eq!(
+            render(t, &template_values(&source, false)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"se\\\"cret\" latency=200"
+        );
+        assert_eq!(
+            render(t, &template_values(&source, true)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_named() {
+        let source = Source::File { path: "/v.mp4".into() };
+        let e = render("filesrc location={path}", &template_values(&source, false)).unwrap_err();
+        assert!(e.contains("{path}") && e.contains("location"), "{e}");
+    }
+}

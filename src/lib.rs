@@ -1,0 +1,25 @@
+//! cityeye: an edge video-analytics appliance. Camera and drone streams in, city-event incidents
+//! out over MQTT.
+//!
+//! Read it as a data pipeline, one module per stage, wired together in [`pipeline`]:
+//!
+//! | stage | module | in → out |
+//! |---|---|---|
+//! | ingest | [`ingest`] | camera URL → decoded, sampled [`ingest::Frame`]s (GStreamer) |
+//! | infer | [`infer`] | frame → [`geometry::Detection`]s (ONNX Runtime) |
+//! | track | [`track`] | detections → tracks with stable ids |
+//! | rules | [`rules`] | tracks → incident start/end events |
+//! | incidents | [`incident`] | events → `cityeye.incident.v1` payloads and evidence |
+//! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
+//!
+//! [`config`] loads and validates the node's TOML file before any of it starts.
+
+pub mod config;
+pub mod geometry;
+pub mod incident;
+pub mod infer;
+pub mod ingest;
+pub mod pipeline;
+pub mod publish;
+pub mod rules;
+pub mod track;

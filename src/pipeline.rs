@@ -1,0 +1,277 @@
+//! The pipeline, top to bottom: **ingest → infer → track → rules → incidents → publish**.
+//!
+//! Each camera runs on a thread of its own: GStreamer decodes into the camera's appsink (one
+//! frame, newest wins), the thread analyses each sampled frame through the detector (shared per
+//! model), its tracker, its rules and its incident stage, and hands messages to the sink through
+//! a bounded channel that blocks when full. The sink is MQTT for a running node, or a folder for
+//! a replay, and both receive exactly the same messages.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::config::{CameraConfig, Config, ConfigErrors, Source};
+use crate::incident::{Incident, Incidents, ModelRef};
+use crate::infer::{Detector, Scratch};
+use crate::ingest::{self, CameraState, Frame, Mode};
+use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
+use crate::rules::Rules;
+use crate::track::{Tracker, TrackerConfig};
+
+/// The loaded models by name, each shared by the cameras that use it.
+pub type Detectors = HashMap<String, Arc<Detector>>;
+
+/// Loads every configured model once; a model that does not fit its config is a config error.
+pub fn load_models(config: &Config) -> Result<Detectors, ConfigErrors> {
+    let mut detectors = HashMap::new();
+    let mut errors = Vec::new();
+    for (i, model) in config.models.iter().enumerate() {
+        match Detector::load(model) {
+            Ok(d) => {
+                detectors.insert(model.name.clone(), Arc::new(d));
+            }
+            Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key), e.message)),
+        }
+    }
+    if errors.is_empty() { Ok(detectors) } else { Err(ConfigErrors(errors)) }
+}
+
+/// One camera's analysis: everything between a decoded frame and its incident messages.
+pub struct Analysis {
+    detector: Arc<Detector>,
+    scratch: Scratch,
+    tracker: Tracker,
+    rules: Rules,
+    incidents: Incidents,
+}
+
+impl Analysis {
+    pub fn new(config: &Config, camera: &CameraConfig, detector: Arc<Detector>) -> Self {
+        let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
+        let model =
+            ModelRef { name: detector.name.clone(), sha256: detector.summary.sha256.clone() };
+        let confidence = config.model(&camera.model).map_or(0.35, |m| m.confidence);
+        Analysis {
+            rules: Rules::new(&camera.algorithms, &camera.zones, confidence),
+            incidents: Incidents::new(&config.node.id, camera, topics, model),
+            tracker: Tracker::new(TrackerConfig::default()),
+            scratch: Scratch::default(),
+            detector,
+        }
+    }
+
+    /// Runs one frame through infer → track → rules → incidents.
+    pub fn frame(&mut self, frame: Frame) -> Result<Vec<Incident>, String> {
+        let detections = self.detector.detect(&frame, &mut self.scratch)?;
+        let t = frame.stream_time_s;
+        let tracks = self.tracker.update(&detections, t);
+        let events = self.rules.update(&tracks, t);
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.incidents.messages(events, &Arc::new(frame), tracks.tracks))
+    }
+}
+
+/// Counts for a camera run.
+#[derive(Debug, Default)]
+pub struct CameraCounts {
+    pub decoded: Arc<AtomicU64>,
+    pub analysed: u64,
+    pub incidents: u64,
+}
+
+/// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
+/// and status changes to `tx`.
+pub fn run_camera(
+    analysis: &mut Analysis,
+    camera: &CameraConfig,
+    mode: Mode,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Outbound>,
+) -> Result<CameraCounts, String> {
+    let mut counts = CameraCounts::default();
+    let mut inference_errors = 0u64;
+    let send = |message: Outbound| {
+        // The sink only goes away when the node is shutting down.
+        let _ = tx.blocking_send(message);
+    };
+    let mut on_state = |state: CameraState| {
+        log_state(&camera.id, &state);
+        if mode == Mode::Live {
+            send(Outbound::CameraStatus {
+                camera: camera.id.clone(),
+                state,
+                at: SystemTime::now(),
+            });
+        }
+    };
+    let mut on_frame = |frame: Frame| match analysis.frame(frame) {
+        Ok(incidents) => {
+            counts.analysed += 1;
+            for incident in incidents {
+                counts.incidents += 1;
+                tracing::info!(
+                    camera = %camera.id,
+                    id = %incident.payload.id,
+                    algorithm = %incident.payload.algorithm,
+                    state = ?incident.payload.state,
+                    stream_time_s = incident.payload.stream_time_s,
+                    "incident"
+                );
+                send(Outbound::Incident(Box::new(incident)));
+            }
+        }
+        Err(e) => {
+            inference_errors += 1;
+            // The first error and then one in a thousand: a broken model must not flood the log.
+            if inference_errors % 1000 == 1 {
+                tracing::error!(camera = %camera.id, errors = inference_errors, "{e}");
+            }
+        }
+    };
+    ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame)?;
+    Ok(counts)
+}
+
+fn log_state(camera: &str, state: &CameraState) {
+    match state {
+        CameraState::Connecting => tracing::info!(camera, "connecting"),
+        CameraState::Online { width, height } => tracing::info!(camera, width, height, "online"),
+        CameraState::Offline { reason, retry_in_s } => {
+            tracing::warn!(camera, "stream lost: {reason}; reconnecting in {retry_in_s} s")
+        }
+    }
+}
+
+/// Runs the node: every camera on its own thread, publishing to MQTT, until SIGINT or SIGTERM.
+pub fn run_node(config: Config, detectors: Detectors) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    if config.mqtt.embedded_broker {
+        publish::start_embedded_broker(&config.mqtt)?;
+    }
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let mut cameras = Vec::new();
+    for camera in &config.cameras {
+        let detector = detectors[&camera.model].clone();
+        let (config, stop, tx) = (config.clone(), stop.clone(), tx.clone());
+        let id = camera.id.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("camera-{id}"))
+            .spawn(move || {
+                let camera = config.cameras.iter().find(|c| c.id == id).expect("camera exists");
+                let mut analysis = Analysis::new(&config, camera, detector);
+                if let Err(e) = run_camera(&mut analysis, camera, Mode::Live, &stop, &tx) {
+                    tracing::error!(camera = %id, "camera stopped: {e}");
+                }
+            })
+            .map_err(|e| format!("cannot start a camera thread: {e}"))?;
+        cameras.push(thread);
+    }
+    drop(tx);
+    runtime.spawn(stop_on_signal(stop.clone()));
+    let published = runtime.block_on(publish::mqtt_sink(&config, rx));
+    stop.store(true, Ordering::Relaxed);
+    for thread in cameras {
+        let _ = thread.join();
+    }
+    published
+}
+
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for signals; stop the node with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplaySummary {
+    pub frames_decoded: u64,
+    pub frames_analysed: u64,
+    pub seconds: f64,
+    pub incidents: usize,
+}
+
+impl ReplaySummary {
+    pub fn analysed_fps(&self) -> f64 {
+        self.frames_analysed as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Why a replay did not finish.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The request itself is wrong: an unknown camera, a missing file.
+    Usage(String),
+    /// The video or the output folder failed along the way.
+    Failed(String),
+}
+
+/// Runs a camera's whole analysis over a video file as fast as the machine allows, writing
+/// `out_dir/incidents.jsonl` and `out_dir/evidence/<id>.jpg`.
+pub fn replay(
+    config: &Config,
+    detectors: &Detectors,
+    camera_id: &str,
+    input: &Path,
+    out_dir: &Path,
+    start: SystemTime,
+) -> Result<ReplaySummary, ReplayError> {
+    let Some(camera) = config.cameras.iter().find(|c| c.id == camera_id) else {
+        let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        return Err(ReplayError::Usage(format!(
+            "{}: no camera `{camera_id}`; cameras: {}",
+            config.path.display(),
+            known.join(", ")
+        )));
+    };
+    if !input.is_file() {
+        return Err(ReplayError::Usage(format!("{}: video file not found", input.display())));
+    }
+    let camera = CameraConfig {
+        url: Source::File { path: input.to_path_buf() },
+        pipeline: None,
+        ..camera.clone()
+    };
+    let mut analysis = Analysis::new(config, &camera, detectors[&camera.model].clone());
+    let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let out = out_dir.to_path_buf();
+    let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let counts = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &tx);
+    drop(tx);
+    let written =
+        writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let counts = counts
+        .map_err(|e| ReplayError::Failed(format!("replay of {} failed: {e}", input.display())))?;
+    let incidents = written.map_err(ReplayError::Failed)?;
+    Ok(ReplaySummary {
+        frames_decoded: counts.decoded.load(Ordering::Relaxed),
+        frames_analysed: counts.analysed,
+        seconds,
+        incidents,
+    })
+}
