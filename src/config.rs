@@ -131,6 +131,10 @@ pub struct ModelConfig {
     pub confidence: f32,
     #[serde(default = "default_nms_iou")]
     pub nms_iou: f32,
+    /// Boxes of different classes overlapping more than this are one object with two labels:
+    /// the lower-scoring one is dropped. 1 keeps them all (pure class-wise NMS).
+    #[serde(default = "default_cross_class_iou")]
+    pub cross_class_iou: f32,
     /// ONNX Runtime intra-op threads. One leaves the other core to GStreamer's decoders, which
     /// measured more frames/s on a 2-core box than two inference threads.
     #[serde(default = "default_threads")]
@@ -141,7 +145,7 @@ pub struct ModelConfig {
 
 /// A model's class names: a file with one name per line, or an inline array.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a class file path or a list of class names")]
 pub enum ClassList {
     Inline(Vec<String>),
     File(PathBuf),
@@ -273,6 +277,9 @@ fn default_confidence() -> f32 {
 fn default_nms_iou() -> f32 {
     0.45
 }
+fn default_cross_class_iou() -> f32 {
+    0.8
+}
 fn default_threads() -> usize {
     1
 }
@@ -298,7 +305,9 @@ fn broker_url<'de, D: Deserializer<'de>>(d: D) -> Result<BrokerUrl, D::Error> {
 }
 
 fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    // The text is not echoed: it may hold a password.
+    let url = Url::parse(text)
+        .map_err(|e| format!("not a valid broker URL ({e}); expected mqtt://host:port"))?;
     let tls = match url.scheme() {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" => true,
@@ -356,7 +365,9 @@ fn parse_source(text: &str) -> Result<Source, String> {
         }
         return Ok(Source::File { path: PathBuf::from(path) });
     }
-    let url = Url::parse(text).map_err(|e| format!("not a valid camera URL: {e}"))?;
+    let url = Url::parse(text).map_err(|e| {
+        format!("not a valid camera URL ({e}); expected rtsp://, rtsps://, file:// or test://")
+    })?;
     match url.scheme() {
         "rtsp" | "rtsps" => rtsp_source(url),
         "test" => test_source(&url),
@@ -536,8 +547,12 @@ impl Config {
         if !(model.confidence > 0.0 && model.confidence <= 1.0) {
             errors.push(self.error(key("confidence"), "must be above 0 and at most 1"));
         }
-        if !(model.nms_iou > 0.0 && model.nms_iou <= 1.0) {
-            errors.push(self.error(key("nms_iou"), "must be above 0 and at most 1"));
+        for (name, value) in
+            [("nms_iou", model.nms_iou), ("cross_class_iou", model.cross_class_iou)]
+        {
+            if !(value > 0.0 && value <= 1.0) {
+                errors.push(self.error(key(name), "must be above 0 and at most 1"));
+            }
         }
         if model.threads == 0 {
             errors.push(self.error(key("threads"), "must be at least 1"));
@@ -652,7 +667,7 @@ impl ModelConfig {
     }
 }
 
-/// Turns serde's first error into a located config error; an unknown key's name joins the path.
+/// Turns serde's first error into a located config error, worded for an installer.
 fn parse_error(
     e: serde_path_to_error::Error<toml::de::Error>,
     text: &str,
@@ -663,12 +678,31 @@ fn parse_error(
         key.clear();
     }
     let inner = e.inner();
-    let message = inner.message().to_string();
-    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+    let message = plain_types(&inner.message().trim().replace('\n', " "));
+    // serde_path_to_error names an unknown key itself at the end of the path; toml does not.
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+        && !key.ends_with(field)
+    {
         key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
     }
-    let line = inner.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    let line =
+        inner.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     ConfigError { file: path.to_path_buf(), key, line, message }
+}
+
+/// serde speaks of Rust types; an installer reads "a number".
+fn plain_types(message: &str) -> String {
+    [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (rust, plain)| m.replace(rust, plain))
 }
 
 /// `(key path, name)` for each name that repeats an earlier one.

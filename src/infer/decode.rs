@@ -315,18 +315,21 @@ fn best_class(scores: &[f32]) -> (usize, f32) {
     })
 }
 
-/// Class-wise non-maximum suppression in place: sort by score descending, drop a box whose IoU
-/// with a kept box of the same class exceeds `iou` (> iou drops; == keeps). Keeps order by
-/// descending score.
-pub fn nms_classwise(cands: &mut Vec<Candidate>, iou: f32) {
+/// Non-maximum suppression in place, best score first: a box is dropped when its IoU with a
+/// kept box of the same class exceeds `iou`, or with a kept box of another class exceeds
+/// `cross_class_iou` (> drops; == keeps). The second threshold is high: it only removes the same
+/// object given a second label (a van scored as both car and truck) and keeps overlapping objects
+/// of different classes, such as a rider on a bicycle. Keeps order by descending score.
+pub fn nms(cands: &mut Vec<Candidate>, iou: f32, cross_class_iou: f32) {
     cands.sort_by(|a, b| b.score.total_cmp(&a.score));
     // Survivors are compacted into the front of the vector as they are found.
     let mut kept = 0;
     for next in 0..cands.len() {
         let candidate = cands[next];
-        let suppressed = cands[..kept]
-            .iter()
-            .any(|k| k.class_id == candidate.class_id && k.iou(&candidate) > iou);
+        let suppressed = cands[..kept].iter().any(|k| {
+            let limit = if k.class_id == candidate.class_id { iou } else { cross_class_iou };
+            k.iou(&candidate) > limit
+        });
         if !suppressed {
             cands[kept] = candidate;
             kept += 1;
@@ -488,7 +491,7 @@ mod tests {
             cand(0.0, 0.0, 10.0, 10.0, 0, 0.9),
             cand(50.0, 50.0, 60.0, 60.0, 0, 0.5),
         ];
-        nms_classwise(&mut cands, 0.45);
+        nms(&mut cands, 0.45, 0.8);
         assert_eq!(
             cands,
             [cand(0.0, 0.0, 10.0, 10.0, 0, 0.9), cand(50.0, 50.0, 60.0, 60.0, 0, 0.5)]
@@ -497,10 +500,19 @@ mod tests {
 
     #[test]
     fn nms_keeps_overlapping_boxes_of_different_classes() {
+        // A rider on a bicycle: IoU 0.6, above the same-class limit, below the cross-class one.
+        let mut cands = vec![cand(0.0, 0.0, 10.0, 10.0, 0, 0.7), cand(0.0, 0.0, 10.0, 6.0, 1, 0.8)];
+        nms(&mut cands, 0.45, 0.8);
+        assert_eq!(cands, [cand(0.0, 0.0, 10.0, 6.0, 1, 0.8), cand(0.0, 0.0, 10.0, 10.0, 0, 0.7)]);
+    }
+
+    #[test]
+    fn nms_drops_a_second_label_on_the_same_object() {
+        // A van scored as truck and as car on nearly the same box.
         let mut cands =
-            vec![cand(0.0, 0.0, 10.0, 10.0, 0, 0.7), cand(0.0, 0.0, 10.0, 10.0, 1, 0.8)];
-        nms_classwise(&mut cands, 0.45);
-        assert_eq!(cands, [cand(0.0, 0.0, 10.0, 10.0, 1, 0.8), cand(0.0, 0.0, 10.0, 10.0, 0, 0.7)]);
+            vec![cand(0.0, 0.0, 10.0, 10.0, 2, 0.64), cand(0.0, 0.0, 10.0, 9.5, 7, 0.75)];
+        nms(&mut cands, 0.45, 0.8);
+        assert_eq!(cands, [cand(0.0, 0.0, 10.0, 9.5, 7, 0.75)]);
     }
 
     #[test]
@@ -510,11 +522,11 @@ mod tests {
         assert_eq!(boxes[0].iou(&boxes[1]), 0.5);
 
         let mut at_threshold = boxes.to_vec();
-        nms_classwise(&mut at_threshold, 0.5);
+        nms(&mut at_threshold, 0.5, 1.0);
         assert_eq!(at_threshold, boxes);
 
         let mut below_threshold = boxes.to_vec();
-        nms_classwise(&mut below_threshold, 0.49);
+        nms(&mut below_threshold, 0.49, 1.0);
         assert_eq!(below_threshold, boxes[..1]);
     }
 }

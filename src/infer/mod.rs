@@ -19,7 +19,7 @@ use ort::value::{TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
 pub use decode::ModelFormat;
-use decode::{Candidate, decode, nms_classwise};
+use decode::{Candidate, decode, nms};
 use letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
 
 use crate::config::ModelConfig;
@@ -68,6 +68,7 @@ pub struct Detector {
     classes: Vec<Arc<str>>,
     confidence: f32,
     nms_iou: f32,
+    cross_class_iou: f32,
     // `Session::run` takes `&mut self`; cameras sharing a model take turns.
     session: Mutex<Session>,
 }
@@ -117,7 +118,7 @@ impl Detector {
             classes: classes.len(),
             sha256,
         };
-        Ok(Detector {
+        let detector = Detector {
             name: config.name.clone(),
             summary,
             format: config.format,
@@ -126,8 +127,24 @@ impl Detector {
             classes: classes.into_iter().map(Arc::from).collect(),
             confidence: config.confidence,
             nms_iou: config.nms_iou,
+            cross_class_iou: config.cross_class_iou,
             session: Mutex::new(session),
-        })
+        };
+        detector.warm_up().map_err(|e| load_error("path", e))?;
+        Ok(detector)
+    }
+
+    /// One inference on a blank frame, so ONNX Runtime's first-run set-up happens at start-up
+    /// and not on a camera's first frame; also proves the model actually runs.
+    fn warm_up(&self) -> Result<(), String> {
+        let blank = Frame {
+            width: self.input.width,
+            height: self.input.height,
+            data: vec![0; self.input.width * self.input.height * 3],
+            stream_time_s: 0.0,
+            captured_at: std::time::SystemTime::now(),
+        };
+        self.detect(&blank, &mut Scratch::default()).map(|_| ())
     }
 
     /// Detections in one frame, boxes normalized to the frame, best first.
@@ -151,6 +168,10 @@ impl Detector {
             let (shape, data) = outputs[0]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| format!("unexpected output: {e}"))?;
+            // Load checked the declared shape; a dynamic one is only known now.
+            self.format
+                .check_output_shape(shape, self.classes.len(), w, h)
+                .map_err(|e| format!("unexpected output: {e}"))?;
             let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
             decode(
                 self.format,
@@ -163,7 +184,7 @@ impl Detector {
                 &mut scratch.candidates,
             );
         }
-        nms_classwise(&mut scratch.candidates, self.nms_iou);
+        nms(&mut scratch.candidates, self.nms_iou, self.cross_class_iou);
         let (fw, fh) = (frame.width as f32, frame.height as f32);
         Ok(scratch
             .candidates

@@ -1,0 +1,342 @@
+//! Real parts for the integration tests: a mosquitto broker, an RTSP server serving the shared
+//! footage, an MQTT subscriber, and the `cityeye` binary itself. Everything listens on
+//! 127.0.0.1 on free ports and is stopped when dropped.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+pub fn shared(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)
+}
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A mosquitto broker on 127.0.0.1 and a free port.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed by scripts/setup");
+        assert!(wait_for_port(port, Duration::from_secs(10)), "mosquitto did not start on {port}");
+        Mosquitto { port, child, _dir: dir }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gst-rtsp-server on 127.0.0.1 serving a video file re-encoded to H.264, at `url()`.
+/// It can be stopped (clients cut off, port closed) and started again on the same port.
+pub struct RtspServer {
+    pub port: u16,
+    file: PathBuf,
+    running: Option<(rtsp::RTSPServer, glib::SourceId)>,
+}
+
+impl RtspServer {
+    pub fn start(file: &Path) -> RtspServer {
+        main_loop();
+        let mut server = RtspServer { port: free_port(), file: file.to_path_buf(), running: None };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/camera", self.port)
+    }
+
+    /// Stops serving: the listening socket closes and connected clients are dropped.
+    pub fn stop(&mut self) {
+        if let Some((server, source)) = self.running.take() {
+            source.remove();
+            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Serves again on the same port.
+    pub fn resume(&mut self) {
+        let server = rtsp::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&self.port.to_string());
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( filesrc location=\"{}\" ! decodebin ! videoconvert ! x264enc tune=zerolatency \
+             speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            self.file.display()
+        ));
+        factory.set_shared(true);
+        server.mount_points().unwrap().add_factory("/camera", factory);
+        let source = server.attach(None).expect("RTSP server attaches");
+        assert!(wait_for_port(self.port, Duration::from_secs(10)), "RTSP server did not listen");
+        self.running = Some((server, source));
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One glib main loop for every RTSP server of the test binary, on the default context.
+fn main_loop() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        gst::init().unwrap();
+        let main_loop = glib::MainLoop::new(None, false);
+        std::thread::spawn(move || main_loop.run());
+    });
+}
+
+/// An MQTT message as a subscriber received it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", self.topic))
+    }
+}
+
+/// Subscribes to `filter` and keeps every message, in arrival order.
+pub struct Subscriber {
+    messages: Arc<Mutex<Vec<Message>>>,
+    client: rumqttc::Client,
+}
+
+impl Subscriber {
+    pub fn connect(port: u16, filter: &str) -> Subscriber {
+        let mut options =
+            rumqttc::MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
+        options.set_max_packet_size(16 << 20, 16 << 20);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = rumqttc::Client::new(options, 100);
+        client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (subscribed_tx, subscribed) = mpsc::channel();
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        sink.lock().unwrap().push(Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        })
+                    }
+                    Ok(_) => {}
+                    // The broker may be restarted by a test; keep trying.
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        subscribed.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+        Subscriber { messages, client }
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the messages so far; returns them either way.
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+        let until = Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if done(&messages) || Instant::now() > until {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+    }
+}
+
+pub fn incidents<'a>(messages: &'a [Message], state: &str) -> Vec<&'a Message> {
+    messages
+        .iter()
+        .filter(|m| m.topic.contains("/incident/") && m.json()["state"] == state)
+        .collect()
+}
+
+/// The `cityeye` binary running a config, its log kept in the config's folder.
+pub struct Appliance {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Appliance {
+    pub fn run(config: &Path) -> Appliance {
+        let log = config.with_extension("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Appliance { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it as systemd would (SIGTERM) and waits; returns whether it exited by itself.
+    pub fn stop(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// A node config watching the parked-vehicle kerb at the top right of vtest.avi.
+pub fn kerb_config(
+    broker_port: u16,
+    embedded_broker: bool,
+    camera_url: &str,
+    dwell_s: f64,
+) -> String {
+    format!(
+        r#"
+[node]
+id = "edge-test"
+data_dir = "data"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{broker_port}"
+topic_prefix = "cityeye"
+embedded_broker = {embedded_broker}
+
+[[models]]
+name = "coco"
+path = "{model}"
+format = "yolox"
+classes = "{classes}"
+
+[[cameras]]
+id = "kerb"
+url = "{camera_url}"
+analysis_fps = 5
+model = "coco"
+
+  [[cameras.zones]]
+  name = "no-parking"
+  polygon = [[0.80, 0.00], [1.00, 0.00], [1.00, 0.25], [0.80, 0.25]]
+
+  [[cameras.algorithms]]
+  type = "illegal_parking"
+  zone = "no-parking"
+  dwell_s = {dwell_s}
+  cooldown_s = 600
+"#,
+        model = shared("models/yolox_nano.onnx").display(),
+        classes = repo("models/coco80.txt").display(),
+    )
+}
+
+/// Writes `text` as `cityeye.toml` in a new temporary folder.
+pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cityeye.toml");
+    fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Checks a payload against the repository's JSON Schema for it.
+pub fn assert_matches_schema(schema_file: &str, payload: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(repo(schema_file)).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema is valid");
+    let errors: Vec<String> = validator.iter_errors(payload).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{payload} does not match {schema_file}: {errors:?}");
+}

@@ -1,0 +1,461 @@
+//! Bad configs through the real binary: `cityeye check --config FILE` must exit 2 and say which
+//! file, which key and what is wrong, and never panic, whatever the file holds.
+//!
+//! Every case starts from one valid config (checked first, so each failure is caused by its
+//! edit) and changes one thing.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The shared model, read in place from the checkout's sibling `shared/` folder.
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
+const CLASSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/coco80.txt");
+const CONFIG_NAME: &str = "cityeye.toml";
+const RTSP_PASSWORD: &str = "s3cret";
+
+/// Exit code for a config mistake (`EXIT_CONFIG` in src/main.rs).
+const EXIT_CONFIG: i32 = 2;
+
+fn model_block(name: &str) -> String {
+    format!(
+        r#"[[models]]
+name = "{name}"
+path = "{MODEL}"
+format = "yolox"
+classes = "{CLASSES}"
+"#
+    )
+}
+
+/// A valid config: a test-pattern camera and an RTSP camera with credentials, each with a zone
+/// and an `illegal_parking` algorithm watching it.
+fn base_config() -> String {
+    format!(
+        r#"[node]
+id = "edge-test"
+data_dir = "data"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+topic_prefix = "cityeye"
+
+{model}
+[[cameras]]
+id = "yard"
+url = "test://smpte?width=320&height=240&fps=5"
+analysis_fps = 5
+model = "coco"
+
+  [[cameras.zones]]
+  name = "kerb"
+  polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]
+
+  [[cameras.algorithms]]
+  type = "illegal_parking"
+  zone = "kerb"
+  dwell_s = 10
+
+[[cameras]]
+id = "gate"
+url = "rtsp://admin:{RTSP_PASSWORD}@192.0.2.10:554/stream1"
+model = "coco"
+
+  [[cameras.zones]]
+  name = "bus-stop"
+  polygon = [[0.0, 0.5], [0.5, 0.5], [0.5, 1.0]]
+
+  [[cameras.algorithms]]
+  type = "illegal_parking"
+  zone = "bus-stop"
+"#,
+        model = model_block("coco")
+    )
+}
+
+/// Runs `cityeye check --config path`: (exit code, stdout, stderr). Whatever the input, the
+/// binary must not panic.
+fn run_check(path: &Path) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["check", "--config"])
+        .arg(path)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cannot run cityeye");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "cityeye panicked on {}:\n{stderr}", path.display());
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Writes `text` as the config file in `dir` and checks it.
+fn check(dir: &Path, text: &str) -> (i32, String, String) {
+    std::fs::write(dir.join(CONFIG_NAME), text).expect("cannot write the config");
+    run_check(&dir.join(CONFIG_NAME))
+}
+
+/// `text` with the first `from` replaced; `from` must be there, so no case tests nothing.
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "`{from}` is not in the config");
+    text.replacen(from, to, 1)
+}
+
+/// `text` with the last `from` replaced (the second camera repeats the first one's keys).
+fn replace_last(text: &str, from: &str, to: &str) -> String {
+    let at = text.rfind(from).unwrap_or_else(|| panic!("`{from}` is not in the config"));
+    format!("{}{to}{}", &text[..at], &text[at + from.len()..])
+}
+
+/// Which line an error must cite.
+enum Line {
+    /// The first line of the config holding this text.
+    Of(&'static str),
+    /// Some line (see `unknown_key_at_line_start_cites_its_own_line`).
+    Any,
+    /// Not checked: whole-file checks run after parsing and carry no line.
+    Unchecked,
+}
+
+struct Case {
+    name: &'static str,
+    edit: fn(&str) -> String,
+    /// The key path the error names; empty when the error is about the file as a whole.
+    key: &'static str,
+    fragment: &'static str,
+    line: Line,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // Unknown keys (found while parsing: the first one stops it, with a line).
+        Case {
+            name: "unknown top-level key",
+            edit: |c| format!("colour = \"red\"\n{c}"),
+            key: "colour",
+            fragment: "unknown field `colour`",
+            line: Line::Of("colour"),
+        },
+        Case {
+            name: "unknown key in [mqtt]",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nretries = 3\n",
+                )
+            },
+            key: "mqtt.retries",
+            fragment: "unknown field `retries`",
+            line: Line::Of("retries = 3"),
+        },
+        Case {
+            name: "unknown key in a zone",
+            edit: |c| replace(c, "polygon = [[0.0, 0.5]", "polygn = [[0.0, 0.5]"),
+            key: "cameras[1].zones[0].polygn",
+            fragment: "unknown field `polygn`, expected `name` or `polygon`",
+            line: Line::Of("polygn"),
+        },
+        // Models.
+        Case {
+            name: "missing model file",
+            edit: |c| replace(c, "yolox_nano.onnx", "no_such_model.onnx"),
+            key: "models[0].path",
+            fragment: "model file not found",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "missing class file",
+            edit: |c| replace(c, "coco80.txt", "no_such_classes.txt"),
+            key: "models[0].classes",
+            fragment: "cannot read class file",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "model output does not fit its format",
+            edit: |c| replace(c, "format = \"yolox\"", "format = \"yolov8\""),
+            key: "models[0].format",
+            fragment: "does not fit yolov8 with 80 classes",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "class list of the wrong length",
+            // The algorithms name classes from the short list, or that error comes first.
+            edit: |c| {
+                let c = replace(c, &format!("\"{CLASSES}\""), r#"["car", "bus", "truck"]"#);
+                c.replace(
+                    "type = \"illegal_parking\"",
+                    "type = \"illegal_parking\"\n  classes = [\"car\"]",
+                )
+            },
+            key: "models[0].format",
+            fragment: "(the class list has 3 names)",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "algorithm watching a class the model lacks (by default)",
+            edit: |c| replace(c, &format!("\"{CLASSES}\""), r#"["car", "bus", "truck"]"#),
+            key: "cameras[0].algorithms[0].classes",
+            fragment: "`motorcycle` is not a class of model `coco`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "input_size the model does not take",
+            edit: |c| {
+                replace(c, "format = \"yolox\"\n", "format = \"yolox\"\ninput_size = [320, 320]\n")
+            },
+            key: "models[0].input_size",
+            fragment: "is [320, 320] but the model takes [416, 416]",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "duplicate model name",
+            edit: |c| replace(c, "[[cameras]]", &format!("{}\n[[cameras]]", model_block("coco"))),
+            key: "models[1].name",
+            fragment: "duplicate model name `coco`",
+            line: Line::Unchecked,
+        },
+        // Zones and algorithms.
+        Case {
+            name: "polygon with 2 points",
+            edit: |c| replace(c, ", [0.9, 0.9], [0.1, 0.9]]", "]"),
+            key: "cameras[0].zones[0].polygon",
+            fragment: "at least 3 points, this one has 2",
+            line: Line::Of("polygon"),
+        },
+        Case {
+            name: "polygon coordinate outside 0..1",
+            edit: |c| replace(c, "[0.9, 0.1]", "[1.5, 0.1]"),
+            key: "cameras[0].zones[0].polygon",
+            fragment: "point 1 [1.5, 0.1] is outside the image",
+            line: Line::Of("polygon"),
+        },
+        Case {
+            name: "duplicate zone name",
+            edit: |c| {
+                let zone =
+                    "  [[cameras.zones]]\n  name = \"kerb\"\n  polygon = [[0, 0], [1, 0], [1, 1]]";
+                replace(
+                    c,
+                    "  [[cameras.algorithms]]",
+                    &format!("{zone}\n\n  [[cameras.algorithms]]"),
+                )
+            },
+            key: "cameras[0].zones[1].name",
+            fragment: "duplicate zone name `kerb`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "unknown algorithm type",
+            edit: |c| replace(c, "type = \"illegal_parking\"", "type = \"speeding\""),
+            key: "cameras[0].algorithms[0].type",
+            fragment: "unknown variant `speeding`, expected `illegal_parking`",
+            line: Line::Of("speeding"),
+        },
+        Case {
+            name: "algorithm naming an unknown zone",
+            edit: |c| replace(c, "zone = \"kerb\"", "zone = \"kurb\""),
+            key: "cameras[0].algorithms[0].zone",
+            fragment: "unknown zone `kurb`; zones of this camera: kerb",
+            line: Line::Unchecked,
+        },
+        // Cameras.
+        Case {
+            name: "camera naming an unknown model",
+            edit: |c| replace_last(c, "model = \"coco\"", "model = \"yolo\""),
+            key: "cameras[1].model",
+            fragment: "unknown model `yolo`; models defined: coco",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "duplicate camera id",
+            edit: |c| replace(c, "id = \"gate\"", "id = \"yard\""),
+            key: "cameras[1].id",
+            fragment: "duplicate camera id `yard`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "camera URL with an unsupported scheme",
+            edit: |c| replace(c, "test://smpte", "http://smpte"),
+            key: "cameras[0].url",
+            fragment: "scheme `http` is not supported",
+            line: Line::Of("http://"),
+        },
+        Case {
+            name: "camera URL that is not a URL",
+            edit: |c| replace(c, "test://smpte?width=320&height=240&fps=5", "the yard camera"),
+            key: "cameras[0].url",
+            fragment: "not a valid camera URL",
+            line: Line::Of("the yard camera"),
+        },
+        Case {
+            name: "file:// camera whose file does not exist",
+            edit: |c| {
+                replace(c, "test://smpte?width=320&height=240&fps=5", "file:///no/such/video.mp4")
+            },
+            key: "cameras[0].url",
+            fragment: "video file not found: /no/such/video.mp4",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "wrong type",
+            edit: |c| replace(c, "analysis_fps = 5", "analysis_fps = \"fast\""),
+            key: "cameras[0].analysis_fps",
+            fragment: "invalid type: string \"fast\"",
+            line: Line::Of("analysis_fps"),
+        },
+        // MQTT.
+        Case {
+            name: "MQTT URL with an unsupported scheme",
+            edit: |c| replace(c, "mqtt://127.0.0.1", "http://127.0.0.1"),
+            key: "mqtt.url",
+            fragment: "scheme `http` is not supported; use mqtt:// or mqtts://",
+            line: Line::Of("http://"),
+        },
+        Case {
+            name: "MQTT URL with credentials",
+            edit: |c| replace(c, "mqtt://127.0.0.1", "mqtt://node:pw@127.0.0.1"),
+            key: "mqtt.url",
+            fragment: "credentials do not belong in the URL",
+            line: Line::Of("mqtt://"),
+        },
+        // The file as a whole.
+        Case {
+            name: "empty file",
+            edit: |_| String::new(),
+            key: "",
+            fragment: "missing field `node`",
+            line: Line::Any,
+        },
+    ]
+}
+
+/// The 1-based number of the first line of `text` holding `marker`.
+fn line_of(text: &str, marker: &str) -> usize {
+    text.lines().position(|l| l.contains(marker)).expect("marker not in the config") + 1
+}
+
+/// The line an error cites: `error: FILE:LINE: ...`.
+fn cited_line(error: &str, file: &str) -> Option<usize> {
+    let rest = error.strip_prefix(&format!("error: {file}:"))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Whether `error` names exactly `key`: `...: KEY: message`.
+fn names_key(error: &str, key: &str) -> bool {
+    error.contains(&format!(": {key}: "))
+}
+
+#[test]
+fn base_config_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = check(dir.path(), &base_config());
+    assert_eq!(code, 0, "the base config must be valid:\n{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+}
+
+#[test]
+fn bad_configs_name_file_key_and_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_NAME).display().to_string();
+    let (code, _, stderr) = check(dir.path(), &base_config());
+    assert_eq!(code, 0, "the base config must be valid, or the cases prove nothing:\n{stderr}");
+
+    let mut failures = Vec::new();
+    for case in cases() {
+        let text = (case.edit)(&base_config());
+        let (code, _, stderr) = check(dir.path(), &text);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        let hit = errors.iter().find(|e| {
+            e.starts_with(&format!("error: {file}"))
+                && (case.key.is_empty() || names_key(e, case.key))
+                && e.contains(case.fragment)
+        });
+        let line_ok = hit.is_some_and(|e| match case.line {
+            Line::Of(marker) => cited_line(e, &file) == Some(line_of(&text, marker)),
+            Line::Any => cited_line(e, &file).is_some(),
+            Line::Unchecked => true,
+        });
+        if code != EXIT_CONFIG || hit.is_none() || !line_ok {
+            failures.push(format!(
+                "{}: exit {code}; want exit {EXIT_CONFIG}, key `{}`, message `{}`{}; stderr:\n{stderr}",
+                case.name,
+                case.key,
+                case.fragment,
+                if hit.is_some() && !line_ok { " on the right line" } else { "" }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-config.toml");
+    let (code, _, stderr) = run_check(&path);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {}: cannot read the config file", path.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn semantic_mistakes_are_all_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = replace_last(&base_config(), "model = \"coco\"", "model = \"yolo\"");
+    let text = replace(&text, "zone = \"kerb\"", "zone = \"kurb\"");
+    let (code, _, stderr) = check(dir.path(), &text);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(names_key(&stderr, "cameras[0].algorithms[0].zone"), "{stderr}");
+    assert!(names_key(&stderr, "cameras[1].model"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{stderr}");
+}
+
+#[test]
+fn rtsp_password_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = check(dir.path(), &base_config());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("rtsp://admin:***@192.0.2.10:554/stream1"), "{stdout}");
+    assert!(!stdout.contains(RTSP_PASSWORD) && !stderr.contains(RTSP_PASSWORD), "{stdout}{stderr}");
+
+    // Nor in errors about that camera.
+    for text in [
+        replace_last(&base_config(), "model = \"coco\"", "model = \"yolo\""),
+        replace(&base_config(), "192.0.2.10:554", "192.0.2.10:99999"),
+    ] {
+        let (code, stdout, stderr) = check(dir.path(), &text);
+        assert_eq!(code, EXIT_CONFIG, "{stderr}");
+        assert!(names_key(&stderr, "cameras[1].url") || names_key(&stderr, "cameras[1].model"));
+        assert!(!stdout.contains(RTSP_PASSWORD) && !stderr.contains(RTSP_PASSWORD), "{stderr}");
+    }
+}
+
+/// An unknown key should be named once (`mqtt.retries`, not `mqtt.retries.retries`) and located
+/// on its own line even when it starts the line.
+#[test]
+fn unknown_key_at_line_start_cites_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_NAME).display().to_string();
+    let text = replace(&base_config(), "[mqtt]\n", "[mqtt]\nretries = 3\n");
+    let (code, _, stderr) = check(dir.path(), &text);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    let line = line_of(&text, "retries");
+    assert!(
+        stderr.contains(&format!("error: {file}:{line}: mqtt.retries: unknown field `retries`")),
+        "{stderr}"
+    );
+}
+
+/// A malformed MQTT URL is quoted back in the error, credentials and all.
+#[test]
+fn mqtt_url_error_does_not_echo_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        replace(&base_config(), "mqtt://127.0.0.1:1883", "mqtt://node:hunter2@127.0.0.1:99999");
+    let (code, _, stderr) = check(dir.path(), &text);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(names_key(&stderr, "mqtt.url"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -1,0 +1,92 @@
+//! `cityeye replay` writes exactly what MQTT carries: the same payloads, one a line, with the
+//! evidence beside them, for the same video through the same camera config.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A payload without what differs by nature between two runs: its id (and the evidence topic
+/// built from it) and the wall-clock time.
+fn comparable(mut payload: serde_json::Value) -> serde_json::Value {
+    let p = payload.as_object_mut().unwrap();
+    p.remove("id");
+    p.remove("detected_at");
+    if let Some(e) = p.get_mut("evidence").and_then(|e| e.as_object_mut()) {
+        e.remove("topic");
+    }
+    payload
+}
+
+#[test]
+fn replay_output_equals_the_mqtt_payloads() {
+    let video = shared("testdata/vtest.avi");
+    let broker = Mosquitto::start();
+    let subscriber = Subscriber::connect(broker.port, "cityeye/+/+/incident/#");
+    let camera_url = format!("file://{}", video.display());
+    let (dir, config) = write_config(&kerb_config(broker.port, false, &camera_url, 5.0));
+
+    let mut appliance = Appliance::run(&config);
+    let live = subscriber.wait_until(Duration::from_secs(60), |m| incidents(m, "start").len() >= 2);
+    appliance.stop();
+    let live = incidents(&live, "start");
+    assert!(live.len() >= 2, "live run found {} parked vehicles:\n{}", live.len(), appliance.log());
+
+    let out = dir.path().join("replay");
+    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["replay", "--camera", "kerb", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&video)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(stdout.contains("frames decoded 795,"), "{stdout}");
+    assert!(stdout.contains("frames analysed 398,"), "every other frame at 5 fps: {stdout}");
+
+    let lines = std::fs::read_to_string(out.join("incidents.jsonl")).unwrap();
+    let replayed: Vec<serde_json::Value> =
+        lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for p in &replayed {
+        assert_matches_schema("schemas/incident.v1.json", p);
+        if p["state"] == "start" {
+            let jpeg = out.join("evidence").join(format!("{}.jpg", p["id"].as_str().unwrap()));
+            assert!(image::open(&jpeg).is_ok(), "evidence {} is a readable JPEG", jpeg.display());
+        }
+    }
+    let replayed: Vec<serde_json::Value> = replayed.into_iter().map(comparable).collect();
+    for message in live {
+        let expected = comparable(message.json());
+        assert!(
+            replayed.contains(&expected),
+            "the live incident\n{expected}\nis not in the replay:\n{lines}"
+        );
+    }
+}
+
+#[test]
+fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
+    let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
+    let run = |camera: &str, input: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_cityeye"))
+            .args(["replay", "--camera", camera, "--config"])
+            .arg(&config)
+            .arg("--input")
+            .arg(input)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap()
+    };
+    let missing = run("kerb", &dir.path().join("nope.mp4"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.mp4: video file not found"));
+    let unknown = run("gate", &shared("testdata/vtest.avi"));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no camera `gate`; cameras: kerb"));
+}
