@@ -339,7 +339,19 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        if !self.live {
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return;
+        }
+        // Tearing down a stream whose connection died can block inside rtspsrc (it waits for a
+        // TEARDOWN reply that never comes): the camera must not wait for it to report and retry.
+        let pipeline = self.pipeline.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pipeline-teardown".into())
+            .spawn(move || pipeline.set_state(gst::State::Null));
+        if spawned.is_err() {
+            let _ = self.pipeline.set_state(gst::State::Null);
+        }
     }
 }
 

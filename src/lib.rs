@@ -1,5 +1,5 @@
-//! cityeye: an edge video-analytics appliance. Camera and drone streams in, city-event incidents
-//! out over MQTT.
+//! cityeye: an edge video-analytics appliance. Camera streams in, city-event incidents out over
+//! MQTT.
 //!
 //! Read it as a data pipeline, one module per stage, wired together in [`pipeline`]:
 //!

@@ -180,8 +180,7 @@ pub fn run_node(config: Config, detectors: Detectors) -> Result<(), String> {
     }
     drop(tx);
     runtime.spawn(stop_on_signal(stop.clone()));
-    let published = runtime.block_on(publish::mqtt_sink(&config, rx));
-    stop.store(true, Ordering::Relaxed);
+    let published = runtime.block_on(publish::mqtt_sink(&config, rx, stop.clone()));
     for thread in cameras {
         let _ = thread.join();
     }

@@ -8,16 +8,23 @@
 //!   node's last will when the link drops;
 //! - `{prefix}/{node}/{camera}/status`: each camera's status, retained.
 //!
-//! The channel into this stage is bounded and its policy is *block*: incidents are never
-//! dropped; a stalled broker slows analysis (whose own input then drops frames) instead.
+//! Delivery is at least once, in order: every message waits in an outbox until the broker
+//! acknowledges it (QoS 1 PUBACK) and whatever was unacknowledged when the link dropped is sent
+//! again after the reconnect. The outbox lives in memory and is bounded; when it is full, the
+//! channel into this stage (bounded, policy *block*) makes the cameras wait, and their own
+//! newest-wins input drops frames instead of messages. A node stopped while the broker is away
+//! gives up after a few seconds and logs how many messages were not delivered.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -125,68 +132,259 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
     serde_json::to_vec(&payload).expect("status serializes")
 }
 
-/// Publishes everything from `rx` to the configured broker until the channel closes, then says
-/// the node is offline and disconnects once the queue has gone out.
-pub async fn mqtt_sink(config: &Config, mut rx: mpsc::Receiver<Outbound>) -> Result<(), String> {
+/// Publishes everything from `rx` to the configured broker until `stop` is set and the input
+/// has closed, then says the node is offline and disconnects. While the broker is away,
+/// messages wait in the outbox and go out, in order, once it is back.
+pub async fn mqtt_sink(
+    config: &Config,
+    mut rx: mpsc::Receiver<Outbound>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let node = config.node.id.clone();
     let topics = Topics::new(&config.mqtt.topic_prefix, &node);
-    let options = mqtt_options(&config.mqtt, &node, &topics)?;
-    let (client, eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
-    let online = (client.clone(), topics.node_status(), node_status(&node, true));
-    let connection =
-        tokio::spawn(drive_connection(eventloop, online, config.mqtt.url.host.clone()));
-
-    while let Some(message) = rx.recv().await {
-        let result = match message {
-            Outbound::Incident(incident) => publish_incident(&client, &topics, *incident).await,
-            Outbound::CameraStatus { camera, state, at } => {
-                let body = camera_status(&node, &camera, &state, at);
-                client.publish(topics.camera_status(&camera), QoS::AtLeastOnce, true, body).await
+    let (client, eventloop) = AsyncClient::new(mqtt_options(&config.mqtt, &node, &topics)?, WINDOW);
+    let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
+    let (link_tx, mut link) = mpsc::channel(4 * WINDOW);
+    let driver = tokio::spawn(drive_connection(eventloop, link_tx, node.clone(), topics.clone()));
+    let mut outbox = Outbox::default();
+    let mut connected = false;
+    let mut input_open = true;
+    let mut stopping: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        if connected {
+            outbox.send(&client);
+        }
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopping.get_or_insert_with(Instant::now);
+            if !input_open && outbox.is_empty() {
+                break;
             }
-        };
-        result.map_err(|e| format!("MQTT client stopped: {e}"))?;
+            if since.elapsed() > SHUTDOWN_GRACE {
+                tracing::error!(
+                    broker,
+                    undelivered = outbox.len(),
+                    "stopping with messages undelivered"
+                );
+                break;
+            }
+        }
+        tokio::select! {
+            message = rx.recv(), if input_open && outbox.has_room() => match message {
+                Some(message) => outbox.push(outgoing(&node, &topics, message).await),
+                None => input_open = false,
+            },
+            event = link.recv() => match event {
+                Some(LinkEvent::Up) => {
+                    tracing::info!(broker, queued = outbox.len(), "connected to the MQTT broker");
+                    connected = true;
+                    // Retained and first in line: the hub learns the node is back before the backlog.
+                    outbox.push_front(Publication::retained(topics.node_status(), node_status(&node, true)));
+                }
+                Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
+                Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
+                Some(LinkEvent::Down { error, retry_in }) => {
+                    tracing::warn!(broker, "MQTT broker unreachable: {error}; retrying in {} s", retry_in.as_secs());
+                    connected = false;
+                    outbox.resend_unacknowledged();
+                }
+                None => return Err("the MQTT connection task ended".into()),
+            },
+            _ = tick.tick() => {}
+        }
     }
-    let _ = client
-        .publish(topics.node_status(), QoS::AtLeastOnce, true, node_status(&node, false))
-        .await;
-    let _ = client.disconnect().await;
-    // Let the queued messages leave; a broker that is down gets a few seconds, not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    drop(rx);
+    if connected {
+        let _ = client.try_publish(
+            topics.node_status(),
+            QoS::AtLeastOnce,
+            true,
+            node_status(&node, false),
+        );
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    }
     Ok(())
 }
 
-async fn publish_incident(
-    client: &AsyncClient,
-    topics: &Topics,
-    incident: Incident,
-) -> Result<(), rumqttc::ClientError> {
-    if let (Some(evidence), Some(reference)) = (incident.evidence, &incident.payload.evidence) {
-        match tokio::task::spawn_blocking(move || evidence_jpeg(&evidence)).await {
-            Ok(Ok(jpeg)) => client.publish(&reference.topic, QoS::AtLeastOnce, false, jpeg).await?,
-            Ok(Err(e)) => tracing::error!(id = %incident.payload.id, "evidence not sent: {e}"),
-            Err(e) => tracing::error!(id = %incident.payload.id, "evidence not sent: {e}"),
+/// What the connection task tells the sink.
+#[derive(Debug)]
+enum LinkEvent {
+    Up,
+    Sent(u16),
+    Acknowledged(u16),
+    Down { error: String, retry_in: Duration },
+}
+
+/// Polls the MQTT connection on a task of its own (a poll cancelled halfway through connecting
+/// would leave the broker a broken session and make it announce the last will) and reports what
+/// matters to the sink. Reconnects with backoff, 1 s doubling to 30 s. Ends on disconnect.
+async fn drive_connection(
+    mut eventloop: rumqttc::EventLoop,
+    link: mpsc::Sender<LinkEvent>,
+    node: String,
+    topics: Topics,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_secs(1);
+                LinkEvent::Up
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
+            Ok(Event::Incoming(Packet::PubAck(ack))) => LinkEvent::Acknowledged(ack.pkid),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ =
+                    link.send(LinkEvent::Down { error: e.to_string(), retry_in: backoff }).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // The last will announced if this node vanishes carries the next connection's time.
+                eventloop.mqtt_options.set_last_will(last_will(&node, &topics));
+                continue;
+            }
+        };
+        if link.send(event).await.is_err() {
+            return;
         }
     }
-    let p = &incident.payload;
-    let body = serde_json::to_vec(p).expect("payload serializes");
-    client.publish(topics.incident(&p.camera, &p.algorithm), QoS::AtLeastOnce, false, body).await
+}
+
+/// Messages a camera may have waiting in the outbox before its analysis is made to wait.
+const OUTBOX_CAPACITY: usize = 256;
+/// Publications in flight (sent, not yet acknowledged) at once.
+const WINDOW: usize = 16;
+/// How long a stopping node keeps trying to deliver what it has.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One MQTT message, ready to send (QoS 1).
+#[derive(Debug, Clone)]
+struct Publication {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+}
+
+impl Publication {
+    fn new(topic: String, payload: Vec<u8>) -> Self {
+        Publication { topic, payload, retain: false }
+    }
+
+    fn retained(topic: String, payload: Vec<u8>) -> Self {
+        Publication { topic, payload, retain: true }
+    }
+}
+
+/// The ordered queue of publications and those in flight. A publication leaves only when the
+/// broker acknowledges it (PUBACK); whatever is unacknowledged when the link drops is sent again
+/// first after the reconnect, so nothing is lost and order is kept (duplicates are possible:
+/// the hub drops them by incident id).
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Publication>,
+    /// Sent publications with the packet id MQTT gave them once it did.
+    in_flight: VecDeque<(Option<u16>, Publication)>,
+}
+
+impl Outbox {
+    fn push(&mut self, publications: Vec<Publication>) {
+        self.queue.extend(publications);
+    }
+
+    fn push_front(&mut self, publication: Publication) {
+        self.queue.push_front(publication);
+    }
+
+    fn has_room(&self) -> bool {
+        self.len() < OUTBOX_CAPACITY
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len() + self.in_flight.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands queued publications to the client while the window has room.
+    fn send(&mut self, client: &AsyncClient) {
+        while self.in_flight.len() < WINDOW {
+            let Some(p) = self.queue.pop_front() else { return };
+            match client.try_publish(&p.topic, QoS::AtLeastOnce, p.retain, p.payload.clone()) {
+                Ok(()) => self.in_flight.push_back((None, p)),
+                Err(_) => {
+                    self.queue.push_front(p);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The client sent the oldest publication without an id under `pkid`.
+    fn sent(&mut self, pkid: u16) {
+        if let Some(slot) = self.in_flight.iter_mut().find(|(id, _)| id.is_none()) {
+            slot.0 = Some(pkid);
+        }
+    }
+
+    fn acknowledged(&mut self, pkid: u16) {
+        self.in_flight.retain(|(id, _)| *id != Some(pkid));
+    }
+
+    /// The link dropped: in-flight publications go back to the head of the queue, in order.
+    fn resend_unacknowledged(&mut self) {
+        while let Some((_, p)) = self.in_flight.pop_back() {
+            self.queue.push_front(p);
+        }
+    }
+}
+
+/// The publications for one outbound message: an incident's evidence JPEG (encoded here, off
+/// the camera's thread) goes before the incident that refers to it.
+async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publication> {
+    match message {
+        Outbound::Incident(incident) => {
+            let incident = *incident;
+            let mut publications = Vec::with_capacity(2);
+            if let (Some(evidence), Some(reference)) =
+                (incident.evidence, &incident.payload.evidence)
+            {
+                match tokio::task::spawn_blocking(move || evidence_jpeg(&evidence)).await {
+                    Ok(Ok(jpeg)) => {
+                        publications.push(Publication::new(reference.topic.clone(), jpeg))
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(id = %incident.payload.id, "evidence not sent: {e}")
+                    }
+                    Err(e) => tracing::error!(id = %incident.payload.id, "evidence not sent: {e}"),
+                }
+            }
+            let p = &incident.payload;
+            let body = serde_json::to_vec(p).expect("payload serializes");
+            publications.push(Publication::new(topics.incident(&p.camera, &p.algorithm), body));
+            publications
+        }
+        Outbound::CameraStatus { camera, state, at } => vec![Publication::retained(
+            topics.camera_status(&camera),
+            camera_status(node, &camera, &state, at),
+        )],
+    }
+}
+
+fn last_will(node: &str, topics: &Topics) -> LastWill {
+    LastWill::new(topics.node_status(), node_status(node, false), QoS::AtLeastOnce, true)
 }
 
 fn mqtt_options(mqtt: &MqttConfig, node: &str, topics: &Topics) -> Result<MqttOptions, String> {
-    if mqtt.url.tls {
-        return Err("mqtts:// is not supported by this build yet; use mqtt://".into());
-    }
     let client_id = mqtt.client_id.clone().unwrap_or_else(|| format!("cityeye-{node}"));
     let mut options = MqttOptions::new(client_id, mqtt.url.host.clone(), mqtt.url.port);
     options
-        .set_keep_alive(Duration::from_secs(mqtt.keep_alive_s.max(5)))
+        .set_keep_alive(Duration::from_secs(mqtt.keep_alive_s))
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_last_will(LastWill::new(
-            topics.node_status(),
-            node_status(node, false),
-            QoS::AtLeastOnce,
-            true,
-        ));
+        .set_last_will(last_will(node, topics));
     if let Some(user) = &mqtt.username {
         let password = match &mqtt.password_file {
             Some(path) => fs::read_to_string(path)
@@ -198,43 +396,6 @@ fn mqtt_options(mqtt: &MqttConfig, node: &str, topics: &Topics) -> Result<MqttOp
         options.set_credentials(user, password);
     }
     Ok(options)
-}
-
-/// Polls the connection: announces the node online on every (re)connect, and keeps retrying
-/// with backoff while the broker is away. Ends when the client disconnects.
-async fn drive_connection(
-    mut eventloop: EventLoop,
-    online: (AsyncClient, String, Vec<u8>),
-    host: String,
-) {
-    let mut backoff = Duration::from_secs(1);
-    let mut connected = false;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                tracing::info!(broker = %host, "connected to the MQTT broker");
-                connected = true;
-                backoff = Duration::from_secs(1);
-                let (client, topic, body) = online.clone();
-                // Not awaited here: the request queue is drained by this very loop.
-                tokio::spawn(
-                    async move { client.publish(topic, QoS::AtLeastOnce, true, body).await },
-                );
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                if connected {
-                    tracing::warn!(broker = %host, "lost the MQTT broker: {e}");
-                } else {
-                    tracing::warn!(broker = %host, "MQTT broker unreachable: {e}; retrying in {} s", backoff.as_secs());
-                }
-                connected = false;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }
 
 /// Starts an MQTT broker inside this process on `mqtt.url`'s host and port, so a single box
@@ -332,6 +493,46 @@ mod tests {
         assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
         assert_eq!(t.node_status(), "cityeye/edge-0001/status");
         assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
+    }
+
+    fn publication(n: u8) -> Publication {
+        Publication::new(format!("t/{n}"), vec![n])
+    }
+
+    fn topics_of(queue: &VecDeque<Publication>) -> Vec<&str> {
+        queue.iter().map(|p| p.topic.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn outbox_keeps_what_the_broker_did_not_acknowledge_in_order() {
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), WINDOW);
+        let mut outbox = Outbox::default();
+        outbox.push((1..=3).map(publication).collect());
+        outbox.send(&client);
+        assert_eq!(outbox.in_flight.len(), 3);
+        outbox.sent(11);
+        outbox.sent(12);
+        outbox.sent(13);
+        outbox.acknowledged(12);
+        outbox.acknowledged(99); // not ours: ignored
+        assert_eq!(outbox.len(), 2);
+        outbox.push(vec![publication(4)]);
+        outbox.resend_unacknowledged();
+        assert!(outbox.in_flight.is_empty());
+        assert_eq!(topics_of(&outbox.queue), ["t/1", "t/3", "t/4"]);
+    }
+
+    #[tokio::test]
+    async fn outbox_sends_at_most_a_window_and_fills_up() {
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), WINDOW);
+        let mut outbox = Outbox::default();
+        outbox.push((0..40).map(publication).collect());
+        outbox.send(&client);
+        assert_eq!((outbox.in_flight.len(), outbox.queue.len()), (WINDOW, 40 - WINDOW));
+        outbox.push((0..OUTBOX_CAPACITY - 41).map(|n| publication(n as u8)).collect());
+        assert!(outbox.has_room());
+        outbox.push(vec![publication(0)]);
+        assert!(!outbox.has_room());
     }
 
     #[test]

@@ -126,10 +126,14 @@ impl Dwell {
             self.forget(*id, t, emit);
         }
         // Lost tracks keep their watch untouched: a vehicle hidden behind a passer-by for a
-        // moment is still parked.
+        // moment is still parked. So does a frame where its class or confidence dips: only
+        // leaving the zone (or the track ending) ends an incident.
         for track in tracks.tracks.iter().filter(|tr| tr.state == TrackState::Confirmed) {
-            if !self.concerns(track) {
+            if !self.in_zone(track) {
                 self.forget(track.id, t, emit);
+                continue;
+            }
+            if !self.concerns(track) {
                 continue;
             }
             let centre = track.bbox.centre();
@@ -161,11 +165,13 @@ impl Dwell {
         }
     }
 
-    /// Whether the rule watches this track now: its class, confidence and place.
+    fn in_zone(&self, track: &Track) -> bool {
+        self.zone.as_ref().is_none_or(|z| z.contains(track.bbox.bottom_centre()))
+    }
+
+    /// Whether this detection of the track counts: the rule's classes, confident enough.
     fn concerns(&self, track: &Track) -> bool {
-        self.classes.contains(&track.class)
-            && track.confidence >= self.min_confidence
-            && self.zone.as_ref().is_none_or(|z| z.contains(track.bbox.bottom_centre()))
+        self.classes.contains(&track.class) && track.confidence >= self.min_confidence
     }
 
     fn forget(&mut self, id: u64, t: f64, emit: &mut dyn FnMut(u64, Phase, ObjectFact)) {
@@ -320,6 +326,21 @@ mod tests {
         let removed = run(&mut rules, 6.0, 1, &[], &[4]);
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].1.phase, Phase::End);
+    }
+
+    #[test]
+    fn a_weak_frame_neither_ends_the_incident_nor_restarts_the_dwell() {
+        let mut rules = parking(2.0, 600.0);
+        let car = track(4, "car", 0.7, 0.2, TrackState::Confirmed);
+        let mut weak = car.clone();
+        weak.confidence = 0.2;
+        let mut events = run(&mut rules, 0.0, 5, std::slice::from_ref(&car), &[]);
+        events.extend(run(&mut rules, 1.0, 1, std::slice::from_ref(&weak), &[]));
+        events.extend(run(&mut rules, 1.2, 5, std::slice::from_ref(&car), &[]));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].0, 2.0, "the dwell ran on through the weak frame");
+        let later = run(&mut rules, 2.2, 3, std::slice::from_ref(&weak), &[]);
+        assert!(later.is_empty(), "a weak frame does not end it: {later:?}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` when set,
 //! else from where `scripts/setup` or the package installs it.
 
-mod decode;
-mod letterbox;
+pub mod decode;
+pub mod letterbox;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -79,60 +79,115 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A gst-rtsp-server on 127.0.0.1 serving a video file re-encoded to H.264, at `url()`.
-/// It can be stopped (clients cut off, port closed) and started again on the same port.
+/// A gst-rtsp-server on 127.0.0.1 serving a video file re-encoded to H.264, reached at `url()`
+/// through a relay that can cut it off the network (`stop`) and bring it back (`resume`).
 pub struct RtspServer {
-    pub port: u16,
-    file: PathBuf,
-    running: Option<(rtsp::RTSPServer, glib::SourceId)>,
+    relay: Relay,
+    _server: rtsp::RTSPServer,
+    _source: glib::SourceId,
 }
 
 impl RtspServer {
     pub fn start(file: &Path) -> RtspServer {
         main_loop();
-        let mut server = RtspServer { port: free_port(), file: file.to_path_buf(), running: None };
-        server.resume();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/camera", self.port)
-    }
-
-    /// Stops serving: the listening socket closes and connected clients are dropped.
-    pub fn stop(&mut self) {
-        if let Some((server, source)) = self.running.take() {
-            source.remove();
-            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
-        }
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Serves again on the same port.
-    pub fn resume(&mut self) {
+        let port = free_port();
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
-        server.set_service(&self.port.to_string());
+        server.set_service(&port.to_string());
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&format!(
             "( filesrc location=\"{}\" ! decodebin ! videoconvert ! x264enc tune=zerolatency \
              speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-            self.file.display()
+            file.display()
         ));
         factory.set_shared(true);
         server.mount_points().unwrap().add_factory("/camera", factory);
         let source = server.attach(None).expect("RTSP server attaches");
-        assert!(wait_for_port(self.port, Duration::from_secs(10)), "RTSP server did not listen");
-        self.running = Some((server, source));
+        assert!(wait_for_port(port, Duration::from_secs(10)), "RTSP server did not listen");
+        RtspServer { relay: Relay::start(port), _server: server, _source: source }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/camera", self.relay.port)
+    }
+
+    /// The camera drops off the network: its port closes and open connections are reset.
+    pub fn stop(&mut self) {
+        self.relay.cut();
+    }
+
+    /// The camera is back on the same address.
+    pub fn resume(&mut self) {
+        self.relay.restore();
     }
 }
 
-impl Drop for RtspServer {
+/// A TCP relay from a port of its own to `target`, which can be cut and restored.
+struct Relay {
+    port: u16,
+    target: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(target: u16) -> Relay {
+        let mut relay = Relay {
+            port: free_port(),
+            target,
+            up: Arc::default(),
+            connections: Arc::default(),
+            acceptor: None,
+        };
+        relay.restore();
+        relay
+    }
+
+    fn restore(&mut self) {
+        use std::sync::atomic::Ordering;
+        let listener =
+            TcpListener::bind(("127.0.0.1", self.port)).expect("relay port is free again");
+        listener.set_nonblocking(true).unwrap();
+        self.up.store(true, Ordering::SeqCst);
+        let (up, connections, target) = (self.up.clone(), self.connections.clone(), self.target);
+        self.acceptor = Some(std::thread::spawn(move || {
+            while up.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut kept = connections.lock().unwrap();
+                kept.push(client.try_clone().unwrap());
+                kept.push(server.try_clone().unwrap());
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        }));
+    }
+
+    fn cut(&mut self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join(); // drops the listener: the port closes
+        }
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop();
+        self.cut();
     }
 }
 
@@ -174,13 +229,17 @@ impl Subscriber {
         options.set_max_packet_size(16 << 20, 16 << 20);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut connection) = rumqttc::Client::new(options, 100);
-        client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let (subscribed_tx, subscribed) = mpsc::channel();
         let sink = messages.clone();
+        let (resubscribe, filter) = (client.clone(), filter.to_string());
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    // Also after a broker restart: a clean session forgets subscriptions.
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        let _ = resubscribe.try_subscribe(&filter, rumqttc::QoS::AtLeastOnce);
+                    }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
                         let _ = subscribed_tx.send(());
                     }

@@ -1,0 +1,405 @@
+//! The end-to-end stream benchmark: `cargo bench --bench streams`.
+//!
+//! One run measures, on this machine:
+//!
+//! - **inference ceiling**: ONNX Runtime alone on the shared YOLOX-Nano, one preprocessed vtest
+//!   frame fed again and again (no decoding): one session with 1 intra-op thread, one with 2, and
+//!   two 1-thread sessions running concurrently on two threads. The best is the ceiling;
+//! - **decode ceiling**: GStreamer decoding vtest.avi into a BGR appsink with nothing downstream;
+//! - **cityeye replay** of vtest.avi with the demo camera, analysing every frame
+//!   (`analysis_fps` 10, vtest's own rate) and at the demo's 5 fps;
+//!
+//! and prints a Markdown table for BENCHMARKS.md.
+//!
+//! ONNX Runtime allows one environment per process and cityeye's belongs to its detector, so
+//! the inference ceiling runs in a child process of this program (`--inference-ceiling`).
+//! Under `cargo test --benches` (no `--bench` argument) nothing is measured.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Barrier;
+use std::time::{Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use cityeye::config::Config;
+use cityeye::pipeline::{self, ReplaySummary};
+
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
+const VIDEO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/vtest.avi");
+const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+/// Where `scripts/setup` installs ONNX Runtime when `ORT_DYLIB_PATH` is not set.
+const ORT_LIBRARY: &str = "/usr/local/lib/cityeye/libonnxruntime.so";
+
+/// The child-process mode that measures ONNX Runtime alone.
+const CEILING_ARG: &str = "--inference-ceiling";
+const WARM_UP_RUNS: usize = 20;
+const TIMED_RUNS: usize = 200;
+/// YOLOX-Nano's input: `images`, [1, 3, 416, 416], BGR 0..255, letterboxed top-left, pad 114.
+const SIDE: usize = 416;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let outcome = if args.iter().any(|a| a == CEILING_ARG) {
+        inference_ceiling_child()
+    } else if args.iter().any(|a| a == "--bench") {
+        run()
+    } else {
+        println!("streams: a benchmark; run it with `cargo bench --bench streams`");
+        Ok(())
+    };
+    if let Err(e) = outcome {
+        eprintln!("streams: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One line of the table.
+struct Row {
+    configuration: String,
+    fps: f64,
+    /// Compared with the inference ceiling; `None` for rows that are ceilings of another kind.
+    ratio: Option<f64>,
+}
+
+fn run() -> Result<()> {
+    println!("# cityeye stream benchmark\n");
+    println!("{}\n", machine());
+
+    eprintln!("decode ceiling ...");
+    // The first pass warms the page cache and GStreamer's plugin registry.
+    let decode = (0..3).map(|_| decode_video(None)).collect::<Result<Vec<_>>>()?;
+    let decode = decode.into_iter().max_by(|a, b| a.fps().total_cmp(&b.fps())).expect("3 runs");
+
+    eprintln!("inference ceiling (child process) ...");
+    let ceilings = inference_ceilings()?;
+    let ceiling = ceilings.iter().map(|(_, fps)| *fps).fold(0.0, f64::max);
+
+    eprintln!("cityeye replay ...");
+    let mut config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
+    let detectors = pipeline::load_models(&config).map_err(|e| e.to_string())?;
+    let every_frame = replay(&mut config, &detectors, decode.native_fps().round())?;
+    let demo_rate = replay(&mut config, &detectors, 5.0)?;
+
+    let mut rows: Vec<Row> = ceilings
+        .iter()
+        .map(|(name, fps)| Row {
+            configuration: format!("Inference ceiling: ONNX Runtime alone, {name}"),
+            fps: *fps,
+            ratio: Some(fps / ceiling),
+        })
+        .collect();
+    rows.push(Row {
+        configuration: "Decode ceiling: GStreamer vtest.avi → BGR appsink, nothing downstream"
+            .into(),
+        fps: decode.fps(),
+        ratio: None,
+    });
+    for (summary, analysis_fps) in [(&every_frame, decode.native_fps().round()), (&demo_rate, 5.0)]
+    {
+        let real_time = decode.video_seconds / summary.seconds;
+        rows.push(Row {
+            configuration: format!(
+                "cityeye replay, analysis_fps {analysis_fps} ({} of {} frames, {real_time:.1}× real time)",
+                summary.frames_analysed, summary.frames_decoded
+            ),
+            fps: summary.analysed_fps(),
+            ratio: Some(summary.analysed_fps() / ceiling),
+        });
+    }
+    println!("{}", table(&rows));
+    println!(
+        "vtest.avi: {} frames, {:.1} s at {:.0} frames/s, {}x{}. ONNX Runtime: {WARM_UP_RUNS} \
+         warm-up and {TIMED_RUNS} timed runs per session, same preprocessed frame. ms/frame is \
+         1000 / frames/s (throughput, not latency). Replay frames/s counts analysed frames over \
+         the whole replay's wall time, decoding and evidence writing included.",
+        decode.frames,
+        decode.video_seconds,
+        decode.native_fps(),
+        decode.width,
+        decode.height
+    );
+    Ok(())
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| configuration | frames/s | ms/frame | ratio to ceiling |\n|---|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let ratio = row.ratio.map_or("—".to_string(), |r| format!("{r:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.2} | {ratio} |",
+            row.configuration,
+            row.fps,
+            1000.0 / row.fps
+        );
+    }
+    out
+}
+
+/// CPU, cores, date and the library versions in play.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let onnxruntime = std::fs::canonicalize(ort_library())
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "not found".into());
+    let gstreamer =
+        gst::init().map_or("unavailable".into(), |()| gst::version_string().to_string());
+    format!(
+        "- date: {}\n- machine: {cpu}, {cores} cores (nproc)\n- {gstreamer}; ONNX Runtime {onnxruntime}\n\
+         - model: shared yolox_nano.onnx (416x416); video: shared vtest.avi",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// What one decoding pass saw.
+struct Decoded {
+    frames: u64,
+    seconds: f64,
+    /// Stream time covered: the end of the last frame.
+    video_seconds: f64,
+    width: usize,
+    height: usize,
+    /// Packed BGR8 of the first frame.
+    first: Vec<u8>,
+}
+
+impl Decoded {
+    fn fps(&self) -> f64 {
+        self.frames as f64 / self.seconds
+    }
+
+    fn native_fps(&self) -> f64 {
+        self.frames as f64 / self.video_seconds
+    }
+}
+
+/// Decodes vtest.avi into a BGR appsink as fast as it goes, `limit` frames or all of them.
+fn decode_video(limit: Option<u64>) -> Result<Decoded> {
+    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+    let description = format!(
+        "filesrc location=\"{VIDEO}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR \
+         ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| format!("decode pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline")?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Playing).map_err(|e| format!("decode pipeline: {e}"))?;
+    let mut decoded =
+        Decoded { frames: 0, seconds: 0.0, video_seconds: 0.0, width: 0, height: 0, first: vec![] };
+    let outcome = loop {
+        if limit.is_some_and(|n| decoded.frames >= n) {
+            break Ok(());
+        }
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) else {
+            break if sink.is_eos() { Ok(()) } else { Err(bus_error(&pipeline)) };
+        };
+        let buffer = sample.buffer().ok_or("a sample without a buffer")?;
+        let end = buffer.pts().unwrap_or_default() + buffer.duration().unwrap_or_default();
+        decoded.video_seconds = end.nseconds() as f64 / 1e9;
+        if decoded.frames == 0 {
+            (decoded.width, decoded.height, decoded.first) = packed_bgr(&sample)?;
+        }
+        decoded.frames += 1;
+    };
+    decoded.seconds = started.elapsed().as_secs_f64();
+    let _ = pipeline.set_state(gst::State::Null);
+    outcome.map(|()| decoded)
+}
+
+fn bus_error(pipeline: &gst::Pipeline) -> String {
+    let message = pipeline.bus().and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]));
+    match message.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Error(e)) => format!("decoding vtest.avi failed: {}", e.error()),
+        _ => "decoding vtest.avi stalled".into(),
+    }
+}
+
+/// The sample's pixels as packed rows, whatever the buffer's row stride.
+fn packed_bgr(sample: &gst::Sample) -> Result<(usize, usize, Vec<u8>)> {
+    let caps = sample.caps().ok_or("a frame without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| e.to_string())?;
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
+    let data =
+        plane.chunks(stride).take(height).flat_map(|row| &row[..width * 3]).copied().collect();
+    Ok((width, height, data))
+}
+
+/// Replays vtest.avi through the demo camera at `analysis_fps`, into a temporary folder.
+fn replay(
+    config: &mut Config,
+    detectors: &pipeline::Detectors,
+    analysis_fps: f64,
+) -> Result<ReplaySummary> {
+    let camera = config.cameras.first_mut().ok_or("the demo config has no camera")?;
+    camera.analysis_fps = analysis_fps;
+    let camera = camera.id.clone();
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let summary = pipeline::replay(
+        config,
+        detectors,
+        &camera,
+        Path::new(VIDEO),
+        out.path(),
+        SystemTime::now(),
+    )
+    .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
+    eprintln!(
+        "  analysis_fps {analysis_fps}: {} frames analysed in {:.2} s, {} incidents",
+        summary.frames_analysed, summary.seconds, summary.incidents
+    );
+    Ok(summary)
+}
+
+fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH").map_or_else(|| PathBuf::from(ORT_LIBRARY), PathBuf::from)
+}
+
+/// Runs this program again as `--inference-ceiling` and reads its `ceiling<TAB>name<TAB>fps`
+/// lines.
+fn inference_ceilings() -> Result<Vec<(String, f64)>> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = Command::new(exe)
+        .arg(CEILING_ARG)
+        .output()
+        .map_err(|e| format!("cannot start the inference child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the inference child failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ceiling\t"))
+        .map(|l| {
+            let (name, fps) = l.split_once('\t').ok_or("bad child output")?;
+            Ok((name.to_string(), fps.parse().map_err(|_| "bad child output")?))
+        })
+        .collect()
+}
+
+/// Child process: ONNX Runtime alone, three ways, on frame 0 of vtest.avi.
+fn inference_ceiling_child() -> Result<()> {
+    let frame = decode_video(Some(1))?;
+    let input = letterbox_yolox(&frame.first, frame.width, frame.height);
+    let library = ort_library();
+    if !library.is_file() {
+        return Err(format!("ONNX Runtime not found at {}", library.display()));
+    }
+    let env = ort::init_from(&library)
+        .map_err(|e| format!("cannot load {}: {e}", library.display()))?
+        .with_name("streams-bench")
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let mut one = session(&env, 1)?;
+    println!("ceiling\t1 session × 1 intra-op thread\t{}", timed_fps(&mut one, &input, None)?);
+    drop(one);
+    let mut two = session(&env, 2)?;
+    println!("ceiling\t1 session × 2 intra-op threads\t{}", timed_fps(&mut two, &input, None)?);
+    drop(two);
+
+    let start = Barrier::new(2);
+    let fps: Result<f64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut session = session(&env, 1)?;
+                    timed_fps(&mut session, &input, Some(&start))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().map_err(|_| "a worker panicked".to_string())?).sum()
+    });
+    println!("ceiling\t2 sessions × 1 intra-op thread, concurrent\t{}", fps?);
+    Ok(())
+}
+
+fn session(env: &Environment, threads: usize) -> Result<Session> {
+    // Builder errors carry the builder, which is not Send: keep only their text.
+    Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(threads)
+        .map_err(|e| e.to_string())?
+        .commit_from_file(MODEL)
+        .map_err(|e| format!("cannot load {MODEL}: {e}"))
+}
+
+/// Frames/s of `session` over the timed runs; with `start`, the timed runs begin together with
+/// the other workers'.
+fn timed_fps(session: &mut Session, input: &[f32], start: Option<&Barrier>) -> Result<f64> {
+    let mut infer = || -> Result<()> {
+        let tensor = TensorRef::from_array_view(([1usize, 3, SIDE, SIDE], input))
+            .map_err(|e| e.to_string())?;
+        session.run(ort::inputs!["images" => tensor]).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    for _ in 0..WARM_UP_RUNS {
+        infer()?;
+    }
+    if let Some(start) = start {
+        start.wait();
+    }
+    let began = Instant::now();
+    for _ in 0..TIMED_RUNS {
+        infer()?;
+    }
+    Ok(TIMED_RUNS as f64 / began.elapsed().as_secs_f64())
+}
+
+/// YOLOX's input for a packed BGR8 frame: scaled to fit 416x416 keeping the aspect, top-left,
+/// padded with 114, planar BGR in 0..255. Nearest-neighbour sampling: the values do not change
+/// what inference costs, only the tensor's shape and realism matter here.
+fn letterbox_yolox(src: &[u8], width: usize, height: usize) -> Vec<f32> {
+    let mut out = vec![114.0f32; 3 * SIDE * SIDE];
+    let ratio = (SIDE as f64 / width as f64).min(SIDE as f64 / height as f64);
+    let (w, h) =
+        ((width as f64 * ratio).round() as usize, (height as f64 * ratio).round() as usize);
+    for y in 0..h.min(SIDE) {
+        let sy = ((y as f64 + 0.5) / ratio) as usize;
+        let row = &src[sy.min(height - 1) * width * 3..][..width * 3];
+        for x in 0..w.min(SIDE) {
+            let sx = ((x as f64 + 0.5) / ratio) as usize;
+            let pixel = &row[sx.min(width - 1) * 3..][..3];
+            for (c, &value) in pixel.iter().enumerate() {
+                out[(c * SIDE + y) * SIDE + x] = f32::from(value);
+            }
+        }
+    }
+    out
+}

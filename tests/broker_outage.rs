@@ -1,0 +1,50 @@
+//! The broker goes away before the incidents happen and comes back later: the appliance keeps
+//! analysing, queues what it finds, and delivers every incident (with its evidence) once the
+//! broker is back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn incidents_found_while_the_broker_is_down_arrive_when_it_is_back() {
+    let port = free_port();
+    let broker = Mosquitto::start_on(port);
+    let camera = RtspServer::start(&shared("testdata/vtest.avi"));
+    let subscriber = Subscriber::connect(port, "cityeye/#");
+    let (_dir, config) = write_config(&kerb_config(port, false, &camera.url(), 6.0));
+    let appliance = Appliance::run(&config);
+
+    let online = |m: &[Message]| {
+        m.iter().any(|m| m.topic.ends_with("/kerb/status") && m.json()["state"] == "online")
+    };
+    assert!(online(&subscriber.wait_until(Duration::from_secs(30), online)), "{}", appliance.log());
+    drop(broker);
+    // Parked vehicles reach their 6 s dwell while nobody is listening.
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(incidents(&subscriber.messages(), "start").is_empty());
+    assert!(
+        appliance.log().contains("algorithm=illegal_parking"),
+        "found meanwhile:\n{}",
+        appliance.log()
+    );
+    let _broker = Mosquitto::start_on(port);
+
+    let delivered = |m: &[Message]| {
+        let starts = incidents(m, "start");
+        starts.len() >= 2
+            && starts.iter().all(|i| {
+                m.iter().any(|e| e.topic == i.json()["evidence"]["topic"].as_str().unwrap())
+            })
+    };
+    let messages = subscriber.wait_until(Duration::from_secs(60), delivered);
+    assert!(delivered(&messages), "incidents lost during the outage:\n{}", appliance.log());
+    for incident in incidents(&messages, "start") {
+        assert!(
+            incident.json()["stream_time_s"].as_f64().unwrap() < 16.0,
+            "found during the outage"
+        );
+    }
+}
