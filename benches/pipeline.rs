@@ -13,9 +13,8 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
@@ -23,7 +22,7 @@ use cityeye::config::Config;
 use cityeye::geometry::{BBox, Detection, Point, Polygon};
 use cityeye::incident::{Evidence, evidence_jpeg};
 use cityeye::infer::{Detector, Scratch};
-use cityeye::ingest::{self, Frame, Mode};
+use cityeye::ingest::{self, Frame};
 use cityeye::rules::Rules;
 use cityeye::track::{Track, TrackUpdate, Tracker, TrackerConfig};
 
@@ -79,22 +78,7 @@ model = "coco"
 fn frame0() -> &'static Frame {
     static FRAME: OnceLock<Frame> = OnceLock::new();
     FRAME.get_or_init(|| {
-        let config = config(1);
-        let stop = AtomicBool::new(false);
-        let mut first = None;
-        // Stopping after the first frame makes `run` report "stopped"; the frame is what counts.
-        let _ = ingest::run(
-            &config.cameras[0],
-            Mode::Replay { start: SystemTime::now() },
-            &stop,
-            &Arc::new(AtomicU64::new(0)),
-            &mut |_| {},
-            &mut |f| {
-                first.get_or_insert(f);
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            },
-        );
-        first.expect("vtest.avi gave no frame")
+        ingest::first_frame(&config(1).cameras[0]).unwrap_or_else(|e| panic!("vtest.avi: {e}"))
     })
 }
 
@@ -277,24 +261,11 @@ mod internals {
 
     use cityeye::infer::ModelFormat;
     use cityeye::infer::decode::{Candidate, decode, nms};
-    use cityeye::infer::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
+    use cityeye::infer::input_spec;
+    use cityeye::infer::letterbox::letterbox_into;
 
     use super::{MODEL, RAW_OUTPUT_CHILD, XorShift, frame0};
 
-    const YOLOX: InputSpec = InputSpec {
-        width: 416,
-        height: 416,
-        order: ChannelOrder::Bgr,
-        scale: 1.0,
-        placement: Placement::TopLeft,
-    };
-    const ULTRALYTICS: InputSpec = InputSpec {
-        width: 416,
-        height: 416,
-        order: ChannelOrder::Rgb,
-        scale: 1.0 / 255.0,
-        placement: Placement::Centre,
-    };
     const COCO: usize = 80;
     const CONFIDENCE: f32 = 0.35;
     const NMS_IOU: f32 = 0.45;
@@ -324,7 +295,10 @@ mod internals {
         let mut group = c.benchmark_group("letterbox");
         group.throughput(Throughput::Elements(1));
         for (name, data, w, h) in sources {
-            for (spec_name, spec) in [("yolox", &YOLOX), ("ultralytics", &ULTRALYTICS)] {
+            for (spec_name, format) in
+                [("yolox", ModelFormat::Yolox), ("ultralytics", ModelFormat::Yolov8)]
+            {
+                let spec = &input_spec(format, 416, 416);
                 let id = BenchmarkId::new(format!("{name}_to_416"), spec_name);
                 group.bench_function(id, |b| {
                     b.iter(|| letterbox_into(black_box(data), w, h, spec, &mut out))
@@ -354,7 +328,13 @@ mod internals {
     pub fn print_yolox_output() {
         let frame = frame0();
         let mut input = vec![0.0f32; 3 * 416 * 416];
-        letterbox_into(&frame.data, frame.width, frame.height, &YOLOX, &mut input);
+        letterbox_into(
+            &frame.data,
+            frame.width,
+            frame.height,
+            &input_spec(ModelFormat::Yolox, 416, 416),
+            &mut input,
+        );
         let library = std::env::var_os("ORT_DYLIB_PATH")
             .unwrap_or_else(|| "/usr/local/lib/cityeye/libonnxruntime.so".into());
         let env = ort::init_from(&library)

@@ -25,12 +25,14 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use cityeye::config::Config;
+use cityeye::infer::letterbox::letterbox_into;
+use cityeye::infer::{ModelFormat, input_spec};
+use cityeye::ingest;
 use cityeye::pipeline::{self, ReplaySummary};
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
@@ -78,7 +80,7 @@ fn run() -> Result<()> {
 
     eprintln!("decode ceiling ...");
     // The first pass warms the page cache and GStreamer's plugin registry.
-    let decode = (0..3).map(|_| decode_video(None)).collect::<Result<Vec<_>>>()?;
+    let decode = (0..3).map(|_| decode_video()).collect::<Result<Vec<_>>>()?;
     let decode = decode.into_iter().max_by(|a, b| a.fps().total_cmp(&b.fps())).expect("3 runs");
 
     eprintln!("inference ceiling (child process) ...");
@@ -180,10 +182,8 @@ struct Decoded {
     seconds: f64,
     /// Stream time covered: the end of the last frame.
     video_seconds: f64,
-    width: usize,
-    height: usize,
-    /// Packed BGR8 of the first frame.
-    first: Vec<u8>,
+    width: u32,
+    height: u32,
 }
 
 impl Decoded {
@@ -196,8 +196,8 @@ impl Decoded {
     }
 }
 
-/// Decodes vtest.avi into a BGR appsink as fast as it goes, `limit` frames or all of them.
-fn decode_video(limit: Option<u64>) -> Result<Decoded> {
+/// Decodes vtest.avi into a BGR appsink as fast as it goes.
+fn decode_video() -> Result<Decoded> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
     let description = format!(
         "filesrc location=\"{VIDEO}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR \
@@ -213,12 +213,8 @@ fn decode_video(limit: Option<u64>) -> Result<Decoded> {
         .ok_or("no appsink")?;
     let started = Instant::now();
     pipeline.set_state(gst::State::Playing).map_err(|e| format!("decode pipeline: {e}"))?;
-    let mut decoded =
-        Decoded { frames: 0, seconds: 0.0, video_seconds: 0.0, width: 0, height: 0, first: vec![] };
+    let mut decoded = Decoded { frames: 0, seconds: 0.0, video_seconds: 0.0, width: 0, height: 0 };
     let outcome = loop {
-        if limit.is_some_and(|n| decoded.frames >= n) {
-            break Ok(());
-        }
         let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) else {
             break if sink.is_eos() { Ok(()) } else { Err(bus_error(&pipeline)) };
         };
@@ -226,7 +222,9 @@ fn decode_video(limit: Option<u64>) -> Result<Decoded> {
         let end = buffer.pts().unwrap_or_default() + buffer.duration().unwrap_or_default();
         decoded.video_seconds = end.nseconds() as f64 / 1e9;
         if decoded.frames == 0 {
-            (decoded.width, decoded.height, decoded.first) = packed_bgr(&sample)?;
+            let caps = sample.caps().ok_or("a frame without caps")?;
+            let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+            (decoded.width, decoded.height) = (info.width(), info.height());
         }
         decoded.frames += 1;
     };
@@ -241,21 +239,6 @@ fn bus_error(pipeline: &gst::Pipeline) -> String {
         Some(gst::MessageView::Error(e)) => format!("decoding vtest.avi failed: {}", e.error()),
         _ => "decoding vtest.avi stalled".into(),
     }
-}
-
-/// The sample's pixels as packed rows, whatever the buffer's row stride.
-fn packed_bgr(sample: &gst::Sample) -> Result<(usize, usize, Vec<u8>)> {
-    let caps = sample.caps().ok_or("a frame without caps")?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
-    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|e| e.to_string())?;
-    let (width, height) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
-    let data =
-        plane.chunks(stride).take(height).flat_map(|row| &row[..width * 3]).copied().collect();
-    Ok((width, height, data))
 }
 
 /// Replays vtest.avi through the demo camera at `analysis_fps`, into a temporary folder.
@@ -315,8 +298,11 @@ fn inference_ceilings() -> Result<Vec<(String, f64)>> {
 
 /// Child process: ONNX Runtime alone, three ways, on frame 0 of vtest.avi.
 fn inference_ceiling_child() -> Result<()> {
-    let frame = decode_video(Some(1))?;
-    let input = letterbox_yolox(&frame.first, frame.width, frame.height);
+    let config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
+    let frame = ingest::first_frame(&config.cameras[0])?;
+    let mut input = vec![0.0; 3 * SIDE * SIDE];
+    let spec = input_spec(ModelFormat::Yolox, SIDE, SIDE);
+    letterbox_into(&frame.data, frame.width, frame.height, &spec, &mut input);
     let library = ort_library();
     if !library.is_file() {
         return Err(format!("ONNX Runtime not found at {}", library.display()));
@@ -380,26 +366,4 @@ fn timed_fps(session: &mut Session, input: &[f32], start: Option<&Barrier>) -> R
         infer()?;
     }
     Ok(TIMED_RUNS as f64 / began.elapsed().as_secs_f64())
-}
-
-/// YOLOX's input for a packed BGR8 frame: scaled to fit 416x416 keeping the aspect, top-left,
-/// padded with 114, planar BGR in 0..255. Nearest-neighbour sampling: the values do not change
-/// what inference costs, only the tensor's shape and realism matter here.
-fn letterbox_yolox(src: &[u8], width: usize, height: usize) -> Vec<f32> {
-    let mut out = vec![114.0f32; 3 * SIDE * SIDE];
-    let ratio = (SIDE as f64 / width as f64).min(SIDE as f64 / height as f64);
-    let (w, h) =
-        ((width as f64 * ratio).round() as usize, (height as f64 * ratio).round() as usize);
-    for y in 0..h.min(SIDE) {
-        let sy = ((y as f64 + 0.5) / ratio) as usize;
-        let row = &src[sy.min(height - 1) * width * 3..][..width * 3];
-        for x in 0..w.min(SIDE) {
-            let sx = ((x as f64 + 0.5) / ratio) as usize;
-            let pixel = &row[sx.min(width - 1) * 3..][..3];
-            for (c, &value) in pixel.iter().enumerate() {
-                out[(c * SIDE + y) * SIDE + x] = f32::from(value);
-            }
-        }
-    }
-    out
 }

@@ -187,6 +187,29 @@ pub fn run(
     Ok(())
 }
 
+/// Opens a camera's stream once and returns its first frame: for probing a camera and for
+/// benchmarks. Fails like a replay does: at once, without retrying.
+pub fn first_frame(camera: &CameraConfig) -> Result<Frame, String> {
+    let stop = AtomicBool::new(false);
+    let mut first = None;
+    let outcome = run(
+        camera,
+        Mode::Replay { start: SystemTime::now() },
+        &stop,
+        &Arc::default(),
+        &mut |_| {},
+        &mut |frame| {
+            first.get_or_insert(frame);
+            stop.store(true, Ordering::Relaxed);
+        },
+    );
+    match (first, outcome) {
+        (Some(frame), _) => Ok(frame),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err("the stream ended before its first frame".into()),
+    }
+}
+
 fn init_gstreamer() -> Result<(), String> {
     static INIT: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     let mut done = INIT.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,7 +337,7 @@ impl Session {
                     frame(f);
                 }
                 None if self.sink.is_eos() => return Ok(true),
-                None if self.live && last_frame.elapsed() > STALL_TIMEOUT => {
+                None if last_frame.elapsed() > STALL_TIMEOUT => {
                     return Err(format!("no frames for {} s", STALL_TIMEOUT.as_secs()));
                 }
                 None => {}

@@ -208,7 +208,7 @@ impl Detector {
 
 /// How each family wants its pixels: YOLOX raw BGR at the top-left; Ultralytics RGB in 0..1,
 /// centred.
-fn input_spec(format: ModelFormat, width: usize, height: usize) -> InputSpec {
+pub fn input_spec(format: ModelFormat, width: usize, height: usize) -> InputSpec {
     match format {
         ModelFormat::Yolox => InputSpec {
             width,
