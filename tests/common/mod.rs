@@ -89,15 +89,27 @@ pub struct RtspServer {
 
 impl RtspServer {
     pub fn start(file: &Path) -> RtspServer {
+        RtspServer::start_with(file, Codec::H264)
+    }
+
+    pub fn start_with(file: &Path, codec: Codec) -> RtspServer {
         main_loop();
         let port = free_port();
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());
         let factory = rtsp::RTSPMediaFactory::new();
+        let encode = match codec {
+            Codec::H264 => {
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay"
+            }
+            Codec::H265 => {
+                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph265pay"
+            }
+        };
         factory.set_launch(&format!(
-            "( filesrc location=\"{}\" ! decodebin ! videoconvert ! x264enc tune=zerolatency \
-             speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            "( filesrc location=\"{}\" ! decodebin ! videoconvert ! {encode} name=pay0 pt=96 \
+             config-interval=1 )",
             file.display()
         ));
         factory.set_shared(true);
@@ -120,6 +132,13 @@ impl RtspServer {
     pub fn resume(&mut self) {
         self.relay.restore();
     }
+}
+
+/// What an RTSP test camera encodes with.
+#[derive(Debug, Clone, Copy)]
+pub enum Codec {
+    H264,
+    H265,
 }
 
 /// A TCP relay from a port of its own to `target`, which can be cut and restored.
