@@ -54,9 +54,8 @@ impl Analysis {
         let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
         let model =
             ModelRef { name: detector.name.clone(), sha256: detector.summary.sha256.clone() };
-        let confidence = config.model(&camera.model).map_or(0.35, |m| m.confidence);
         Analysis {
-            rules: Rules::new(&camera.algorithms, &camera.zones, confidence),
+            rules: Rules::new(&camera.algorithms, &camera.zones, detector.confidence()),
             incidents: Incidents::new(&config.node.id, camera, topics, model),
             tracker: Tracker::new(TrackerConfig::default()),
             scratch: Scratch::default(),
@@ -164,15 +163,13 @@ pub fn run_node(config: Config, detectors: Detectors) -> Result<(), String> {
     let mut cameras = Vec::new();
     for camera in &config.cameras {
         let detector = detectors[&camera.model].clone();
-        let (config, stop, tx) = (config.clone(), stop.clone(), tx.clone());
-        let id = camera.id.clone();
+        let (config, camera, stop, tx) = (config.clone(), camera.clone(), stop.clone(), tx.clone());
         let thread = std::thread::Builder::new()
-            .name(format!("camera-{id}"))
+            .name(format!("camera-{}", camera.id))
             .spawn(move || {
-                let camera = config.cameras.iter().find(|c| c.id == id).expect("camera exists");
-                let mut analysis = Analysis::new(&config, camera, detector);
-                if let Err(e) = run_camera(&mut analysis, camera, Mode::Live, &stop, &tx) {
-                    tracing::error!(camera = %id, "camera stopped: {e}");
+                let mut analysis = Analysis::new(&config, &camera, detector);
+                if let Err(e) = run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx) {
+                    tracing::error!(camera = %camera.id, "camera stopped: {e}");
                 }
             })
             .map_err(|e| format!("cannot start a camera thread: {e}"))?;

@@ -34,7 +34,7 @@ use crate::ingest::CameraState;
 
 /// Largest message either way: evidence snapshots of 4K frames stay well under this.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
-/// Outbound messages a camera may have waiting before it blocks.
+/// Messages on their way from the cameras to the sink; a camera sending to a full channel waits.
 pub const CHANNEL_CAPACITY: usize = 64;
 
 /// What the analysis side hands to a sink.
@@ -252,7 +252,7 @@ async fn drive_connection(
     }
 }
 
-/// Messages a camera may have waiting in the outbox before its analysis is made to wait.
+/// Publications the outbox holds before it stops taking messages from the cameras.
 const OUTBOX_CAPACITY: usize = 256;
 /// Publications in flight (sent, not yet acknowledged) at once.
 const WINDOW: usize = 16;

@@ -201,8 +201,9 @@ impl Detector {
             .collect())
     }
 
-    pub fn class_names(&self) -> impl Iterator<Item = &str> {
-        self.classes.iter().map(|c| c.as_ref())
+    /// The model's score threshold: detections below it are never reported.
+    pub fn confidence(&self) -> f32 {
+        self.confidence
     }
 }
 
