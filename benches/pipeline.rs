@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
@@ -23,7 +23,7 @@ use cityeye::geometry::{BBox, Detection, Point, Polygon};
 use cityeye::incident::{Evidence, evidence_jpeg};
 use cityeye::infer::{Detector, Scratch};
 use cityeye::ingest::{self, Frame};
-use cityeye::rules::Rules;
+use cityeye::rules::{Rules, Verdicts, catalog};
 use cityeye::track::{Track, TrackUpdate, Tracker, TrackerConfig};
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
@@ -199,13 +199,15 @@ fn bench_rules(c: &mut Criterion) {
             .enumerate()
             .map(|(k, d)| tracker.update(d, k as f64 / SCENE_FPS).tracks.to_vec())
             .collect();
-        let mut rules = Rules::new(&camera.algorithms, &camera.zones, 0.35);
+        let entries = catalog::for_camera(camera).expect("bench algorithms are in the catalog");
+        let mut rules = Rules::new(catalog::specs(camera, &entries, 0.35).expect("valid"));
+        let (verdicts, at) = (Verdicts::new(), SystemTime::UNIX_EPOCH);
         // Past the dwell time, so parked vehicles have their incidents open.
         let mut k = 0usize;
         let mut started = 0;
         for _ in 0..2 * SCENE_PERIOD {
             let update = TrackUpdate { tracks: &frames[k % SCENE_PERIOD], removed: Vec::new() };
-            started += rules.update(&update, k as f64 / SCENE_FPS).len();
+            started += rules.update(&update, &verdicts, k as f64 / SCENE_FPS, at).len();
             k += 1;
         }
         assert!(started > 0, "the parked cars of the synthetic scene should start incidents");
@@ -213,7 +215,7 @@ fn bench_rules(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("tracks", n), |b| {
             b.iter(|| {
                 let update = TrackUpdate { tracks: &frames[k % SCENE_PERIOD], removed: Vec::new() };
-                let events = rules.update(black_box(&update), k as f64 / SCENE_FPS);
+                let events = rules.update(black_box(&update), &verdicts, k as f64 / SCENE_FPS, at);
                 k += 1;
                 events
             })
@@ -235,6 +237,7 @@ fn bench_evidence(c: &mut Criterion) {
             Point { x: 1.00, y: 0.25 },
             Point { x: 0.80, y: 0.25 },
         ])),
+        line: None,
         subjects: boxes[..1].to_vec(),
         others: boxes[1..].to_vec(),
     };

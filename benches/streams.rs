@@ -89,9 +89,9 @@ fn run() -> Result<()> {
 
     eprintln!("cityeye replay ...");
     let mut config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
-    let detectors = pipeline::load_models(&config).map_err(|e| e.to_string())?;
-    let every_frame = replay(&mut config, &detectors, decode.native_fps().round())?;
-    let demo_rate = replay(&mut config, &detectors, 5.0)?;
+    let models = pipeline::load_models(&config).map_err(|e| e.to_string())?;
+    let every_frame = replay(&mut config, &models, decode.native_fps().round())?;
+    let demo_rate = replay(&mut config, &models, 5.0)?;
 
     let mut rows: Vec<Row> = ceilings
         .iter()
@@ -244,22 +244,16 @@ fn bus_error(pipeline: &gst::Pipeline) -> String {
 /// Replays vtest.avi through the demo camera at `analysis_fps`, into a temporary folder.
 fn replay(
     config: &mut Config,
-    detectors: &pipeline::Detectors,
+    models: &pipeline::Models,
     analysis_fps: f64,
 ) -> Result<ReplaySummary> {
     let camera = config.cameras.first_mut().ok_or("the demo config has no camera")?;
     camera.analysis_fps = analysis_fps;
     let camera = camera.id.clone();
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let summary = pipeline::replay(
-        config,
-        detectors,
-        &camera,
-        Path::new(VIDEO),
-        out.path(),
-        SystemTime::now(),
-    )
-    .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
+    let summary =
+        pipeline::replay(config, models, &camera, Path::new(VIDEO), out.path(), SystemTime::now())
+            .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
     eprintln!(
         "  analysis_fps {analysis_fps}: {} frames analysed in {:.2} s, {} incidents",
         summary.frames_analysed, summary.seconds, summary.incidents

@@ -7,7 +7,7 @@
 //! exist) and reports *every* problem it finds, so an installer fixes them in one go.
 //! Relative paths are resolved against the config file's folder.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,11 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::geometry::{Point, Polygon};
-use crate::infer::ModelFormat;
+use crate::infer::ModelKind;
+use crate::rules::catalog;
+use crate::rules::params::PARAMETERS;
+use crate::rules::schedule::Schedule;
+use crate::rules::{Params, PrimitiveKind, Severity};
 
 /// One mistake in a config file: which file, which key, and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,9 +126,15 @@ pub struct BrokerUrl {
 pub struct ModelConfig {
     pub name: String,
     pub path: PathBuf,
+    /// `yolox`, `yolov5`, `yolov8`/`yolo11` for detectors; `classifier` for the second stage of
+    /// cascade algorithms.
     #[serde(deserialize_with = "model_format")]
-    pub format: ModelFormat,
+    pub format: ModelKind,
     pub classes: ClassList,
+    /// Renames the model's classes to canonical names, e.g. `{ "garbage_pile" = "garbage" }`:
+    /// algorithms look for canonical names (COCO's where COCO has the class).
+    #[serde(default)]
+    pub class_map: BTreeMap<String, String>,
     /// `[width, height]`; taken from the model when absent and the model's input is fixed.
     pub input_size: Option<[usize; 2]>,
     #[serde(default = "default_confidence")]
@@ -161,7 +171,10 @@ pub struct CameraConfig {
     pub pipeline: Option<String>,
     #[serde(default = "default_analysis_fps")]
     pub analysis_fps: f64,
-    pub model: String,
+    /// The detector models whose detections are tracked together: `model = "coco"` or
+    /// `models = ["coco", "city"]`.
+    #[serde(alias = "model", deserialize_with = "one_or_many")]
+    pub models: Vec<String>,
     #[serde(default)]
     pub zones: Vec<ZoneConfig>,
     #[serde(default)]
@@ -176,39 +189,89 @@ pub struct ZoneConfig {
     pub polygon: Polygon,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlgorithmType {
-    IllegalParking,
-}
-
-impl AlgorithmType {
-    pub fn id(&self) -> &'static str {
-        match self {
-            AlgorithmType::IllegalParking => "illegal_parking",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One algorithm enabled on a camera: a catalog entry (`type`), where it looks, its common
+/// settings, and any primitive parameters that override the catalog's.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlgorithmConfig {
-    #[serde(rename = "type")]
-    pub kind: AlgorithmType,
+    /// The catalog id, e.g. `illegal_parking` (`cityeye algorithms` lists them).
+    pub kind: String,
     /// The zone it watches; the whole frame when absent.
     pub zone: Option<String>,
-    #[serde(default = "default_dwell_s")]
-    pub dwell_s: f64,
-    #[serde(default = "default_cooldown_s")]
-    pub cooldown_s: f64,
-    #[serde(default = "default_vehicle_classes")]
-    pub classes: Vec<String>,
+    /// Replaces the catalog's classes.
+    pub classes: Option<Vec<String>>,
     /// Detections below this are ignored by the rule; the model's `confidence` when absent.
     pub min_confidence: Option<f32>,
-    /// How far (as a fraction of the object's box size) its centre may drift and still count
-    /// as stationary.
-    #[serde(default = "default_max_motion")]
-    pub max_motion: f32,
+    /// Boxes smaller than this fraction of the frame are ignored.
+    pub min_box_area: Option<f32>,
+    /// Weekly windows when it is on duty, e.g. `["Mon-Fri 07:00-22:00"]`; always when absent.
+    pub schedule: Option<Vec<String>>,
+    pub cooldown_s: Option<f64>,
+    pub severity: Option<Severity>,
+    pub update_s: Option<f64>,
+    pub params: Params,
+}
+
+/// The settings every algorithm takes; the remaining keys are primitive parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonSettings {
+    #[serde(rename = "type")]
+    kind: String,
+    zone: Option<String>,
+    classes: Option<Vec<String>>,
+    min_confidence: Option<f32>,
+    min_box_area: Option<f32>,
+    schedule: Option<Vec<String>>,
+    cooldown_s: Option<f64>,
+    severity: Option<Severity>,
+    update_s: Option<f64>,
+}
+
+const COMMON_SETTINGS: [&str; 9] = [
+    "type",
+    "zone",
+    "classes",
+    "min_confidence",
+    "min_box_area",
+    "schedule",
+    "cooldown_s",
+    "severity",
+    "update_s",
+];
+
+impl<'de> Deserialize<'de> for AlgorithmConfig {
+    /// The table splits in two: common settings and primitive parameters, each read with
+    /// unknown keys refused (serde cannot refuse them across a flattened struct).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let common: toml::Table = COMMON_SETTINGS
+            .iter()
+            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let c: CommonSettings = common.try_into().map_err(serde::de::Error::custom)?;
+        // Name what this algorithm accepts, not every primitive's parameters.
+        let accepted = catalog::find(&c.kind).map_or(&PARAMETERS[..], |e| e.primitive.parameters());
+        if let Some(unknown) = table.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
+            return Err(serde::de::Error::custom(format!(
+                "unknown field `{unknown}`; this algorithm takes {} and {}",
+                COMMON_SETTINGS.join(", "),
+                accepted.join(", ")
+            )));
+        }
+        let params: Params = table.try_into().map_err(serde::de::Error::custom)?;
+        Ok(AlgorithmConfig {
+            kind: c.kind,
+            zone: c.zone,
+            classes: c.classes,
+            min_confidence: c.min_confidence,
+            min_box_area: c.min_box_area,
+            schedule: c.schedule,
+            cooldown_s: c.cooldown_s,
+            severity: c.severity,
+            update_s: c.update_s,
+            params,
+        })
+    }
 }
 
 /// Where a camera's video comes from, parsed from its `url`.
@@ -286,17 +349,18 @@ fn default_threads() -> usize {
 fn default_analysis_fps() -> f64 {
     5.0
 }
-fn default_dwell_s() -> f64 {
-    60.0
-}
-fn default_cooldown_s() -> f64 {
-    600.0
-}
-fn default_max_motion() -> f32 {
-    0.15
-}
-fn default_vehicle_classes() -> Vec<String> {
-    ["car", "truck", "bus", "motorcycle"].map(String::from).to_vec()
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a model name or a list of model names")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
 }
 
 fn broker_url<'de, D: Deserializer<'de>>(d: D) -> Result<BrokerUrl, D::Error> {
@@ -323,11 +387,11 @@ fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
     Ok(BrokerUrl { tls, host: host.trim_matches(['[', ']']).to_string(), port })
 }
 
-fn model_format<'de, D: Deserializer<'de>>(d: D) -> Result<ModelFormat, D::Error> {
+fn model_format<'de, D: Deserializer<'de>>(d: D) -> Result<ModelKind, D::Error> {
     let text = String::deserialize(d)?;
-    ModelFormat::parse(&text).ok_or_else(|| {
+    ModelKind::parse(&text).ok_or_else(|| {
         serde::de::Error::custom(format!(
-            "unknown model format `{text}`; expected yolox, yolov5, yolov8 or yolo11"
+            "unknown model format `{text}`; expected yolox, yolov5, yolov8, yolo11 or classifier"
         ))
     })
 }
@@ -541,7 +605,16 @@ impl Config {
             Ok(names) if names.is_empty() => {
                 errors.push(self.error(key("classes"), "the class list is empty"))
             }
-            Ok(_) => {}
+            Ok(names) => {
+                for from in model.class_map.keys().filter(|c| !names.contains(c)) {
+                    errors.push(
+                        self.error(
+                            key("class_map"),
+                            format!("`{from}` is not a class of this model"),
+                        ),
+                    );
+                }
+            }
             Err(e) => errors.push(self.error(key("classes"), e)),
         }
         if !(model.confidence > 0.0 && model.confidence <= 1.0) {
@@ -585,70 +658,169 @@ impl Config {
         if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
             errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
         }
-        let model = self.model(&camera.model);
-        if model.is_none() {
-            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-            errors.push(self.error(
-                key("model"),
-                format!(
-                    "unknown model `{}`; models defined: {}",
-                    camera.model,
-                    list_or_none(&known)
-                ),
-            ));
+        if camera.models.is_empty() {
+            errors.push(self.error(key("models"), "needs at least one model"));
+        }
+        let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        for name in &camera.models {
+            match self.model(name) {
+                None => errors.push(self.error(
+                    key("models"),
+                    format!("unknown model `{name}`; models defined: {}", list_or_none(&known)),
+                )),
+                Some(m) if m.format == ModelKind::Classifier => errors.push(self.error(
+                    key("models"),
+                    format!(
+                        "`{name}` is a classifier: a camera's models are detectors; cascade \
+                         algorithms name their classifier"
+                    ),
+                )),
+                Some(_) => {}
+            }
         }
         let zones = format!("cameras[{i}].zones");
         for (zkey, dup) in duplicates(camera.zones.iter().map(|z| z.name.as_str()), &zones, "name")
         {
             errors.push(self.error(zkey, format!("duplicate zone name `{dup}`")));
         }
-        let classes = model.and_then(|m| m.class_names().ok()).unwrap_or_default();
         for (j, algorithm) in camera.algorithms.iter().enumerate() {
-            let key = |k: &str| format!("cameras[{i}].algorithms[{j}].{k}");
-            if let Some(zone) = &algorithm.zone
-                && !camera.zones.iter().any(|z| &z.name == zone)
-            {
-                let known: Vec<&str> = camera.zones.iter().map(|z| z.name.as_str()).collect();
-                errors.push(self.error(
-                    key("zone"),
-                    format!(
-                        "unknown zone `{zone}`; zones of this camera: {}",
-                        list_or_none(&known)
-                    ),
-                ));
-            }
-            if algorithm.classes.is_empty() {
-                errors.push(self.error(key("classes"), "needs at least one class"));
-            }
-            if let Some(missing) =
-                algorithm.classes.iter().find(|c| !classes.is_empty() && !classes.contains(c))
-            {
-                errors.push(self.error(
-                    key("classes"),
-                    format!("`{missing}` is not a class of model `{}`", camera.model),
-                ));
-            }
-            for (name, value) in
-                [("dwell_s", algorithm.dwell_s), ("cooldown_s", algorithm.cooldown_s)]
-            {
-                if !(value.is_finite() && value >= 0.0) {
-                    errors.push(self.error(key(name), "must be zero or more seconds"));
-                }
-            }
-            if let Some(c) = algorithm.min_confidence
-                && !(0.0..=1.0).contains(&c)
-            {
-                errors.push(self.error(key("min_confidence"), "must be between 0 and 1"));
-            }
-            if algorithm.max_motion.is_nan() || algorithm.max_motion <= 0.0 {
-                errors.push(self.error(key("max_motion"), "must be above 0"));
-            }
+            errors.extend(self.validate_algorithm(i, camera, j, algorithm));
         }
         errors
+    }
+
+    fn validate_algorithm(
+        &self,
+        i: usize,
+        camera: &CameraConfig,
+        j: usize,
+        algorithm: &AlgorithmConfig,
+    ) -> Vec<ConfigError> {
+        let key = |k: &str| format!("cameras[{i}].algorithms[{j}].{k}");
+        let mut errors = Vec::new();
+        let Some(entry) = catalog::find(&algorithm.kind) else {
+            return vec![self.error(
+                key("type"),
+                format!("unknown algorithm `{}`; `cityeye algorithms` lists them", algorithm.kind),
+            )];
+        };
+        if let Some(zone) = &algorithm.zone
+            && !camera.zones.iter().any(|z| &z.name == zone)
+        {
+            let known: Vec<&str> = camera.zones.iter().map(|z| z.name.as_str()).collect();
+            errors.push(self.error(
+                key("zone"),
+                format!("unknown zone `{zone}`; zones of this camera: {}", list_or_none(&known)),
+            ));
+        }
+        if algorithm.classes.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(self.error(key("classes"), "needs at least one class"));
+        }
+        let provided = self.provided_classes(camera);
+        let missing: Vec<String> =
+            entry.needed_classes(algorithm).into_iter().filter(|c| !provided.contains(c)).collect();
+        if !missing.is_empty() && !provided.is_empty() {
+            errors.push(self.error(
+                key("classes"),
+                format!(
+                    "{} needs {}, which none of this camera's models ({}) provide; map a model's \
+                     class onto it with class_map, or set classes",
+                    entry.id,
+                    missing.join(", "),
+                    camera.models.join(", ")
+                ),
+            ));
+        }
+        if let Err(e) = Schedule::parse(algorithm.schedule.as_deref().unwrap_or_default()) {
+            errors.push(self.error(key("schedule"), e));
+        }
+        for (name, value) in
+            [("cooldown_s", algorithm.cooldown_s), ("update_s", algorithm.update_s)]
+        {
+            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                errors.push(self.error(key(name), "must be zero or more seconds"));
+            }
+        }
+        for (name, value) in
+            [("min_confidence", algorithm.min_confidence), ("min_box_area", algorithm.min_box_area)]
+        {
+            if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                errors.push(self.error(key(name), "must be between 0 and 1"));
+            }
+        }
+        for (name, problem) in algorithm.params.or(&entry.params).problems(entry.primitive) {
+            errors.push(self.error(key(name), problem));
+        }
+        if entry.primitive == PrimitiveKind::Cascade {
+            errors.extend(self.validate_classifier(&key, &algorithm.params.or(&entry.params)));
+        }
+        errors
+    }
+
+    /// A cascade algorithm's `classifier` must be a classifier model having its `labels`.
+    fn validate_classifier(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        params: &Params,
+    ) -> Vec<ConfigError> {
+        let Some(name) = &params.classifier else { return Vec::new() };
+        let Some(model) = self.models.iter().find(|m| &m.name == name) else {
+            let known: Vec<&str> = self
+                .models
+                .iter()
+                .filter(|m| m.format == ModelKind::Classifier)
+                .map(|m| m.name.as_str())
+                .collect();
+            return vec![self.error(
+                key("classifier"),
+                format!(
+                    "no classifier model `{name}`; classifiers defined: {} (a [[models]] entry \
+                     with format = \"classifier\")",
+                    list_or_none(&known)
+                ),
+            )];
+        };
+        if model.format != ModelKind::Classifier {
+            return vec![
+                self.error(key("classifier"), format!("model `{name}` is not a classifier")),
+            ];
+        }
+        let labels = model.canonical_class_names().unwrap_or_default();
+        params
+            .labels
+            .iter()
+            .flatten()
+            .filter(|l| !labels.is_empty() && !labels.contains(l))
+            .map(|l| {
+                self.error(key("labels"), format!("`{l}` is not a label of classifier `{name}`"))
+            })
+            .collect()
+    }
+
+    /// The canonical classes a camera's models detect (after their class maps); empty when a
+    /// model's class list cannot be read (reported on its own).
+    fn provided_classes(&self, camera: &CameraConfig) -> Vec<String> {
+        let mut provided = Vec::new();
+        for model in camera.models.iter().filter_map(|m| self.model(m)) {
+            match model.canonical_class_names() {
+                Ok(names) => provided.extend(names),
+                Err(_) => return Vec::new(),
+            }
+        }
+        provided
     }
 }
 
 impl ModelConfig {
+    /// The class names after `class_map`, in the model's class order.
+    pub fn canonical_class_names(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .class_names()?
+            .into_iter()
+            .map(|c| self.class_map.get(&c).cloned().unwrap_or(c))
+            .collect())
+    }
+
     /// The class names, from the inline list or the class file (one per line, blank lines and
     /// `#` comments ignored).
     pub fn class_names(&self) -> Result<Vec<String>, String> {
@@ -679,6 +851,17 @@ fn parse_error(
     }
     let inner = e.inner();
     let message = plain_types(&inner.message().trim().replace('\n', " "));
+    // Values inside an algorithm table are read in a second pass whose errors end with
+    // " in `key`": put the key where the installer looks for it.
+    let (message, inner_key) = match message.rsplit_once(" in `") {
+        Some((text, rest)) if rest.ends_with('`') => {
+            (text.to_string(), Some(rest.trim_end_matches('`').to_string()))
+        }
+        _ => (message, None),
+    };
+    if let Some(inner) = inner_key {
+        key = if key.is_empty() { inner } else { format!("{key}.{inner}") };
+    }
     // serde_path_to_error names an unknown key itself at the end of the path; toml does not.
     if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
         && !key.ends_with(field)

@@ -19,7 +19,7 @@ use crate::config::CameraConfig;
 use crate::geometry::{BBox, Point, Polygon};
 use crate::ingest::Frame;
 use crate::publish::Topics;
-use crate::rules::{ObjectFact, Phase, RuleEvent};
+use crate::rules::{ObjectFact, Phase, RuleEvent, Severity, catalog};
 use crate::track::Track;
 
 pub const SCHEMA: &str = "cityeye.incident.v1";
@@ -32,21 +32,50 @@ pub struct IncidentPayload {
     pub node: String,
     pub camera: String,
     pub algorithm: String,
+    pub category: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub severity: String,
     pub state: IncidentState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     pub detected_at: String,
     pub stream_time_s: f64,
     pub objects: Vec<ObjectPayload>,
+    #[serde(flatten)]
+    pub facts: FactsPayload,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRef>,
+    /// The camera's (first) model; `models` lists them all when there are several.
     pub model: ModelRef,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelRef>,
+}
+
+/// What the algorithm's primitive measured, where it applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FactsPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<[[f32; 2]; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_deg: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentState {
     Start,
+    Update,
     End,
 }
 
@@ -79,6 +108,8 @@ pub struct ModelRef {
 pub struct Evidence {
     pub frame: Arc<Frame>,
     pub zone: Option<Polygon>,
+    /// A tripwire's line, drawn in yellow like the zone.
+    pub line: Option<[[f32; 2]; 2]>,
     pub subjects: Vec<BBox>,
     pub others: Vec<BBox>,
 }
@@ -90,8 +121,10 @@ pub struct Incident {
     pub evidence: Option<Evidence>,
 }
 
+/// What the payload says about an algorithm, and what its snapshots draw.
 struct RuleInfo {
-    algorithm: &'static str,
+    entry: &'static catalog::Entry,
+    severity: Severity,
     zone_name: Option<String>,
     zone: Option<Polygon>,
 }
@@ -101,18 +134,28 @@ pub struct Incidents {
     node: String,
     camera: String,
     topics: Topics,
-    model: ModelRef,
+    models: Vec<ModelRef>,
     rules: Vec<RuleInfo>,
     open: HashMap<(usize, u64), Uuid>,
 }
 
 impl Incidents {
-    pub fn new(node: &str, camera: &CameraConfig, topics: Topics, model: ModelRef) -> Self {
+    /// `entries` are the catalog entries of the camera's algorithms, in its order; `models` the
+    /// camera's models (at least one: the config requires it).
+    pub fn new(
+        node: &str,
+        camera: &CameraConfig,
+        entries: &[&'static catalog::Entry],
+        topics: Topics,
+        models: Vec<ModelRef>,
+    ) -> Self {
         let rules = camera
             .algorithms
             .iter()
-            .map(|a| RuleInfo {
-                algorithm: a.kind.id(),
+            .zip(entries)
+            .map(|(a, entry)| RuleInfo {
+                entry,
+                severity: a.severity.unwrap_or(entry.severity),
                 zone_name: a.zone.clone(),
                 zone: a
                     .zone
@@ -125,7 +168,7 @@ impl Incidents {
             node: node.to_string(),
             camera: camera.id.clone(),
             topics,
-            model,
+            models,
             rules,
             open: HashMap::new(),
         }
@@ -154,13 +197,15 @@ impl Incidents {
                 self.open.insert(slot, id);
                 (id, IncidentState::Start)
             }
-            // An end without a start cannot happen; if it did, there is nothing to close.
+            // Updates and ends follow a start; without one there is nothing to refer to.
+            Phase::Update => (*self.open.get(&slot)?, IncidentState::Update),
             Phase::End => (self.open.remove(&slot)?, IncidentState::End),
         };
         let rule = &self.rules[event.rule];
         let evidence = (state == IncidentState::Start).then(|| Evidence {
             frame: frame.clone(),
             zone: rule.zone.clone(),
+            line: event.facts.line,
             subjects: event.objects.iter().map(|o| o.bbox).collect(),
             others: tracks
                 .iter()
@@ -168,23 +213,38 @@ impl Incidents {
                 .map(|t| t.bbox)
                 .collect(),
         });
+        let f = &event.facts;
         let payload = IncidentPayload {
             schema: SCHEMA.into(),
             id: id.to_string(),
             node: self.node.clone(),
             camera: self.camera.clone(),
-            algorithm: rule.algorithm.into(),
+            algorithm: rule.entry.id.clone(),
+            category: rule.entry.category.name().into(),
+            name_zh: rule.entry.name_zh.clone(),
+            name_en: rule.entry.name_en.clone(),
+            severity: rule.severity.name().into(),
             state,
             zone: rule.zone_name.clone(),
             detected_at: rfc3339_millis(frame.captured_at),
             stream_time_s: round(frame.stream_time_s, 3),
             objects: event.objects.iter().map(object_payload).collect(),
+            facts: FactsPayload {
+                count: f.count,
+                ratio: f.ratio.map(|r| round(f64::from(r), 3) as f32),
+                line: f.line,
+                direction: f.direction.map(String::from),
+                heading_deg: f.heading_deg.map(|h| round(f64::from(h), 1) as f32),
+                label: f.label.as_deref().map(String::from),
+                score: f.score.map(|s| round(f64::from(s), 3) as f32),
+            },
             evidence: evidence.as_ref().map(|_| EvidenceRef {
                 topic: self.topics.evidence(&self.camera, &id.to_string()),
                 width: frame.width,
                 height: frame.height,
             }),
-            model: self.model.clone(),
+            model: self.models[0].clone(),
+            models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },
         };
         Some(Incident { payload, evidence })
     }
@@ -215,19 +275,24 @@ fn uuid_timestamp(at: SystemTime) -> uuid::Timestamp {
     uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos())
 }
 
-/// The snapshot as JPEG: the zone in yellow, the incident's objects in red, other tracked
-/// objects in green.
+/// The snapshot as JPEG: the zone (or line) in yellow, the incident's objects in red, other
+/// tracked objects in green.
 pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
     let frame = &evidence.frame;
     let rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
     let mut image = RgbImage::from_raw(frame.width as u32, frame.height as u32, rgb)
         .ok_or("the frame's size does not match its data")?;
     let thick = (frame.width.max(frame.height) / 400).max(1) as i32 + 1;
+    let yellow = Rgb([255, 220, 0]);
     if let Some(zone) = &evidence.zone {
         let pts = zone.points();
         for (i, a) in pts.iter().enumerate() {
-            draw_line(&mut image, *a, pts[(i + 1) % pts.len()], Rgb([255, 220, 0]), thick);
+            draw_line(&mut image, *a, pts[(i + 1) % pts.len()], yellow, thick);
         }
+    }
+    if let Some([a, b]) = evidence.line {
+        let point = |[x, y]: [f32; 2]| Point { x, y };
+        draw_line(&mut image, point(a), point(b), yellow, thick);
     }
     for b in &evidence.others {
         draw_box(&mut image, b, Rgb([0, 200, 0]), thick - 1);
@@ -294,6 +359,7 @@ mod tests {
         let evidence = Evidence {
             frame: frame(64, 48),
             zone: None,
+            line: None,
             subjects: vec![BBox { x: 0.25, y: 0.25, w: 0.5, h: 0.5 }],
             others: vec![],
         };

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 
 use cityeye::config::{Config, ConfigErrors};
+use cityeye::rules::catalog;
 use cityeye::{ingest, pipeline};
 
 #[derive(Parser)]
@@ -46,7 +47,23 @@ enum Command {
         /// Where to write incidents.jsonl and evidence/.
         #[arg(long)]
         out: PathBuf,
+        /// Wall-clock time of the video's first frame (RFC 3339), for schedules and timestamps;
+        /// now when absent.
+        #[arg(long, value_parser = parse_time)]
+        start_time: Option<SystemTime>,
     },
+    /// List the algorithm catalog: id, names, category, primitive, classes.
+    Algorithms {
+        /// One JSON object a line, for machines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(SystemTime::from)
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-11-21T08:00:00+08:00: {e}"))
 }
 
 /// Exit code for a config (or usage) mistake, as opposed to a failure at run time.
@@ -63,12 +80,15 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
-        Command::Replay { config, camera, input, out } => replay(&config, &camera, &input, &out),
+        Command::Replay { config, camera, input, out, start_time } => {
+            replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
+        }
+        Command::Algorithms { json } => algorithms(json),
     }
 }
 
 /// Loads the config and its models, printing every mistake.
-fn load(path: &std::path::Path) -> Result<(Config, pipeline::Detectors), ExitCode> {
+fn load(path: &std::path::Path) -> Result<(Config, pipeline::Models), ExitCode> {
     let report = |errors: ConfigErrors| {
         for e in &errors.0 {
             eprintln!("error: {e}");
@@ -76,16 +96,16 @@ fn load(path: &std::path::Path) -> Result<(Config, pipeline::Detectors), ExitCod
         ExitCode::from(EXIT_CONFIG)
     };
     let config = Config::load(path).map_err(report)?;
-    let detectors = pipeline::load_models(&config).map_err(report)?;
-    Ok((config, detectors))
+    let models = pipeline::load_models(&config).map_err(report)?;
+    Ok((config, models))
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let (config, detectors) = match load(path) {
+    let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::run_node(config, detectors) {
+    match pipeline::run_node(config, models) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -95,7 +115,7 @@ fn run(path: &std::path::Path) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let (config, detectors) = match load(path) {
+    let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -108,31 +128,81 @@ fn check(path: &std::path::Path) -> ExitCode {
         broker.host, broker.port, config.mqtt.topic_prefix, config.node.id
     );
     for model in &config.models {
-        let d = &detectors[&model.name];
+        let summary = match (models.detectors.get(&model.name), models.classifiers.get(&model.name))
+        {
+            (Some(d), _) => &d.summary,
+            (_, Some(c)) => &c.summary,
+            (None, None) => continue,
+        };
         println!("model {} ({}, {})", model.name, model.format.name(), model.path.display());
-        println!("  sha256  {}", d.summary.sha256);
-        for input in &d.summary.inputs {
+        println!("  sha256  {}", summary.sha256);
+        for input in &summary.inputs {
             println!("  input   {input}");
         }
-        for output in &d.summary.outputs {
+        for output in &summary.outputs {
             println!("  output  {output}");
         }
-        println!("  classes {}", d.summary.classes);
+        println!("  classes {}", summary.classes);
     }
     for camera in &config.cameras {
-        println!("camera {} (model {}, {} fps)", camera.id, camera.model, camera.analysis_fps);
+        println!(
+            "camera {} (models {}, {} fps)",
+            camera.id,
+            camera.models.join(", "),
+            camera.analysis_fps
+        );
         println!("  url      {}", camera.url.masked());
         match ingest::pipeline_description(camera, true) {
             Ok(p) => println!("  pipeline {p}"),
             Err(e) => println!("  pipeline error: {e}"),
         }
         for a in &camera.algorithms {
-            let zone = a.zone.as_deref().unwrap_or("whole frame");
+            let zone = a.zone.as_deref().unwrap_or("the whole frame");
+            let entry = catalog::find(&a.kind).expect("checked by the config");
+            let classes = a.classes.as_ref().unwrap_or(&entry.classes).join(", ");
+            let params = a.params.or(&entry.params);
             println!(
-                "  algorithm {} in {zone}: {} for {} s",
-                a.kind.id(),
-                a.classes.join("/"),
-                a.dwell_s
+                "  algorithm {} ({}, {}) in {zone}: {} on {classes}; {}",
+                entry.id,
+                entry.name_en,
+                entry.name_zh,
+                entry.primitive.name(),
+                params.describe()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn algorithms(json: bool) -> ExitCode {
+    for e in catalog::entries() {
+        let partners = e.params.partner_classes.clone().unwrap_or_default();
+        if json {
+            let line = serde_json::json!({
+                "id": e.id,
+                "name_zh": e.name_zh,
+                "name_en": e.name_en,
+                "category": e.category.name(),
+                "primitive": e.primitive.name(),
+                "classes": e.classes,
+                "partner_classes": partners,
+                "severity": e.severity.name(),
+                "description": e.description,
+            });
+            println!("{line}");
+        } else {
+            let mut classes = e.classes.join(", ");
+            if !partners.is_empty() {
+                classes = format!("{classes} + {}", partners.join(", "));
+            }
+            println!(
+                "{:<26} {:<13} {:<11} {} ({})\n{:<26} classes: {classes}",
+                e.id,
+                e.category.name(),
+                e.primitive.name(),
+                e.name_en,
+                e.name_zh,
+                ""
             );
         }
     }
@@ -144,12 +214,13 @@ fn replay(
     camera: &str,
     input: &std::path::Path,
     out: &std::path::Path,
+    start: SystemTime,
 ) -> ExitCode {
-    let (config, detectors) = match load(path) {
+    let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::replay(&config, &detectors, camera, input, out, SystemTime::now()) {
+    match pipeline::replay(&config, &models, camera, input, out, start) {
         Ok(s) => {
             println!(
                 "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",

@@ -16,64 +16,135 @@ use tokio::sync::mpsc;
 
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
 use crate::incident::{Incident, Incidents, ModelRef};
-use crate::infer::{Detector, Scratch};
+use crate::infer::classify::CropScratch;
+use crate::infer::{Classifier, Detector, ModelKind, Scratch};
 use crate::ingest::{self, CameraState, Frame, Mode};
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
-use crate::rules::Rules;
-use crate::track::{Tracker, TrackerConfig};
+use crate::rules::{Label, Rules, Verdicts, catalog};
+use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
 
 /// The loaded models by name, each shared by the cameras that use it.
-pub type Detectors = HashMap<String, Arc<Detector>>;
+#[derive(Default, Clone)]
+pub struct Models {
+    pub detectors: HashMap<String, Arc<Detector>>,
+    pub classifiers: HashMap<String, Arc<Classifier>>,
+}
 
 /// Loads every configured model once; a model that does not fit its config is a config error.
-pub fn load_models(config: &Config) -> Result<Detectors, ConfigErrors> {
-    let mut detectors = HashMap::new();
+pub fn load_models(config: &Config) -> Result<Models, ConfigErrors> {
+    let mut models = Models::default();
     let mut errors = Vec::new();
     for (i, model) in config.models.iter().enumerate() {
-        match Detector::load(model) {
-            Ok(d) => {
-                detectors.insert(model.name.clone(), Arc::new(d));
-            }
-            Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key), e.message)),
+        let loaded = match model.format {
+            ModelKind::Classifier => Classifier::load(model).map(|c| {
+                models.classifiers.insert(model.name.clone(), Arc::new(c));
+            }),
+            ModelKind::Detector(_) => Detector::load(model).map(|d| {
+                models.detectors.insert(model.name.clone(), Arc::new(d));
+            }),
+        };
+        if let Err(e) = loaded {
+            errors.push(config.error(format!("models[{i}].{}", e.key), e.message));
         }
     }
-    if errors.is_empty() { Ok(detectors) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() { Ok(models) } else { Err(ConfigErrors(errors)) }
+}
+
+/// A classifier and the classes whose tracks it looks at.
+struct SecondStage {
+    classifier: Arc<Classifier>,
+    classes: Vec<Arc<str>>,
 }
 
 /// One camera's analysis: everything between a decoded frame and its incident messages.
 pub struct Analysis {
-    detector: Arc<Detector>,
+    detectors: Vec<Arc<Detector>>,
     scratch: Scratch,
     tracker: Tracker,
+    second_stage: Vec<SecondStage>,
+    crop_scratch: CropScratch,
+    verdicts: Verdicts,
     rules: Rules,
     incidents: Incidents,
 }
 
 impl Analysis {
-    pub fn new(config: &Config, camera: &CameraConfig, detector: Arc<Detector>) -> Self {
+    /// The camera's analysis with the node's loaded models. Fails only on a config that was
+    /// not validated.
+    pub fn new(config: &Config, camera: &CameraConfig, models: &Models) -> Result<Self, String> {
+        let detectors: Vec<Arc<Detector>> = camera
+            .models
+            .iter()
+            .map(|m| models.detectors.get(m).cloned().ok_or(format!("model {m} is not loaded")))
+            .collect::<Result<_, String>>()?;
         let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
-        let model =
-            ModelRef { name: detector.name.clone(), sha256: detector.summary.sha256.clone() };
-        Analysis {
-            rules: Rules::new(&camera.algorithms, &camera.zones, detector.confidence()),
-            incidents: Incidents::new(&config.node.id, camera, topics, model),
+        let model_refs = detectors
+            .iter()
+            .map(|d| ModelRef { name: d.name.clone(), sha256: d.summary.sha256.clone() })
+            .collect();
+        // Detections under a model's own threshold never reach the rules anyway.
+        let confidence = detectors.iter().map(|d| d.confidence()).fold(1.0, f32::min);
+        let entries = catalog::for_camera(camera)?;
+        let specs = catalog::specs(camera, &entries, confidence)?;
+        let rules = Rules::new(specs);
+        let second_stage = rules
+            .classified_classes()
+            .into_iter()
+            .map(|(name, classes)| {
+                let classifier = models.classifiers.get(&name).cloned();
+                classifier
+                    .map(|classifier| SecondStage { classifier, classes })
+                    .ok_or(format!("classifier {name} is not loaded"))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Analysis {
+            rules,
+            incidents: Incidents::new(&config.node.id, camera, &entries, topics, model_refs),
             tracker: Tracker::new(TrackerConfig::default()),
             scratch: Scratch::default(),
-            detector,
-        }
+            second_stage,
+            crop_scratch: CropScratch::default(),
+            verdicts: Verdicts::new(),
+            detectors,
+        })
     }
 
     /// Runs one frame through infer → track → rules → incidents.
     pub fn frame(&mut self, frame: Frame) -> Result<Vec<Incident>, String> {
-        let detections = self.detector.detect(&frame, &mut self.scratch)?;
+        let mut detections = Vec::new();
+        for detector in &self.detectors {
+            detections.extend(detector.detect(&frame, &mut self.scratch)?);
+        }
         let t = frame.stream_time_s;
         let tracks = self.tracker.update(&detections, t);
-        let events = self.rules.update(&tracks, t);
+        classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
+        let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
         if events.is_empty() {
             return Ok(Vec::new());
         }
         Ok(self.incidents.messages(events, &Arc::new(frame), tracks.tracks))
     }
+}
+
+/// Runs each second-stage classifier on the crops of the tracks it looks at, seen in this
+/// frame: the verdicts cascade algorithms read.
+fn classify(
+    stages: &[SecondStage],
+    scratch: &mut CropScratch,
+    verdicts: &mut Verdicts,
+    frame: &Frame,
+    tracks: &TrackUpdate<'_>,
+) -> Result<(), String> {
+    verdicts.clear();
+    for stage in stages {
+        let verdicts = verdicts.entry(stage.classifier.name.clone()).or_default();
+        let seen = tracks.tracks.iter().filter(|t| t.state == TrackState::Confirmed);
+        for track in seen.filter(|t| stage.classes.contains(&t.class)) {
+            let (label, score) = stage.classifier.classify(frame, track.bbox, scratch)?;
+            verdicts.insert(track.id, Label { label, score });
+        }
+    }
+    Ok(())
 }
 
 /// Counts for a camera run.
@@ -148,7 +219,7 @@ fn log_state(camera: &str, state: &CameraState) {
 }
 
 /// Runs the node: every camera on its own thread, publishing to MQTT, until SIGINT or SIGTERM.
-pub fn run_node(config: Config, detectors: Detectors) -> Result<(), String> {
+pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -162,13 +233,15 @@ pub fn run_node(config: Config, detectors: Detectors) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let mut cameras = Vec::new();
     for camera in &config.cameras {
-        let detector = detectors[&camera.model].clone();
         let (config, camera, stop, tx) = (config.clone(), camera.clone(), stop.clone(), tx.clone());
+        let models = models.clone();
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", camera.id))
             .spawn(move || {
-                let mut analysis = Analysis::new(&config, &camera, detector);
-                if let Err(e) = run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx) {
+                let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
+                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx)
+                });
+                if let Err(e) = outcome {
                     tracing::error!(camera = %camera.id, "camera stopped: {e}");
                 }
             })
@@ -228,7 +301,7 @@ pub enum ReplayError {
 /// `out_dir/incidents.jsonl` and `out_dir/evidence/<id>.jpg`.
 pub fn replay(
     config: &Config,
-    detectors: &Detectors,
+    models: &Models,
     camera_id: &str,
     input: &Path,
     out_dir: &Path,
@@ -250,7 +323,7 @@ pub fn replay(
         pipeline: None,
         ..camera.clone()
     };
-    let mut analysis = Analysis::new(config, &camera, detectors[&camera.model].clone());
+    let mut analysis = Analysis::new(config, &camera, models).map_err(ReplayError::Usage)?;
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let out = out_dir.to_path_buf();
     let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));

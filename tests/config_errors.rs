@@ -3,6 +3,10 @@
 //!
 //! Every case starts from one valid config (checked first, so each failure is caused by its
 //! edit) and changes one thing.
+//!
+//! Mistakes found while parsing (unknown keys, wrong types) stop at the first and cite a line;
+//! the checks after parsing (names that must match, ranges, the algorithm catalog) report every
+//! mistake, by key, without a line.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,8 +31,23 @@ classes = "{CLASSES}"
     )
 }
 
+/// A classifier model named `attributes` (what `no_helmet` names), labels `helmet` and
+/// `no_helmet`. Its file is the detector's: the config checks come before any model is loaded,
+/// so only cases that fail those checks may use it.
+fn classifier_block() -> String {
+    format!(
+        r#"[[models]]
+name = "attributes"
+path = "{MODEL}"
+format = "classifier"
+classes = ["helmet", "no_helmet"]
+"#
+    )
+}
+
 /// A valid config: a test-pattern camera and an RTSP camera with credentials, each with a zone
-/// and an `illegal_parking` algorithm watching it.
+/// and an `illegal_parking` algorithm watching it. Both cameras name their model with the
+/// singular `model` (the alias of `models`).
 fn base_config() -> String {
     format!(
         r#"[node]
@@ -72,6 +91,9 @@ model = "coco"
     )
 }
 
+/// The first camera's algorithm in [`base_config`], which the algorithm cases rewrite.
+const FIRST_ALGORITHM: &str = "  type = \"illegal_parking\"\n  zone = \"kerb\"\n  dwell_s = 10\n";
+
 /// Runs `cityeye check --config path`: (exit code, stdout, stderr). Whatever the input, the
 /// binary must not panic.
 fn run_check(path: &Path) -> (i32, String, String) {
@@ -105,11 +127,28 @@ fn replace_last(text: &str, from: &str, to: &str) -> String {
     format!("{}{to}{}", &text[..at], &text[at + from.len()..])
 }
 
+/// `text` with the first camera's algorithm made of `settings` (one `key = value` each).
+fn with_first_algorithm(text: &str, settings: &[&str]) -> String {
+    let body: String = settings.iter().map(|s| format!("  {s}\n")).collect();
+    replace(text, FIRST_ALGORITHM, &body)
+}
+
+/// `text` with `setting` added to the first camera's algorithm.
+fn add_to_first_algorithm(text: &str, setting: &str) -> String {
+    replace(text, FIRST_ALGORITHM, &format!("{FIRST_ALGORITHM}  {setting}\n"))
+}
+
+/// `text` with `setting` added to the (first) model.
+fn add_to_model(text: &str, setting: &str) -> String {
+    replace(text, "format = \"yolox\"\n", &format!("format = \"yolox\"\n{setting}\n"))
+}
+
 /// Which line an error must cite.
 enum Line {
     /// The first line of the config holding this text.
     Of(&'static str),
-    /// Some line (see `unknown_key_at_line_start_cites_its_own_line`).
+    /// Some line (see `unknown_key_at_line_start_cites_its_own_line`; inside an algorithm, the
+    /// line of its `[[cameras.algorithms]]` header rather than the key's own).
     Any,
     /// Not checked: whole-file checks run after parsing and carry no line.
     Unchecked,
@@ -194,7 +233,8 @@ fn cases() -> Vec<Case> {
             name: "algorithm watching a class the model lacks (by default)",
             edit: |c| replace(c, &format!("\"{CLASSES}\""), r#"["car", "bus", "truck"]"#),
             key: "cameras[0].algorithms[0].classes",
-            fragment: "`motorcycle` is not a class of model `coco`",
+            fragment: "illegal_parking needs motorcycle, which none of this camera's models (coco) \
+                       provide",
             line: Line::Unchecked,
         },
         Case {
@@ -247,8 +287,9 @@ fn cases() -> Vec<Case> {
             name: "unknown algorithm type",
             edit: |c| replace(c, "type = \"illegal_parking\"", "type = \"speeding\""),
             key: "cameras[0].algorithms[0].type",
-            fragment: "unknown variant `speeding`, expected `illegal_parking`",
-            line: Line::Of("speeding"),
+            fragment: "unknown algorithm `speeding`; `cityeye algorithms` lists them",
+            // Looked up in the catalog after parsing, so no line.
+            line: Line::Unchecked,
         },
         Case {
             name: "algorithm naming an unknown zone",
@@ -257,12 +298,151 @@ fn cases() -> Vec<Case> {
             fragment: "unknown zone `kurb`; zones of this camera: kerb",
             line: Line::Unchecked,
         },
+        // Algorithm settings: common ones, primitive parameters, schedules, classes.
+        Case {
+            name: "primitive parameter the algorithm's primitive does not take",
+            edit: |c| add_to_first_algorithm(c, "line = [[0, 0.5], [1, 0.5]]"),
+            key: "cameras[0].algorithms[0].line",
+            fragment: "does not apply to dwell algorithms",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "unknown key in an algorithm",
+            edit: |c| add_to_first_algorithm(c, "dwel_s = 5"),
+            key: "cameras[0].algorithms[0].dwel_s",
+            // Only what an illegal_parking algorithm accepts: common settings and dwell's.
+            fragment: "unknown field `dwel_s`; this algorithm takes type, zone, classes, \
+                       min_confidence, min_box_area, schedule, cooldown_s, severity, update_s \
+                       and dwell_s, max_motion",
+            line: Line::Any,
+        },
+        Case {
+            name: "wrong type in an algorithm",
+            edit: |c| replace(c, "dwell_s = 10", "dwell_s = \"long\""),
+            key: "cameras[0].algorithms[0].dwell_s",
+            fragment: "invalid type: string \"long\", expected a number",
+            line: Line::Any,
+        },
+        Case {
+            name: "tripwire whose line is a single point",
+            edit: |c| {
+                with_first_algorithm(c, &["type = \"tripwire\"", "line = [[0.5, 0.5], [0.5, 0.5]]"])
+            },
+            key: "cameras[0].algorithms[0].line",
+            fragment: "needs two different points",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "tripwire whose line leaves the image",
+            edit: |c| {
+                with_first_algorithm(c, &["type = \"tripwire\"", "line = [[0.5, 0.5], [1.5, 0.5]]"])
+            },
+            key: "cameras[0].algorithms[0].line",
+            fragment: "points must lie in the image: 0 to 1",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "crowd of zero",
+            edit: |c| with_first_algorithm(c, &["type = \"crowd_gathering\"", "min_count = 0"]),
+            key: "cameras[0].algorithms[0].min_count",
+            fragment: "must be at least 1",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "schedule window without HH:MM times",
+            edit: |c| add_to_first_algorithm(c, r#"schedule = ["Mon-Fri 7-22"]"#),
+            key: "cameras[0].algorithms[0].schedule",
+            fragment: "`Mon-Fri 7-22`: bad start time; expected e.g. \"Mon-Fri 07:00-22:00\"",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "algorithm needing a class no model of the camera provides",
+            edit: |c| with_first_algorithm(c, &["type = \"exposed_garbage\""]),
+            key: "cameras[0].algorithms[0].classes",
+            fragment: "exposed_garbage needs garbage, which none of this camera's models (coco) \
+                       provide; map a model's class onto it with class_map",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "class_map renaming a class the model does not have",
+            edit: |c| add_to_model(c, r#"class_map = { "bin" = "garbage" }"#),
+            key: "models[0].class_map",
+            fragment: "`bin` is not a class of this model",
+            line: Line::Unchecked,
+        },
+        // Cascade algorithms: `no_helmet`'s catalog entry names classifier `attributes`, labels
+        // `no_helmet`.
+        Case {
+            name: "cascade algorithm naming a classifier that does not exist",
+            edit: |c| {
+                with_first_algorithm(c, &["type = \"no_helmet\"", "classifier = \"helmets\""])
+            },
+            key: "cameras[0].algorithms[0].classifier",
+            fragment: "no classifier model `helmets`; classifiers defined: none (a [[models]] entry \
+                       with format = \"classifier\")",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "cascade algorithm naming a detector as its classifier",
+            edit: |c| with_first_algorithm(c, &["type = \"no_helmet\"", "classifier = \"coco\""]),
+            key: "cameras[0].algorithms[0].classifier",
+            fragment: "model `coco` is not a classifier",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "cascade algorithm wanting a label its classifier lacks",
+            edit: |c| {
+                let c = replace(c, "[[cameras]]", &format!("{}\n[[cameras]]", classifier_block()));
+                with_first_algorithm(&c, &["type = \"no_helmet\"", r#"labels = ["no_vest"]"#])
+            },
+            key: "cameras[0].algorithms[0].labels",
+            fragment: "`no_vest` is not a label of classifier `attributes`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "unknown severity",
+            edit: |c| add_to_first_algorithm(c, "severity = \"urgent\""),
+            key: "cameras[0].algorithms[0].severity",
+            fragment: "unknown variant `urgent`, expected one of `info`, `warning`, `critical`",
+            line: Line::Any,
+        },
+        Case {
+            name: "min_box_area above 1",
+            edit: |c| add_to_first_algorithm(c, "min_box_area = 2"),
+            key: "cameras[0].algorithms[0].min_box_area",
+            fragment: "must be between 0 and 1",
+            line: Line::Unchecked,
+        },
         // Cameras.
         Case {
             name: "camera naming an unknown model",
             edit: |c| replace_last(c, "model = \"coco\"", "model = \"yolo\""),
-            key: "cameras[1].model",
+            key: "cameras[1].models",
             fragment: "unknown model `yolo`; models defined: coco",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "camera naming an unknown model in its list",
+            edit: |c| replace(c, "model = \"coco\"", r#"models = ["coco", "nope"]"#),
+            key: "cameras[0].models",
+            fragment: "unknown model `nope`; models defined: coco",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "camera naming a classifier among its detectors",
+            edit: |c| {
+                let c = replace(c, "[[cameras]]", &format!("{}\n[[cameras]]", classifier_block()));
+                replace(&c, "model = \"coco\"", r#"models = ["coco", "attributes"]"#)
+            },
+            key: "cameras[0].models",
+            fragment: "`attributes` is a classifier: a camera's models are detectors",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "camera with an empty model list",
+            edit: |c| replace(c, "model = \"coco\"", "models = []"),
+            key: "cameras[0].models",
+            fragment: "needs at least one model",
             line: Line::Unchecked,
         },
         Case {
@@ -404,12 +584,69 @@ fn missing_config_file_is_named() {
 fn semantic_mistakes_are_all_reported_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let text = replace_last(&base_config(), "model = \"coco\"", "model = \"yolo\"");
-    let text = replace(&text, "zone = \"kerb\"", "zone = \"kurb\"");
+    // One algorithm with three mistakes: each is its own error.
+    let text = with_first_algorithm(
+        &text,
+        &[
+            "type = \"illegal_parking\"",
+            "zone = \"kurb\"",
+            "line = [[0, 0.5], [1, 0.5]]",
+            r#"schedule = ["Mon-Fri 7-22"]"#,
+        ],
+    );
     let (code, _, stderr) = check(dir.path(), &text);
     assert_eq!(code, EXIT_CONFIG, "{stderr}");
-    assert!(names_key(&stderr, "cameras[0].algorithms[0].zone"), "{stderr}");
-    assert!(names_key(&stderr, "cameras[1].model"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{stderr}");
+    for key in [
+        "cameras[0].algorithms[0].zone",
+        "cameras[0].algorithms[0].line",
+        "cameras[0].algorithms[0].schedule",
+        "cameras[1].models",
+    ] {
+        assert!(names_key(&stderr, key), "no error at {key}:\n{stderr}");
+    }
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 4, "{stderr}");
+}
+
+/// `model = "x"`, `models = "x"` and `models = ["x", ...]` all name a camera's models.
+#[test]
+fn model_alias_and_model_lists_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let two_models =
+        replace(&base_config(), "[[cameras]]", &format!("{}\n[[cameras]]", model_block("city")));
+    for text in [
+        base_config(),
+        replace(&base_config(), "model = \"coco\"", "models = \"coco\""),
+        replace(&base_config(), "model = \"coco\"", r#"models = ["coco"]"#),
+        replace(&two_models, "model = \"coco\"", r#"models = ["coco", "city"]"#),
+    ] {
+        let (code, stdout, stderr) = check(dir.path(), &text);
+        assert_eq!(code, 0, "{stderr}\n{text}");
+        assert!(stdout.contains("valid"), "{stdout}");
+    }
+}
+
+/// An algorithm needing a class no model detects under that name passes once a model's
+/// `class_map` renames one of its classes to it, on the camera's only model or on another of
+/// its models.
+#[test]
+fn class_map_provides_a_needed_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = |text: &str| with_first_algorithm(text, &["type = \"exposed_garbage\""]);
+    let mapped = r#"class_map = { "handbag" = "garbage" }"#;
+
+    let one_model = add_to_model(&base_config(), mapped);
+    let city = add_to_model(&model_block("city"), mapped);
+    let two_models = replace(&base_config(), "[[cameras]]", &format!("{city}\n[[cameras]]"));
+    let two_models = replace(&two_models, "model = \"coco\"", r#"models = ["coco", "city"]"#);
+
+    // Without the map it is a mistake (the "needs a class" case), with it it is not.
+    let (code, _, stderr) = check(dir.path(), &garbage(&base_config()));
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    for text in [garbage(&one_model), garbage(&two_models)] {
+        let (code, stdout, stderr) = check(dir.path(), &text);
+        assert_eq!(code, 0, "{stderr}\n{text}");
+        assert!(stdout.contains("valid"), "{stdout}");
+    }
 }
 
 #[test]
@@ -427,7 +664,10 @@ fn rtsp_password_never_shown() {
     ] {
         let (code, stdout, stderr) = check(dir.path(), &text);
         assert_eq!(code, EXIT_CONFIG, "{stderr}");
-        assert!(names_key(&stderr, "cameras[1].url") || names_key(&stderr, "cameras[1].model"));
+        assert!(
+            names_key(&stderr, "cameras[1].url") || names_key(&stderr, "cameras[1].models"),
+            "{stderr}"
+        );
         assert!(!stdout.contains(RTSP_PASSWORD) && !stderr.contains(RTSP_PASSWORD), "{stderr}");
     }
 }

@@ -7,6 +7,7 @@
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` when set,
 //! else from where `scripts/setup` or the package installs it.
 
+pub mod classify;
 pub mod decode;
 pub mod letterbox;
 
@@ -18,6 +19,7 @@ use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
+pub use classify::Classifier;
 pub use decode::ModelFormat;
 use decode::{Candidate, decode, nms};
 use letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
@@ -30,6 +32,31 @@ use crate::ingest::Frame;
 /// location first, then `scripts/setup`'s.
 const ORT_LIBRARY_PLACES: [&str; 2] =
     ["/usr/lib/cityeye/libonnxruntime.so", "/usr/local/lib/cityeye/libonnxruntime.so"];
+
+/// What a model file is: a detector of one of the YOLO families, or an image classifier
+/// (the second stage of cascade algorithms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    Detector(ModelFormat),
+    Classifier,
+}
+
+impl ModelKind {
+    /// A config's `format`: `yolox`, `yolov5`, `yolov8`, `yolo11` or `classifier`.
+    pub fn parse(text: &str) -> Option<ModelKind> {
+        match text {
+            "classifier" => Some(ModelKind::Classifier),
+            other => ModelFormat::parse(other).map(ModelKind::Detector),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Detector(format) => format.name(),
+            ModelKind::Classifier => "classifier",
+        }
+    }
+}
 
 /// A model that cannot be used, and which config key is to blame.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,49 +107,73 @@ pub struct Scratch {
     candidates: Vec<Candidate>,
 }
 
+/// What every model has once ONNX Runtime has it: the session, its image input and the facts
+/// `cityeye check` shows.
+struct Opened {
+    session: Session,
+    input_name: String,
+    width: usize,
+    height: usize,
+    classes: Vec<String>,
+    summary: ModelSummary,
+}
+
+/// Reads a model file (checking its SHA-256 when pinned), starts its session and checks its
+/// single image input against `input_size`.
+fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
+    let classes = config.canonical_class_names().map_err(|e| load_error("classes", e))?;
+    let bytes = std::fs::read(&config.path)
+        .map_err(|e| load_error("path", format!("cannot read {}: {e}", config.path.display())))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    if let Some(expected) = &config.sha256
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(load_error(
+            "sha256",
+            format!("{} has SHA-256 {sha256}, expected {expected}", config.path.display()),
+        ));
+    }
+    let environment = runtime().map_err(|e| load_error("path", e))?;
+    let cannot_load = |e: String| {
+        load_error("path", format!("ONNX Runtime cannot load {}: {e}", config.path.display()))
+    };
+    // Builder errors carry the builder, which is not Send: keep only their text.
+    let session = Session::builder(environment)
+        .map_err(|e| cannot_load(e.to_string()))?
+        .with_intra_threads(config.threads)
+        .map_err(|e| cannot_load(e.to_string()))?
+        .commit_from_memory(&bytes)
+        .map_err(|e| cannot_load(e.to_string()))?;
+    let (input_name, width, height) = check_input(&session, config.input_size)?;
+    let summary = ModelSummary {
+        inputs: session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+        outputs: session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+        classes: classes.len(),
+        sha256,
+    };
+    Ok(Opened { session, input_name, width, height, classes, summary })
+}
+
+/// The declared shape of a session's first output.
+fn output_shape(session: &Session) -> Result<Vec<i64>, LoadError> {
+    let output = session.outputs().first().ok_or_else(|| load_error("path", "no outputs"))?;
+    Ok(tensor_shape(output.dtype()).unwrap_or_default())
+}
+
 impl Detector {
     pub fn load(config: &ModelConfig) -> Result<Detector, LoadError> {
-        let classes = config.class_names().map_err(|e| load_error("classes", e))?;
-        let bytes = std::fs::read(&config.path).map_err(|e| {
-            load_error("path", format!("cannot read {}: {e}", config.path.display()))
-        })?;
-        let sha256 = hex(&Sha256::digest(&bytes));
-        if let Some(expected) = &config.sha256
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            return Err(load_error(
-                "sha256",
-                format!("{} has SHA-256 {sha256}, expected {expected}", config.path.display()),
-            ));
-        }
-        let environment = runtime().map_err(|e| load_error("path", e))?;
-        let cannot_load = |e: String| {
-            load_error("path", format!("ONNX Runtime cannot load {}: {e}", config.path.display()))
+        let ModelKind::Detector(format) = config.format else {
+            return Err(load_error("format", "a classifier cannot be a camera's detector"));
         };
-        // Builder errors carry the builder, which is not Send: keep only their text.
-        let session = Session::builder(environment)
-            .map_err(|e| cannot_load(e.to_string()))?
-            .with_intra_threads(config.threads)
-            .map_err(|e| cannot_load(e.to_string()))?
-            .commit_from_memory(&bytes)
-            .map_err(|e| cannot_load(e.to_string()))?;
-        let (input_name, width, height) = check_input(&session, config.input_size)?;
-        let output = session.outputs().first().ok_or_else(|| load_error("path", "no outputs"))?;
-        let shape = tensor_shape(output.dtype()).unwrap_or_default();
-        config.format.check_output_shape(&shape, classes.len(), width, height).map_err(|e| {
-            load_error("format", format!("{e} (the class list has {} names)", classes.len()))
-        })?;
-        let summary = ModelSummary {
-            inputs: session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
-            outputs: session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
-            classes: classes.len(),
-            sha256,
-        };
+        let Opened { session, input_name, width, height, classes, summary } = open(config)?;
+        format.check_output_shape(&output_shape(&session)?, classes.len(), width, height).map_err(
+            |e| load_error("format", format!("{e} (the class list has {} names)", classes.len())),
+        )?;
         let detector = Detector {
             name: config.name.clone(),
             summary,
-            format: config.format,
-            input: input_spec(config.format, width, height),
+            format,
+            input: input_spec(format, width, height),
             input_name,
             classes: classes.into_iter().map(Arc::from).collect(),
             confidence: config.confidence,

@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod onnx;
+
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer_rtsp_server as rtsp;

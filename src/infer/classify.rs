@@ -1,0 +1,159 @@
+//! Second-stage classifiers: an image classifier run on the crop of one tracked object, for
+//! cascade algorithms (a rider without a helmet, an uncovered muck truck, a cook without a hat).
+//!
+//! A classifier model (`format = "classifier"`) takes one image `[1, 3, H, W]` and gives one
+//! score per label `[1, C]`, already through its softmax or sigmoid. The crop is letterboxed to
+//! the input keeping its aspect, RGB scaled to 0..1, the usual layout of exported classifiers.
+
+use std::sync::{Arc, Mutex};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
+use super::{LoadError, ModelKind, ModelSummary, Opened, load_error, open, output_shape};
+use crate::config::ModelConfig;
+use crate::geometry::BBox;
+use crate::ingest::Frame;
+
+/// A loaded classifier.
+pub struct Classifier {
+    pub name: String,
+    pub summary: ModelSummary,
+    input: InputSpec,
+    input_name: String,
+    labels: Vec<Arc<str>>,
+    // `Session::run` takes `&mut self`; cameras sharing a model take turns.
+    session: Mutex<Session>,
+}
+
+/// Working memory for crops, reused from object to object.
+#[derive(Default)]
+pub struct CropScratch {
+    crop: Vec<u8>,
+    tensor: Vec<f32>,
+}
+
+impl Classifier {
+    pub fn load(config: &ModelConfig) -> Result<Classifier, LoadError> {
+        if config.format != ModelKind::Classifier {
+            return Err(load_error("format", "not a classifier"));
+        }
+        let Opened { session, input_name, width, height, classes, summary } = open(config)?;
+        let shape = output_shape(&session)?;
+        let fits = matches!(shape[..], [n, c] if (n == 1 || n == -1) && (c == -1 || c == classes.len() as i64));
+        if !fits {
+            return Err(load_error(
+                "classes",
+                format!(
+                    "output shape {shape:?} does not fit a classifier of {} labels: expected [1, {}]",
+                    classes.len(),
+                    classes.len()
+                ),
+            ));
+        }
+        let classifier = Classifier {
+            name: config.name.clone(),
+            summary,
+            input: InputSpec {
+                width,
+                height,
+                order: ChannelOrder::Rgb,
+                scale: 1.0 / 255.0,
+                placement: Placement::Centre,
+            },
+            input_name,
+            labels: classes.into_iter().map(Arc::from).collect(),
+            session: Mutex::new(session),
+        };
+        // Proves the model runs, and moves ONNX Runtime's first-run set-up to start-up.
+        let blank = Frame {
+            width: 8,
+            height: 8,
+            data: vec![0; 8 * 8 * 3],
+            stream_time_s: 0.0,
+            captured_at: std::time::SystemTime::now(),
+        };
+        let whole = BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 };
+        classifier
+            .classify(&blank, whole, &mut CropScratch::default())
+            .map_err(|e| load_error("path", e))?;
+        Ok(classifier)
+    }
+
+    /// The best label for the object in `bbox` (normalized) of `frame`, with its score.
+    pub fn classify(
+        &self,
+        frame: &Frame,
+        bbox: BBox,
+        scratch: &mut CropScratch,
+    ) -> Result<(Arc<str>, f32), String> {
+        let (w, h) = crop_into(frame, bbox, &mut scratch.crop).ok_or("the box is empty")?;
+        let (iw, ih) = (self.input.width, self.input.height);
+        scratch.tensor.resize(3 * iw * ih, 0.0);
+        letterbox_into(&scratch.crop, w, h, &self.input, &mut scratch.tensor);
+        let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], &scratch.tensor[..]))
+            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| format!("classification failed: {e}"))?;
+        let (_, scores) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("unexpected output: {e}"))?;
+        let (best, score) = scores
+            .iter()
+            .take(self.labels.len())
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .ok_or("the classifier gave no scores")?;
+        Ok((self.labels[best].clone(), score))
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(|l| l.as_ref())
+    }
+}
+
+/// Copies the pixels of `bbox` out of `frame` as packed BGR; their width and height, or `None`
+/// for a box without pixels.
+fn crop_into(frame: &Frame, bbox: BBox, crop: &mut Vec<u8>) -> Option<(usize, usize)> {
+    let b = bbox.clamped();
+    let x1 = (b.x * frame.width as f32).floor() as usize;
+    let y1 = (b.y * frame.height as f32).floor() as usize;
+    let x2 = ((b.x + b.w) * frame.width as f32).ceil().min(frame.width as f32) as usize;
+    let y2 = ((b.y + b.h) * frame.height as f32).ceil().min(frame.height as f32) as usize;
+    if x2 <= x1 || y2 <= y1 {
+        return None;
+    }
+    crop.clear();
+    for row in frame.data.chunks_exact(frame.width * 3).take(y2).skip(y1) {
+        crop.extend_from_slice(&row[x1 * 3..x2 * 3]);
+    }
+    Some((x2 - x1, y2 - y1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crops_take_the_pixels_of_the_box_and_refuse_empty_boxes() {
+        // A 4x2 frame whose pixel (x, y) holds x + 10 y in every channel.
+        let data = (0..2).flat_map(|y| (0..4).flat_map(move |x| [x + 10 * y; 3])).collect();
+        let frame = Frame {
+            width: 4,
+            height: 2,
+            data,
+            stream_time_s: 0.0,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let mut crop = Vec::new();
+        let right_half = BBox { x: 0.5, y: 0.0, w: 0.5, h: 1.0 };
+        assert_eq!(crop_into(&frame, right_half, &mut crop), Some((2, 2)));
+        assert_eq!(crop, [2, 2, 2, 3, 3, 3, 12, 12, 12, 13, 13, 13]);
+        assert_eq!(crop_into(&frame, BBox { x: 0.5, y: 0.5, w: 0.0, h: 0.5 }, &mut crop), None);
+        assert_eq!(crop_into(&frame, BBox { x: 1.2, y: 0.0, w: 0.5, h: 1.0 }, &mut crop), None);
+    }
+}

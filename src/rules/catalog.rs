@@ -1,0 +1,352 @@
+//! The algorithm catalog: the named city-event algorithms a dispatch centre handles (机动车违停,
+//! 占道经营, 人员聚集 …), each defined as data in `catalog/algorithms.toml` (built into the
+//! binary) on top of a primitive: names, category, default classes and parameters.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+
+use super::AlgorithmSpec;
+use super::params::{Params, PrimitiveKind, Severity};
+use super::schedule::Schedule;
+use crate::config::{AlgorithmConfig, CameraConfig, ZoneConfig};
+
+/// The groups of the national urban-management standard GB/T 30428, plus traffic, water and
+/// kitchen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Appearance,
+    Advertising,
+    Construction,
+    StreetOrder,
+    Emergency,
+    Traffic,
+    Water,
+    Kitchen,
+}
+
+impl Category {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Category::Appearance => "appearance",
+            Category::Advertising => "advertising",
+            Category::Construction => "construction",
+            Category::StreetOrder => "street_order",
+            Category::Emergency => "emergency",
+            Category::Traffic => "traffic",
+            Category::Water => "water",
+            Category::Kitchen => "kitchen",
+        }
+    }
+}
+
+/// One named algorithm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub id: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub category: Category,
+    pub primitive: PrimitiveKind,
+    /// The classes it looks for (for `cascade`: whose crops the classifier sees).
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub severity: Severity,
+    pub cooldown_s: f64,
+    pub update_s: f64,
+    pub description: String,
+    #[serde(default)]
+    pub params: Params,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    algorithm: Vec<Entry>,
+}
+
+/// Every algorithm, in catalog order.
+pub fn entries() -> &'static [Entry] {
+    static CATALOG: OnceLock<Vec<Entry>> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        // Built-in data: the catalog tests prove it parses and every entry is complete.
+        toml::from_str::<File>(include_str!("../../catalog/algorithms.toml"))
+            .expect("catalog/algorithms.toml is valid")
+            .algorithm
+    })
+}
+
+pub fn find(id: &str) -> Option<&'static Entry> {
+    entries().iter().find(|e| e.id == id)
+}
+
+/// The catalog entries of a camera's algorithms, in its order.
+pub fn for_camera(camera: &CameraConfig) -> Result<Vec<&'static Entry>, String> {
+    camera
+        .algorithms
+        .iter()
+        .map(|a| find(&a.kind).ok_or(format!("unknown algorithm {}", a.kind)))
+        .collect()
+}
+
+/// A camera's algorithms, ready to run; `default_confidence` applies where neither the camera
+/// nor the catalog sets `min_confidence`.
+pub fn specs(
+    camera: &CameraConfig,
+    entries: &[&'static Entry],
+    default_confidence: f32,
+) -> Result<Vec<AlgorithmSpec>, String> {
+    camera
+        .algorithms
+        .iter()
+        .zip(entries)
+        .map(|(a, entry)| entry.spec(a, &camera.zones, default_confidence))
+        .collect()
+}
+
+impl Entry {
+    /// The classes a camera's models must provide for this algorithm as configured: what it
+    /// looks for and what it pairs with.
+    pub fn needed_classes(&self, config: &AlgorithmConfig) -> Vec<String> {
+        let params = config.params.or(&self.params);
+        let mut needed = config.classes.clone().unwrap_or_else(|| self.classes.clone());
+        needed.extend(params.partner_classes.unwrap_or_default());
+        needed
+    }
+
+    /// The algorithm as a camera configures it, the camera's values over the catalog's.
+    /// `default_confidence` applies where neither sets `min_confidence`. The config has been
+    /// validated, so a schedule that does not parse is reported rather than expected.
+    pub fn spec(
+        &self,
+        config: &AlgorithmConfig,
+        zones: &[ZoneConfig],
+        default_confidence: f32,
+    ) -> Result<AlgorithmSpec, String> {
+        let params = config.params.or(&self.params);
+        let names = |list: &[String]| list.iter().map(|c| Arc::from(c.as_str())).collect();
+        Ok(AlgorithmSpec {
+            zone: config
+                .zone
+                .as_ref()
+                .and_then(|z| zones.iter().find(|zc| &zc.name == z))
+                .map(|z| z.polygon.clone()),
+            classes: names(config.classes.as_deref().unwrap_or(&self.classes)),
+            partner_classes: names(params.partner_classes.as_deref().unwrap_or_default()),
+            min_confidence: config.min_confidence.unwrap_or(default_confidence),
+            min_box_area: config.min_box_area.unwrap_or(0.0),
+            schedule: Schedule::parse(config.schedule.as_deref().unwrap_or_default())?,
+            cooldown_s: config.cooldown_s.unwrap_or(self.cooldown_s),
+            update_s: config.update_s.unwrap_or(self.update_s),
+            classifier: params
+                .classifier
+                .clone()
+                .filter(|_| self.primitive == PrimitiveKind::Cascade),
+            primitive: params.build(self.primitive),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::geometry::BBox;
+    use crate::rules::{Label, Phase, Rules, Verdicts};
+    use crate::track::{Track, TrackState, TrackUpdate};
+
+    /// The scene each primitive must fire on, built from the entry's own classes, `frames`
+    /// frames at `FPS`: what a camera would show when the event happens.
+    fn scene(entry: &Entry, frame: usize) -> Vec<Track> {
+        let class = entry.classes[0].as_str();
+        let partner = entry.params.partner_classes.as_ref().map(|p| p[0].as_str());
+        let step = frame as f32 * 0.005;
+        let count = entry.params.min_count.unwrap_or(1);
+        match entry.primitive {
+            PrimitiveKind::Presence
+            | PrimitiveKind::Dwell
+            | PrimitiveKind::Loiter
+            | PrimitiveKind::Cascade => {
+                vec![track(1, class, 0.4, 0.4, 0.1, 0.1)]
+            }
+            PrimitiveKind::Count => (0..count)
+                .map(|i| track(i as u64 + 1, class, 0.05 * (i % 18) as f32, 0.4, 0.04, 0.1))
+                .collect(),
+            // Walking down through the catalog's default line (y = 0.5) and on, against the
+            // default allowed heading (up).
+            PrimitiveKind::LineCross | PrimitiveKind::Direction => {
+                vec![track(1, class, 0.45, (0.1 + step).min(0.8), 0.05, 0.1)]
+            }
+            PrimitiveKind::Absence => vec![track(9, partner.unwrap(), 0.4, 0.4, 0.1, 0.1)],
+            PrimitiveKind::Pair => {
+                vec![
+                    track(1, class, 0.4, 0.4, 0.1, 0.3),
+                    track(9, partner.unwrap(), 0.42, 0.45, 0.03, 0.05),
+                ]
+            }
+            PrimitiveKind::AreaRatio => vec![track(1, class, 0.0, 0.0, 1.0, 0.98)],
+        }
+    }
+
+    fn track(id: u64, class: &str, x: f32, y: f32, w: f32, h: f32) -> Track {
+        Track {
+            id,
+            class: Arc::from(class),
+            confidence: 0.9,
+            bbox: BBox { x, y, w, h },
+            state: TrackState::Confirmed,
+            first_seen_s: 0.0,
+            last_seen_s: 0.0,
+        }
+    }
+
+    /// Builds `id` from the catalog with its defaults (no zone: the whole frame) and feeds it
+    /// the scene of its own classes; it must start an incident whose objects are of its
+    /// classes.
+    fn fires_on_its_own_classes(id: &str) {
+        const FPS: f64 = 2.0;
+        let entry = find(id).unwrap_or_else(|| panic!("{id} is not in the catalog"));
+        let config = AlgorithmConfig {
+            kind: id.into(),
+            zone: None,
+            classes: None,
+            min_confidence: None,
+            min_box_area: None,
+            schedule: None,
+            cooldown_s: None,
+            severity: None,
+            update_s: None,
+            params: Params::default(),
+        };
+        let spec = entry.spec(&config, &[], 0.35).unwrap();
+        let classifier = spec.classifier.clone();
+        let mut rules = Rules::new(vec![spec]);
+        let p = &entry.params;
+        let longest = [p.persist_s, p.dwell_s].iter().flatten().fold(5.0_f64, |a, b| a.max(*b));
+        let frames = ((longest + 30.0) * FPS) as usize;
+        let mut started = None;
+        for frame in 0..frames {
+            let tracks = scene(entry, frame);
+            let mut verdicts = Verdicts::new();
+            if let (Some(name), Some(labels)) = (&classifier, &p.labels) {
+                let label = Label { label: Arc::from(labels[0].as_str()), score: 0.99 };
+                verdicts
+                    .insert(name.clone(), tracks.iter().map(|t| (t.id, label.clone())).collect());
+            }
+            let update = TrackUpdate { tracks: &tracks, removed: vec![] };
+            let t = frame as f64 / FPS;
+            let events = rules.update(&update, &verdicts, t, SystemTime::UNIX_EPOCH);
+            if let Some(start) = events.into_iter().find(|e| e.phase == Phase::Start) {
+                started = Some((t, start));
+                break;
+            }
+        }
+        let (t, start) = started.unwrap_or_else(|| panic!("{id} never fired on its own classes"));
+        let own: Vec<&str> = entry
+            .classes
+            .iter()
+            .chain(p.partner_classes.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        assert!(!start.objects.is_empty(), "{id}: an incident without objects");
+        for o in &start.objects {
+            assert!(own.contains(&&*o.class), "{id}: fired on a {}", o.class);
+        }
+        // Not before its own timing allows.
+        let earliest = p.persist_s.or(p.dwell_s).unwrap_or(0.0);
+        assert!(t + 1e-9 >= earliest, "{id} fired at {t} s, before {earliest} s");
+    }
+
+    macro_rules! each_entry_fires {
+        ($($id:ident),* $(,)?) => {
+            $(#[test] fn $id() { fires_on_its_own_classes(stringify!($id)); })*
+
+            #[test]
+            fn every_entry_has_its_firing_test() {
+                let tested = [$(stringify!($id)),*];
+                for e in entries() {
+                    assert!(tested.contains(&e.id.as_str()), "{} has no firing test", e.id);
+                }
+            }
+        };
+    }
+
+    mod fires {
+        use super::{entries, fires_on_its_own_classes};
+
+        each_entry_fires!(
+            exposed_garbage,
+            bin_overflow,
+            littered_road,
+            muck_pile,
+            street_hanging,
+            material_piling,
+            illegal_banner,
+            small_ads,
+            construction_occupation,
+            construction_dust,
+            bare_soil,
+            muck_truck_uncovered,
+            muck_truck_banned_hours,
+            illegal_structure,
+            illegal_parking,
+            bike_disorder,
+            road_vending,
+            out_of_store,
+            mobile_vendor,
+            fire_lane_blocked,
+            tactile_lane_blocked,
+            damaged_facility,
+            pothole,
+            road_spill,
+            fire_smoke,
+            open_burning,
+            crowd_gathering,
+            intrusion,
+            tripwire,
+            loitering,
+            person_fallen,
+            wrong_way,
+            no_helmet,
+            waterlogging,
+            river_debris,
+            water_pollution,
+            illegal_fishing,
+            water_intrusion,
+            kitchen_no_mask,
+            kitchen_no_hat,
+            kitchen_no_uniform,
+            kitchen_smoking,
+            phone_use,
+            kitchen_rat,
+            stove_unattended,
+            kitchen_bin_open
+        );
+    }
+
+    #[test]
+    fn the_catalog_has_every_required_algorithm_once() {
+        let ids: Vec<&str> = entries().iter().map(|e| e.id.as_str()).collect();
+        assert!(ids.len() >= 46, "{} algorithms", ids.len());
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "duplicate ids");
+        for id in ["illegal_parking", "crowd_gathering", "tripwire", "stove_unattended"] {
+            assert!(find(id).is_some(), "{id} missing");
+        }
+    }
+
+    #[test]
+    fn every_entry_is_complete_and_its_parameters_fit_its_primitive() {
+        for e in entries() {
+            assert!(!e.name_zh.is_empty() && !e.name_en.is_empty() && !e.description.is_empty());
+            assert!(!e.classes.is_empty(), "{}: no classes", e.id);
+            assert!(e.cooldown_s >= 0.0 && e.update_s > 0.0, "{}", e.id);
+            assert_eq!(e.params.problems(e.primitive), vec![], "{}", e.id);
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Rules: the city-event algorithms, evaluated on one camera's tracks on stream time.
+//!
+//! An algorithm is a catalog entry ([`catalog`]: id, names, category, a *primitive*, default
+//! classes and parameters) plus the camera's settings (zone, classes, thresholds, schedule,
+//! cooldown, severity). A primitive ([`primitives`]) says which conditions hold right now
+//! (a vehicle has dwelt long enough, a crowd is there, a line was crossed); this module turns
+//! what holds into incidents the same way for every algorithm:
+//!
+//! - a condition that starts holding starts an incident (`start`), unless the schedule is
+//!   closed or the same condition (same key, or for stationary things the same place) ended
+//!   less than `cooldown_s` ago;
+//! - while it holds, an `update` at most every `update_s` with the current objects and facts;
+//! - when it stops holding, or the schedule closes, the incident ends (`end`).
+//!
+//! Plain Rust over [`Track`]s: no video or model inside, so tests drive it with synthetic tracks.
+
+pub mod catalog;
+pub mod params;
+pub mod primitives;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::geometry::{BBox, Polygon};
+use crate::track::{Track, TrackState, TrackUpdate};
+
+pub use params::{Params, PrimitiveKind, Severity};
+
+/// Two incident boxes overlapping at least this much are the same place.
+const SAME_PLACE_IOU: f32 = 0.3;
+
+/// Where an incident is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Start,
+    Update,
+    End,
+}
+
+/// What one object contributed to an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectFact {
+    pub track_id: u64,
+    pub class: Arc<str>,
+    pub confidence: f32,
+    pub bbox: BBox,
+    /// Seconds the object has been part of the condition (dwelling, loitering, paired…).
+    pub dwell_s: f64,
+}
+
+impl ObjectFact {
+    pub fn of(track: &Track, dwell_s: f64) -> Self {
+        ObjectFact {
+            track_id: track.id,
+            class: track.class.clone(),
+            confidence: track.confidence,
+            bbox: track.bbox,
+            dwell_s,
+        }
+    }
+}
+
+/// Per-primitive facts an incident reports beside its objects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// `count`: objects in the zone.
+    pub count: Option<usize>,
+    /// `area_ratio`: the fraction of the zone covered.
+    pub ratio: Option<f32>,
+    /// `line_cross`: the line crossed, `[[x1, y1], [x2, y2]]`.
+    pub line: Option<[[f32; 2]; 2]>,
+    /// `line_cross`: `a_to_b` or `b_to_a`.
+    pub direction: Option<&'static str>,
+    /// `direction`: the object's heading, degrees clockwise from image-up.
+    pub heading_deg: Option<f32>,
+    /// `cascade`: the classifier's label and score.
+    pub label: Option<Arc<str>>,
+    pub score: Option<f32>,
+}
+
+/// A condition a primitive finds holding now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// Identifies the condition from frame to frame: a track id for per-object primitives, 0
+    /// for the zone-wide ones.
+    pub key: u64,
+    pub objects: Vec<ObjectFact>,
+    pub facts: Facts,
+}
+
+/// A second-stage classifier's verdict on one track in this frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub label: Arc<str>,
+    pub score: f32,
+}
+
+/// Every classifier's verdicts this frame: by classifier model name, then by track id.
+pub type Verdicts = HashMap<String, HashMap<u64, Label>>;
+
+/// What a primitive looks at in one frame.
+pub struct View<'a> {
+    /// Stream time, seconds.
+    pub t: f64,
+    pub zone: Option<&'a Polygon>,
+    /// Tracks of the algorithm's `classes` that pass its `min_confidence` and `min_box_area`,
+    /// matched in this frame (`Confirmed`) or briefly unseen (`Lost`).
+    pub subjects: Vec<&'a Track>,
+    /// Tracks of `partner_classes` (`pair`, `absence`), filtered the same way.
+    pub partners: Vec<&'a Track>,
+    /// Tracks that ended for good in this frame.
+    pub removed: &'a [u64],
+    /// Second-stage classifier verdicts by track id (`cascade`).
+    pub labels: &'a HashMap<u64, Label>,
+}
+
+impl<'a> View<'a> {
+    /// Subjects matched in this frame.
+    pub fn seen(&self) -> impl Iterator<Item = &'a Track> + '_ {
+        self.subjects.iter().copied().filter(|t| t.state == TrackState::Confirmed)
+    }
+
+    /// Partners matched in this frame.
+    pub fn partners_seen(&self) -> impl Iterator<Item = &'a Track> + '_ {
+        self.partners.iter().copied().filter(|t| t.state == TrackState::Confirmed)
+    }
+
+    /// Whether a track stands in the zone (its ground point, the bottom-centre of its box);
+    /// everywhere counts when there is no zone.
+    pub fn in_zone(&self, track: &Track) -> bool {
+        self.zone.is_none_or(|z| z.contains(track.bbox.bottom_centre()))
+    }
+}
+
+/// One primitive's state for one algorithm of one camera.
+pub trait Primitive: Send {
+    /// The conditions that hold at `view.t`. Timing that belongs to the primitive (`persist_s`,
+    /// `dwell_s`, `clear_s`) is applied here: a condition is reported once it truly holds and
+    /// for as long as it does.
+    fn evaluate(&mut self, view: &View<'_>) -> Vec<Hold>;
+
+    /// Whether a new condition on the place of a recently ended one (overlapping boxes) is
+    /// the same thing again and waits for the cooldown: true for stationary things.
+    fn cools_down_by_place(&self) -> bool {
+        false
+    }
+}
+
+/// An incident starting, updating or ending in one algorithm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleEvent {
+    /// Index of the algorithm in the camera's `algorithms`.
+    pub rule: usize,
+    /// Identifies the incident within the algorithm: its events share the key.
+    pub key: u64,
+    pub phase: Phase,
+    pub objects: Vec<ObjectFact>,
+    pub facts: Facts,
+}
+
+/// One algorithm as configured on a camera, ready to run.
+pub struct AlgorithmSpec {
+    pub zone: Option<Polygon>,
+    pub classes: Vec<Arc<str>>,
+    pub partner_classes: Vec<Arc<str>>,
+    pub min_confidence: f32,
+    pub min_box_area: f32,
+    pub schedule: schedule::Schedule,
+    pub cooldown_s: f64,
+    pub update_s: f64,
+    /// The classifier whose verdicts a cascade algorithm reads.
+    pub classifier: Option<String>,
+    pub primitive: Box<dyn Primitive>,
+}
+
+struct Open {
+    last_update: f64,
+    objects: Vec<ObjectFact>,
+    facts: Facts,
+}
+
+/// One algorithm with its incident bookkeeping.
+struct Algorithm {
+    spec: AlgorithmSpec,
+    open: HashMap<u64, Open>,
+    /// Ended incidents still cooling down: their key, last boxes and end time.
+    ended: Vec<(u64, Vec<BBox>, f64)>,
+}
+
+/// All algorithms of one camera.
+pub struct Rules {
+    algorithms: Vec<Algorithm>,
+}
+
+impl Rules {
+    pub fn new(specs: Vec<AlgorithmSpec>) -> Self {
+        let algorithms = specs
+            .into_iter()
+            .map(|spec| Algorithm { spec, open: HashMap::new(), ended: Vec::new() })
+            .collect();
+        Rules { algorithms }
+    }
+
+    /// One analysed frame: its tracks at stream time `t` (wall-clock `at`, for schedules) and
+    /// the classifiers' verdicts; returns the incidents that start, update or end.
+    pub fn update(
+        &mut self,
+        tracks: &TrackUpdate<'_>,
+        verdicts: &Verdicts,
+        t: f64,
+        at: SystemTime,
+    ) -> Vec<RuleEvent> {
+        let none = HashMap::new();
+        let mut events = Vec::new();
+        for (i, algorithm) in self.algorithms.iter_mut().enumerate() {
+            let labels = algorithm.spec.classifier.as_ref().and_then(|c| verdicts.get(c));
+            algorithm.update(i, tracks, labels.unwrap_or(&none), t, at, &mut events);
+        }
+        events
+    }
+
+    /// The classes each classifier must see crops of: the cascade algorithms' classes.
+    pub fn classified_classes(&self) -> Vec<(String, Vec<Arc<str>>)> {
+        let mut wanted: Vec<(String, Vec<Arc<str>>)> = Vec::new();
+        for spec in self.algorithms.iter().map(|a| &a.spec) {
+            let Some(classifier) = &spec.classifier else { continue };
+            match wanted.iter_mut().find(|(name, _)| name == classifier) {
+                Some((_, classes)) => classes.extend(spec.classes.iter().cloned()),
+                None => wanted.push((classifier.clone(), spec.classes.clone())),
+            }
+        }
+        wanted
+    }
+}
+
+impl Algorithm {
+    fn update(
+        &mut self,
+        rule: usize,
+        tracks: &TrackUpdate<'_>,
+        labels: &HashMap<u64, Label>,
+        t: f64,
+        at: SystemTime,
+        events: &mut Vec<RuleEvent>,
+    ) {
+        let cooldown_s = self.spec.cooldown_s;
+        self.ended.retain(|(_, _, ended)| t - ended < cooldown_s);
+        let view = View {
+            t,
+            zone: self.spec.zone.as_ref(),
+            subjects: self.filtered(tracks.tracks, &self.spec.classes),
+            partners: self.filtered(tracks.tracks, &self.spec.partner_classes),
+            removed: &tracks.removed,
+            labels,
+        };
+        let holds = self.spec.primitive.evaluate(&view);
+        let open_hours = self.spec.schedule.is_open(at);
+        let event = |key, phase, objects: &[ObjectFact], facts: &Facts| RuleEvent {
+            rule,
+            key,
+            phase,
+            objects: objects.to_vec(),
+            facts: facts.clone(),
+        };
+
+        // Incidents whose condition no longer holds, or whose hours are over, end.
+        let still: Vec<u64> = holds.iter().map(|h| h.key).collect();
+        let ending: Vec<u64> =
+            self.open.keys().copied().filter(|k| !open_hours || !still.contains(k)).collect();
+        for key in ending {
+            let open = self.open.remove(&key).expect("listed above");
+            let boxes = open.objects.iter().map(|o| o.bbox).collect();
+            self.ended.push((key, boxes, t));
+            // The end reports the objects and facts as last seen.
+            events.push(event(key, Phase::End, &open.objects, &open.facts));
+        }
+        if !open_hours {
+            return;
+        }
+        for hold in holds {
+            if !self.open.contains_key(&hold.key) {
+                if !self.cooling_down(&hold) {
+                    events.push(event(hold.key, Phase::Start, &hold.objects, &hold.facts));
+                    let open = Open { last_update: t, objects: hold.objects, facts: hold.facts };
+                    self.open.insert(hold.key, open);
+                }
+                continue;
+            }
+            let open = self.open.get_mut(&hold.key).expect("checked above");
+            if t - open.last_update >= self.spec.update_s {
+                open.last_update = t;
+                events.push(event(hold.key, Phase::Update, &hold.objects, &hold.facts));
+            }
+            open.objects = hold.objects;
+            open.facts = hold.facts;
+        }
+    }
+
+    /// Tracks of `classes` that pass the algorithm's confidence and size filters.
+    fn filtered<'t>(&self, tracks: &'t [Track], classes: &[Arc<str>]) -> Vec<&'t Track> {
+        tracks
+            .iter()
+            .filter(|t| {
+                classes.contains(&t.class)
+                    && t.confidence >= self.spec.min_confidence
+                    && t.bbox.area() >= self.spec.min_box_area
+            })
+            .collect()
+    }
+
+    /// Whether this condition is one that ended less than `cooldown_s` ago: the same key, or
+    /// (for stationary things) the same place, also while another incident is open there.
+    fn cooling_down(&self, hold: &Hold) -> bool {
+        if self.ended.iter().any(|(key, _, _)| *key == hold.key) {
+            return true;
+        }
+        if !self.spec.primitive.cools_down_by_place() {
+            return false;
+        }
+        let overlaps = |b: &BBox| hold.objects.iter().any(|o| o.bbox.iou(b) >= SAME_PLACE_IOU);
+        self.ended.iter().any(|(_, boxes, _)| boxes.iter().any(overlaps))
+            || self.open.values().any(|o| o.objects.iter().any(|f| overlaps(&f.bbox)))
+    }
+}

@@ -1,0 +1,122 @@
+//! The primitives algorithms are built from. Each is plain Rust over one frame's [`View`] of
+//! tracks and reports the conditions that hold ([`Hold`]); timing that belongs to the condition
+//! (`persist_s`, `dwell_s`, `clear_s`) lives here, the incident lifecycle in the parent module.
+//!
+//! Coordinates are normalized (0..1, origin top-left); times are stream seconds.
+//!
+//! [`View`]: super::View
+//! [`Hold`]: super::Hold
+
+mod absence;
+mod area_ratio;
+mod cascade;
+mod count;
+mod direction;
+mod dwell;
+mod line_cross;
+mod loiter;
+mod pair;
+mod presence;
+
+pub use absence::Absence;
+pub use area_ratio::AreaRatio;
+pub use cascade::Cascade;
+pub use count::Count;
+pub use direction::Direction;
+pub use dwell::Dwell;
+pub use line_cross::LineCross;
+pub use loiter::Loiter;
+pub use pair::Pair;
+pub use presence::Presence;
+
+/// Builders for the primitives' tests: synthetic tracks and views.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::geometry::{BBox, Point, Polygon};
+    use crate::rules::{Hold, Label, Primitive, View};
+    use crate::track::{Track, TrackState};
+
+    /// A confirmed track with a `w` x `h` box whose top-left corner is at (`x`, `y`).
+    pub fn track(id: u64, class: &str, x: f32, y: f32, w: f32, h: f32) -> Track {
+        Track {
+            id,
+            class: Arc::from(class),
+            confidence: 0.8,
+            bbox: BBox { x, y, w, h },
+            state: TrackState::Confirmed,
+            first_seen_s: 0.0,
+            last_seen_s: 0.0,
+        }
+    }
+
+    /// The same track, unseen in this frame.
+    pub fn lost(mut track: Track) -> Track {
+        track.state = TrackState::Lost;
+        track
+    }
+
+    /// An axis-aligned rectangle zone.
+    pub fn rect(x1: f32, y1: f32, x2: f32, y2: f32) -> Polygon {
+        Polygon::new(vec![
+            Point { x: x1, y: y1 },
+            Point { x: x2, y: y1 },
+            Point { x: x2, y: y2 },
+            Point { x: x1, y: y2 },
+        ])
+    }
+
+    /// One frame for a primitive: its subjects and partners (already filtered by class, as the
+    /// engine does), tracks removed for good, and classifier labels.
+    pub struct Frame<'a> {
+        pub t: f64,
+        pub subjects: &'a [Track],
+        pub partners: &'a [Track],
+        pub removed: &'a [u64],
+        pub labels: HashMap<u64, Label>,
+    }
+
+    impl<'a> Frame<'a> {
+        pub fn at(t: f64, subjects: &'a [Track]) -> Self {
+            Frame { t, subjects, partners: &[], removed: &[], labels: HashMap::new() }
+        }
+    }
+
+    /// Runs one frame through `primitive` with `zone`.
+    pub fn evaluate(
+        primitive: &mut dyn Primitive,
+        zone: Option<&Polygon>,
+        frame: &Frame,
+    ) -> Vec<Hold> {
+        let view = View {
+            t: frame.t,
+            zone,
+            subjects: frame.subjects.iter().collect(),
+            partners: frame.partners.iter().collect(),
+            removed: frame.removed,
+            labels: &frame.labels,
+        };
+        primitive.evaluate(&view)
+    }
+
+    /// Runs `frames` frames at `fps` from `from` seconds, the tracks of each given by
+    /// `tracks(i)`; returns the times at which anything holds and the holds.
+    pub fn run(
+        primitive: &mut dyn Primitive,
+        zone: Option<&Polygon>,
+        from: f64,
+        fps: f64,
+        frames: usize,
+        tracks: impl Fn(usize) -> Vec<Track>,
+    ) -> Vec<(f64, Vec<Hold>)> {
+        (0..frames)
+            .map(|i| {
+                let t = from + i as f64 / fps;
+                let subjects = tracks(i);
+                (t, evaluate(primitive, zone, &Frame::at(t, &subjects)))
+            })
+            .collect()
+    }
+}
