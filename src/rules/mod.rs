@@ -324,3 +324,124 @@ impl Algorithm {
             || self.open.values().any(|o| o.objects.iter().any(|f| overlaps(&f.bbox)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::primitives::testing::{rect, track};
+    use super::primitives::{Dwell, Presence};
+    use super::*;
+
+    /// Thursday 2026-11-26 11:00 UTC: Wednesday to Friday in every time zone (UTC-12..+14).
+    fn thursday() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_690_800)
+    }
+
+    /// Monday 2026-11-30 11:00 UTC: Sunday to Tuesday in every time zone.
+    fn monday() -> SystemTime {
+        thursday() + Duration::from_secs(4 * 86_400)
+    }
+
+    fn spec(primitive: Box<dyn Primitive>) -> AlgorithmSpec {
+        AlgorithmSpec {
+            zone: None,
+            classes: vec![Arc::from("person")],
+            partner_classes: vec![],
+            min_confidence: 0.5,
+            min_box_area: 0.001,
+            schedule: schedule::Schedule::default(),
+            cooldown_s: 30.0,
+            update_s: 10.0,
+            classifier: None,
+            primitive,
+        }
+    }
+
+    /// Frames at 1 frame/s from `from`, the tracks of each given by `tracks(t)`; the phases
+    /// with their times and keys.
+    fn run(
+        rules: &mut Rules,
+        from: u32,
+        to: u32,
+        at: SystemTime,
+        tracks: impl Fn(u32) -> Vec<Track>,
+    ) -> Vec<(u32, Phase, u64)> {
+        let mut out = Vec::new();
+        for second in from..to {
+            let tracks = tracks(second);
+            let update = TrackUpdate { tracks: &tracks, removed: vec![] };
+            for e in rules.update(&update, &Verdicts::new(), f64::from(second), at) {
+                out.push((second, e.phase, e.key));
+            }
+        }
+        out
+    }
+
+    fn person(id: u64) -> Track {
+        track(id, "person", 0.4, 0.4, 0.1, 0.2)
+    }
+
+    #[test]
+    fn an_incident_starts_updates_every_update_s_and_ends() {
+        let mut rules = Rules::new(vec![spec(Box::new(Presence::new(0.0, 0.0)))]);
+        let mut events = run(&mut rules, 0, 25, thursday(), |_| vec![person(1)]);
+        events.extend(run(&mut rules, 25, 27, thursday(), |_| vec![]));
+        let phases: Vec<(u32, Phase)> = events.iter().map(|(t, p, _)| (*t, *p)).collect();
+        assert_eq!(
+            phases,
+            [(0, Phase::Start), (10, Phase::Update), (20, Phase::Update), (25, Phase::End)]
+        );
+    }
+
+    #[test]
+    fn the_filters_keep_out_weak_small_and_other_objects() {
+        let mut rules = Rules::new(vec![spec(Box::new(Presence::new(0.0, 0.0)))]);
+        let mut weak = person(1);
+        weak.confidence = 0.4;
+        let tiny = track(2, "person", 0.4, 0.4, 0.01, 0.05);
+        let car = track(3, "car", 0.4, 0.4, 0.2, 0.2);
+        let events =
+            run(&mut rules, 0, 5, thursday(), |_| vec![weak.clone(), tiny.clone(), car.clone()]);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn outside_the_schedule_nothing_starts_and_open_incidents_end() {
+        let mut on_duty = spec(Box::new(Presence::new(0.0, 0.0)));
+        on_duty.schedule = schedule::Schedule::parse(&["Wed-Fri 00:00-24:00".into()]).unwrap();
+        let mut rules = Rules::new(vec![on_duty]);
+        let open = run(&mut rules, 0, 3, thursday(), |_| vec![person(1)]);
+        assert_eq!(open, [(0, Phase::Start, 0)]);
+        let closed = run(&mut rules, 3, 20, monday(), |_| vec![person(1)]);
+        assert_eq!(closed, [(3, Phase::End, 0)], "closing ends it, and nothing starts after");
+    }
+
+    #[test]
+    fn the_same_condition_waits_for_its_cooldown() {
+        let mut rules = Rules::new(vec![spec(Box::new(Presence::new(0.0, 0.0)))]);
+        let there = |s: u32| if s % 20 < 5 { vec![person(s as u64 / 20 + 1)] } else { vec![] };
+        let events = run(&mut rules, 0, 61, thursday(), there);
+        let starts: Vec<u32> = events.iter().filter(|e| e.1 == Phase::Start).map(|e| e.0).collect();
+        // Ends at 5; back at 20 (within 30 s: quiet) and 40 (35 s later: a new incident).
+        assert_eq!(starts, [0, 40]);
+    }
+
+    #[test]
+    fn a_stationary_thing_in_the_same_place_under_a_new_track_waits_too() {
+        let mut parked = spec(Box::new(Dwell::new(2.0, 0.15)));
+        parked.zone = Some(rect(0.0, 0.0, 1.0, 1.0));
+        let mut rules = Rules::new(vec![parked]);
+        let mut events = run(&mut rules, 0, 5, thursday(), |_| vec![person(1)]);
+        // Track 1 is lost for good and the same object comes back as track 2 (an id switch).
+        let removed = [person(2)];
+        let update = TrackUpdate { tracks: &removed, removed: vec![1] };
+        for e in rules.update(&update, &Verdicts::new(), 5.0, thursday()) {
+            events.push((5, e.phase, e.key));
+        }
+        events.extend(run(&mut rules, 6, 30, thursday(), |_| vec![person(2)]));
+        assert_eq!(events, [(2, Phase::Start, 1), (5, Phase::End, 1)], "no second incident");
+        let later = run(&mut rules, 36, 40, thursday(), |_| vec![person(2)]);
+        assert_eq!(later, [(36, Phase::Start, 2)], "after the cooldown it is a new incident");
+    }
+}
