@@ -246,3 +246,33 @@ fn cascade_stays_quiet_when_the_classifier_says_otherwise() {
     let incidents = muck_truck_replay(false);
     assert!(incidents.is_empty(), "{incidents:?}");
 }
+
+#[test]
+fn the_catalog_listing_names_every_algorithm_for_people_and_machines() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cityeye")).args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = run(&["algorithms", "--json"]);
+    let entries: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), 46);
+    let parking = entries.iter().find(|e| e["id"] == "illegal_parking").unwrap();
+    assert_eq!(parking["name_zh"], "机动车违停");
+    assert_eq!(
+        (parking["primitive"].as_str(), parking["category"].as_str()),
+        (Some("dwell"), Some("street_order"))
+    );
+    let stove = entries.iter().find(|e| e["id"] == "stove_unattended").unwrap();
+    assert_eq!(
+        (stove["classes"][0].as_str(), stove["partner_classes"][0].as_str()),
+        (Some("person"), Some("fire"))
+    );
+    let text = run(&["algorithms"]);
+    for e in &entries {
+        assert!(
+            text.contains(e["id"].as_str().unwrap())
+                && text.contains(e["name_zh"].as_str().unwrap())
+        );
+    }
+}
