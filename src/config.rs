@@ -570,13 +570,21 @@ impl Config {
                 format!("file not found: {}", p.display()),
             );
         }
-        if self.mqtt.embedded_broker && self.mqtt.url.tls {
-            check(
-                false,
-                "mqtt.url".into(),
-                "the embedded broker listens without TLS; use mqtt://".into(),
-            );
-        }
+        check(
+            !self.mqtt.url.tls,
+            "mqtt.url".into(),
+            "mqtts:// (TLS) is not supported by this version; use mqtt://".into(),
+        );
+        check(
+            (5..=65_535).contains(&self.mqtt.keep_alive_s),
+            "mqtt.keep_alive_s".into(),
+            "must be between 5 and 65535 seconds".into(),
+        );
+        check(
+            self.mqtt.password_file.is_none() || self.mqtt.username.is_some(),
+            "mqtt.password_file".into(),
+            "a password needs mqtt.username too".into(),
+        );
         for (key, dup) in duplicates(self.models.iter().map(|m| m.name.as_str()), "models", "name")
         {
             check(false, key, format!("duplicate model name `{dup}`"));
@@ -754,6 +762,11 @@ impl Config {
         if entry.primitive == PrimitiveKind::Cascade {
             errors.extend(self.validate_classifier(&key, &algorithm.params.or(&entry.params)));
         }
+        if entry.primitive == PrimitiveKind::LineCross && algorithm.zone.is_some() {
+            errors.push(
+                self.error(key("zone"), "line_cross algorithms watch their line, not a zone"),
+            );
+        }
         errors
     }
 
@@ -902,15 +915,13 @@ fn duplicates<'a>(
         .collect()
 }
 
-/// Ids become MQTT topic levels, so they must not contain separators or wildcards.
+/// Ids become MQTT topic levels and file names, so they keep to a plain alphabet.
 fn is_topic_safe(id: &str) -> bool {
-    !id.is_empty() && !id.contains(['/', '+', '#', ' ']) && id.chars().all(|c| !c.is_control())
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn topic_safe_message(id: &str) -> String {
-    format!(
-        "`{id}` cannot be an MQTT topic level: use letters, digits, `-` or `_` (no `/`, `+`, `#` or spaces)"
-    )
+    format!("`{id}` cannot be an MQTT topic level: use ASCII letters, digits, `-`, `_` or `.`")
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -1,6 +1,7 @@
 //! The `cityeye` command: run a node, check its config, or replay a video through a camera's
 //! analysis.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -161,6 +162,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             let entry = catalog::find(&a.kind).expect("checked by the config");
             let classes = a.classes.as_ref().unwrap_or(&entry.classes).join(", ");
             let params = a.params.or(&entry.params);
+            let schedule = a.schedule.as_ref().map_or("always".into(), |s| s.join(", "));
             println!(
                 "  algorithm {} ({}, {}) in {zone}: {} on {classes}; {}",
                 entry.id,
@@ -169,15 +171,23 @@ fn check(path: &std::path::Path) -> ExitCode {
                 entry.primitive.name(),
                 params.describe()
             );
+            println!(
+                "    severity {}, cooldown_s {}, update_s {}, on duty {schedule}",
+                a.severity.unwrap_or(entry.severity).name(),
+                a.cooldown_s.unwrap_or(entry.cooldown_s),
+                a.update_s.unwrap_or(entry.update_s),
+            );
         }
     }
     ExitCode::SUCCESS
 }
 
 fn algorithms(json: bool) -> ExitCode {
+    // A reader that stops early (`| head`) is not an error.
+    let mut out = std::io::stdout().lock();
     for e in catalog::entries() {
         let partners = e.params.partner_classes.clone().unwrap_or_default();
-        if json {
+        let written = if json {
             let line = serde_json::json!({
                 "id": e.id,
                 "name_zh": e.name_zh,
@@ -189,13 +199,14 @@ fn algorithms(json: bool) -> ExitCode {
                 "severity": e.severity.name(),
                 "description": e.description,
             });
-            println!("{line}");
+            writeln!(out, "{line}")
         } else {
             let mut classes = e.classes.join(", ");
             if !partners.is_empty() {
                 classes = format!("{classes} + {}", partners.join(", "));
             }
-            println!(
+            writeln!(
+                out,
                 "{:<26} {:<13} {:<11} {} ({})\n{:<26} classes: {classes}",
                 e.id,
                 e.category.name(),
@@ -203,7 +214,10 @@ fn algorithms(json: bool) -> ExitCode {
                 e.name_en,
                 e.name_zh,
                 ""
-            );
+            )
+        };
+        if written.is_err() {
+            break;
         }
     }
     ExitCode::SUCCESS

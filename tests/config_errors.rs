@@ -324,6 +324,32 @@ fn cases() -> Vec<Case> {
             line: Line::Any,
         },
         Case {
+            name: "tripwire without its line",
+            edit: |c| with_first_algorithm(c, &["type = \"tripwire\""]),
+            key: "cameras[0].algorithms[0].line",
+            fragment: "is required by line_cross algorithms",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "wrong_way without its heading",
+            edit: |c| with_first_algorithm(c, &["type = \"wrong_way\""]),
+            key: "cameras[0].algorithms[0].heading_deg",
+            fragment: "is required by direction algorithms",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "tripwire given a zone",
+            edit: |c| {
+                with_first_algorithm(
+                    c,
+                    &["type = \"tripwire\"", "zone = \"kerb\"", "line = [[0.5, 0.0], [0.5, 1.0]]"],
+                )
+            },
+            key: "cameras[0].algorithms[0].zone",
+            fragment: "line_cross algorithms watch their line, not a zone",
+            line: Line::Unchecked,
+        },
+        Case {
             name: "tripwire whose line is a single point",
             edit: |c| {
                 with_first_algorithm(c, &["type = \"tripwire\"", "line = [[0.5, 0.5], [0.5, 0.5]]"])
@@ -496,6 +522,46 @@ fn cases() -> Vec<Case> {
             key: "mqtt.url",
             fragment: "credentials do not belong in the URL",
             line: Line::Of("mqtt://"),
+        },
+        Case {
+            name: "MQTT over TLS, not supported yet",
+            edit: |c| replace(c, "mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883"),
+            key: "mqtt.url",
+            fragment: "mqtts:// (TLS) is not supported by this version",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "keep-alive too short",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nkeep_alive_s = 2\n",
+                )
+            },
+            key: "mqtt.keep_alive_s",
+            fragment: "must be between 5 and 65535 seconds",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "password file without a user name",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\npassword_file = \"cityeye.toml\"\n",
+                )
+            },
+            key: "mqtt.password_file",
+            fragment: "a password needs mqtt.username too",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "node id with a space",
+            edit: |c| replace(c, "id = \"edge-test\"", "id = \"edge test\""),
+            key: "node.id",
+            fragment: "use ASCII letters, digits, `-`, `_` or `.`",
+            line: Line::Unchecked,
         },
         // The file as a whole.
         Case {

@@ -212,7 +212,7 @@ impl Params {
         )
     }
 
-    /// The parameters that are set, as `(name, value)` in declaration order.
+    /// The parameters that are set, as `(name, value)` in alphabetical order.
     pub fn set(&self) -> Vec<(String, serde_json::Value)> {
         match serde_json::to_value(self) {
             Ok(serde_json::Value::Object(fields)) => {

@@ -3,8 +3,9 @@
 //!
 //! Per track, over the `Confirmed` subjects (the classifier judges objects seen in the frame):
 //!
-//! - A frame *agrees* when `view.labels` has a verdict for the track whose label is one of
-//!   `labels` and whose score is at least `min_score`.
+//! - A frame *agrees* when the track stands in the zone (its ground point; anywhere without a
+//!   zone) and `view.labels` has a verdict for it whose label is one of `labels` and whose score
+//!   is at least `min_score`.
 //! - Agreeing frames in a row make a streak. A frame where the track is seen and does not agree
 //!   (no verdict, another label, too low a score) breaks the streak and ends any hold.
 //! - From the `min_frames`-th agreeing frame in a row, the track holds: a [`Hold`] keyed by the
@@ -48,9 +49,9 @@ impl Cascade {
 
     /// The track's verdict in this frame, if it is one the algorithm looks for.
     fn agreeing<'v>(&self, view: &'v View<'_>, track: &Track) -> Option<&'v Label> {
-        view.labels.get(&track.id).filter(|verdict| {
-            verdict.score >= self.min_score && self.labels.contains(&verdict.label)
-        })
+        // Outside the zone (when there is one) an object does not count, whatever its label.
+        let verdict = view.labels.get(&track.id).filter(|_| view.in_zone(track))?;
+        (verdict.score >= self.min_score && self.labels.contains(&verdict.label)).then_some(verdict)
     }
 
     fn extend(&mut self, track: &Track, verdict: &Label, t: f64) {
