@@ -231,13 +231,13 @@ fn bench_evidence(c: &mut Criterion) {
         detector(1).detect(&frame, &mut scratch).expect("detect").iter().map(|d| d.bbox).collect();
     let evidence = Evidence {
         frame,
-        zone: Some(Polygon::new(vec![
+        zones: vec![Polygon::new(vec![
             Point { x: 0.80, y: 0.00 },
             Point { x: 1.00, y: 0.00 },
             Point { x: 1.00, y: 0.25 },
             Point { x: 0.80, y: 0.25 },
-        ])),
-        line: None,
+        ])],
+        lines: vec![],
         subjects: boxes[..1].to_vec(),
         others: boxes[1..].to_vec(),
     };

@@ -107,9 +107,9 @@ pub struct ModelRef {
 #[derive(Debug, Clone)]
 pub struct Evidence {
     pub frame: Arc<Frame>,
-    pub zone: Option<Polygon>,
-    /// A tripwire's line, drawn in yellow like the zone.
-    pub line: Option<[[f32; 2]; 2]>,
+    /// Zones and lines drawn in yellow: the incident's own, or for a preview all of a camera's.
+    pub zones: Vec<Polygon>,
+    pub lines: Vec<[[f32; 2]; 2]>,
     pub subjects: Vec<BBox>,
     pub others: Vec<BBox>,
 }
@@ -204,8 +204,8 @@ impl Incidents {
         let rule = &self.rules[event.rule];
         let evidence = (state == IncidentState::Start).then(|| Evidence {
             frame: frame.clone(),
-            zone: rule.zone.clone(),
-            line: event.facts.line,
+            zones: rule.zone.iter().cloned().collect(),
+            lines: event.facts.line.into_iter().collect(),
             subjects: event.objects.iter().map(|o| o.bbox).collect(),
             others: tracks
                 .iter()
@@ -284,15 +284,15 @@ pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
         .ok_or("the frame's size does not match its data")?;
     let thick = (frame.width.max(frame.height) / 400).max(1) as i32 + 1;
     let yellow = Rgb([255, 220, 0]);
-    if let Some(zone) = &evidence.zone {
+    for zone in &evidence.zones {
         let pts = zone.points();
         for (i, a) in pts.iter().enumerate() {
             draw_line(&mut image, *a, pts[(i + 1) % pts.len()], yellow, thick);
         }
     }
-    if let Some([a, b]) = evidence.line {
-        let point = |[x, y]: [f32; 2]| Point { x, y };
-        draw_line(&mut image, point(a), point(b), yellow, thick);
+    let point = |[x, y]: [f32; 2]| Point { x, y };
+    for [a, b] in &evidence.lines {
+        draw_line(&mut image, point(*a), point(*b), yellow, thick);
     }
     for b in &evidence.others {
         draw_box(&mut image, b, Rgb([0, 200, 0]), thick - 1);
@@ -358,8 +358,8 @@ mod tests {
     fn evidence_is_a_jpeg_of_the_frame_with_the_subject_drawn_in_red() {
         let evidence = Evidence {
             frame: frame(64, 48),
-            zone: None,
-            line: None,
+            zones: vec![],
+            lines: vec![],
             subjects: vec![BBox { x: 0.25, y: 0.25, w: 0.5, h: 0.5 }],
             others: vec![],
         };

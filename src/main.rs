@@ -53,6 +53,19 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         start_time: Option<SystemTime>,
     },
+    /// Draw a camera's zones, lines and detections on one of its frames, to check a site.
+    Preview {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+        /// A video file to take the frame from instead of the camera.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Where to write the JPEG.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the algorithm catalog: id, names, category, primitive, classes.
     Algorithms {
         /// One JSON object a line, for machines.
@@ -85,6 +98,9 @@ fn main() -> ExitCode {
             replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
         }
         Command::Algorithms { json } => algorithms(json),
+        Command::Preview { config, camera, input, out } => {
+            preview(&config, &camera, input.as_deref(), &out)
+        }
     }
 }
 
@@ -182,6 +198,44 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn preview(
+    path: &std::path::Path,
+    camera: &str,
+    input: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> ExitCode {
+    let (config, models) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let written = pipeline::preview(&config, &models, camera, input).and_then(|jpeg| {
+        std::fs::write(out, jpeg).map_err(|e| {
+            pipeline::ReplayError::Failed(format!("cannot write {}: {e}", out.display()))
+        })
+    });
+    match written {
+        Ok(()) => {
+            println!("{} written: zones and lines in yellow, detections in green", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// A usage mistake (unknown camera, missing file) exits like a config mistake.
+fn failed(error: pipeline::ReplayError) -> ExitCode {
+    match error {
+        pipeline::ReplayError::Usage(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        pipeline::ReplayError::Failed(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn algorithms(json: bool) -> ExitCode {
     // A reader that stops early (`| head`) is not an error.
     let mut out = std::io::stdout().lock();
@@ -246,13 +300,6 @@ fn replay(
             println!("results in {}", out.display());
             ExitCode::SUCCESS
         }
-        Err(pipeline::ReplayError::Usage(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(pipeline::ReplayError::Failed(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(e),
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
-use crate::incident::{Incident, Incidents, ModelRef};
+use crate::incident::{Evidence, Incident, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
 use crate::ingest::{self, CameraState, Frame, Mode};
@@ -273,6 +273,64 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
     stop.store(true, Ordering::Relaxed);
 }
 
+/// A picture of what a camera's analysis works with: one frame from the camera (or from
+/// `input`, a video file standing in for it) with every zone and line of its algorithms drawn in
+/// yellow and its models' detections in green, as JPEG. For installers checking their zones.
+pub fn preview(
+    config: &Config,
+    models: &Models,
+    camera_id: &str,
+    input: Option<&Path>,
+) -> Result<Vec<u8>, ReplayError> {
+    let camera = find_camera(config, camera_id)?;
+    let camera = match input {
+        Some(path) => CameraConfig {
+            url: Source::File { path: path.to_path_buf() },
+            pipeline: None,
+            ..camera.clone()
+        },
+        None => camera.clone(),
+    };
+    let frame = ingest::first_frame(&camera)
+        .map_err(|e| ReplayError::Failed(format!("no frame from {}: {e}", camera.url.masked())))?;
+    let mut scratch = Scratch::default();
+    let mut others = Vec::new();
+    for name in &camera.models {
+        let detector = models
+            .detectors
+            .get(name)
+            .ok_or_else(|| ReplayError::Usage(format!("model {name} is not loaded")))?;
+        let detections = detector.detect(&frame, &mut scratch).map_err(ReplayError::Failed)?;
+        others.extend(detections.iter().map(|d| d.bbox));
+    }
+    let entries = catalog::for_camera(&camera).map_err(ReplayError::Usage)?;
+    let lines = camera
+        .algorithms
+        .iter()
+        .zip(&entries)
+        .filter_map(|(a, entry)| a.params.or(&entry.params).line)
+        .collect();
+    let evidence = Evidence {
+        frame: Arc::new(frame),
+        zones: camera.zones.iter().map(|z| z.polygon.clone()).collect(),
+        lines,
+        subjects: Vec::new(),
+        others,
+    };
+    evidence_jpeg(&evidence).map_err(ReplayError::Failed)
+}
+
+fn find_camera<'c>(config: &'c Config, camera_id: &str) -> Result<&'c CameraConfig, ReplayError> {
+    config.cameras.iter().find(|c| c.id == camera_id).ok_or_else(|| {
+        let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        ReplayError::Usage(format!(
+            "{}: no camera `{camera_id}`; cameras: {}",
+            config.path.display(),
+            known.join(", ")
+        ))
+    })
+}
+
 /// What a replay did.
 #[derive(Debug)]
 pub struct ReplaySummary {
@@ -288,7 +346,7 @@ impl ReplaySummary {
     }
 }
 
-/// Why a replay did not finish.
+/// Why a replay or a preview did not finish.
 #[derive(Debug)]
 pub enum ReplayError {
     /// The request itself is wrong: an unknown camera, a missing file.
@@ -307,14 +365,7 @@ pub fn replay(
     out_dir: &Path,
     start: SystemTime,
 ) -> Result<ReplaySummary, ReplayError> {
-    let Some(camera) = config.cameras.iter().find(|c| c.id == camera_id) else {
-        let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
-        return Err(ReplayError::Usage(format!(
-            "{}: no camera `{camera_id}`; cameras: {}",
-            config.path.display(),
-            known.join(", ")
-        )));
-    };
+    let camera = find_camera(config, camera_id)?;
     if !input.is_file() {
         return Err(ReplayError::Usage(format!("{}: video file not found", input.display())));
     }

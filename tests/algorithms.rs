@@ -276,3 +276,27 @@ fn the_catalog_listing_names_every_algorithm_for_people_and_machines() {
         );
     }
 }
+
+#[test]
+fn preview_draws_the_shipped_vtest_site_on_its_first_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site.jpg");
+    let run = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["preview", "--camera", "campus", "--config"])
+        .arg(repo("config/vtest.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let image = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(image.dimensions(), (768, 576));
+    // The tripwire at x = 0.30 from y = 0.26 to 0.47 is drawn in yellow; beside it, grass.
+    let yellow = |x: u32, y: u32| {
+        let p = image.get_pixel(x, y);
+        p[0] > 180 && p[1] > 160 && p[2] < 100
+    };
+    let on_line = (170..260).filter(|y| yellow(230, *y)).count();
+    let beside = (170..260).filter(|y| yellow(250, *y)).count();
+    assert!(on_line > 70 && beside < 10, "line {on_line} px, beside {beside} px");
+}
