@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Primitive;
 use super::primitives::{
-    Absence, AreaRatio, Cascade, Count, Direction, Dwell, LineCross, Loiter, Pair, Presence,
+    Absence, AreaRatio, Cascade, Count, Direction, Dwell, LineCross, Pair, Presence,
 };
 
 /// The building blocks algorithms are made of.
@@ -300,7 +300,7 @@ impl Params {
             PrimitiveKind::Dwell => {
                 Box::new(Dwell::new(self.dwell_s.unwrap_or(60.0), self.max_motion.unwrap_or(0.15)))
             }
-            PrimitiveKind::Loiter => Box::new(Loiter::new(self.dwell_s.unwrap_or(60.0))),
+            PrimitiveKind::Loiter => Box::new(Dwell::loiter(self.dwell_s.unwrap_or(60.0))),
             PrimitiveKind::Count => {
                 Box::new(Count::new(self.min_count.unwrap_or(1), persist_s, clear_s))
             }

@@ -14,7 +14,6 @@ mod count;
 mod direction;
 mod dwell;
 mod line_cross;
-mod loiter;
 mod pair;
 mod presence;
 
@@ -25,7 +24,6 @@ pub use count::Count;
 pub use direction::Direction;
 pub use dwell::Dwell;
 pub use line_cross::LineCross;
-pub use loiter::Loiter;
 pub use pair::Pair;
 pub use presence::Presence;
 
