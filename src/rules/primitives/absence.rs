@@ -1,9 +1,10 @@
 //! `absence`: something that needs attending (a partner: a fire, a spill) is in the zone and
 //! nobody of the algorithm's classes (a subject: a person) is.
 //!
-//! In a frame the condition is true when at least one partner is seen (`Confirmed`) with its
-//! ground point (bottom-centre of its box) in the zone, and no subject is seen in the zone;
-//! no zone means the whole frame. `Lost` tracks count as not seen, on either side.
+//! In a frame the condition is true when at least one partner has its ground point (bottom-centre
+//! of its box) in the zone and no subject has; no zone means the whole frame. A briefly unseen
+//! (`Lost`) track still counts as there, on either side: a flame behind smoke is still burning,
+//! a cook behind a door is still in the kitchen. A track gone from the view is gone.
 //!
 //! - It starts once the condition has been true in every frame for `persist_s` seconds; a
 //!   single frame where it is false restarts the wait.
@@ -12,31 +13,42 @@
 //! - One zone-wide [`Hold`] with key 0; its objects are the partners in the zone, each with
 //!   `dwell_s` = seconds since it was first seen there in this stay.
 
-use crate::rules::{Facts, Hold, Primitive, View};
+use crate::rules::{Facts, Hold, ObjectFact, Primitive, View};
 
 use super::presence::{Latch, Occupants};
 
 pub struct Absence {
     /// Time in the zone per partner.
     partners: Occupants,
+    /// The partners as last seen, reported while they are briefly unseen.
+    last_seen: Vec<ObjectFact>,
     latch: Latch,
 }
 
 impl Absence {
     pub fn new(persist_s: f64) -> Self {
         // No grace: the incident is about nobody being there, so anyone arriving ends it.
-        Absence { partners: Occupants::default(), latch: Latch::new(persist_s, 0.0) }
+        Absence {
+            partners: Occupants::default(),
+            last_seen: Vec::new(),
+            latch: Latch::new(persist_s, 0.0),
+        }
     }
 }
 
 impl Primitive for Absence {
     fn evaluate(&mut self, view: &View<'_>) -> Vec<Hold> {
-        let partners = self.partners.observe(view.t, &view.partners, |t| view.in_zone(t));
-        let attended = view.seen().any(|t| view.in_zone(t));
-        if !self.latch.update(view.t, !partners.is_empty() && !attended) {
+        let seen = self.partners.observe(view.t, &view.partners, |t| view.in_zone(t));
+        if !seen.is_empty() {
+            self.last_seen = seen;
+        }
+        let needs_attending = view.partners.iter().any(|t| view.in_zone(t));
+        let attended = view.subjects.iter().any(|t| view.in_zone(t));
+        let holds = self.latch.update(view.t, needs_attending && !attended);
+        if !holds || self.last_seen.is_empty() {
             return vec![];
         }
-        vec![Hold { key: 0, objects: partners, facts: Facts::default() }]
+        vec![Hold { key: 0, objects: self.last_seen.clone(), facts: Facts::default() }]
     }
 }
 
@@ -108,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn a_person_outside_the_zone_or_lost_does_not() {
+    fn a_person_outside_the_zone_does_not_prevent_it_but_one_briefly_unseen_inside_does() {
         let zone = rect(0.3, 0.3, 0.7, 0.7);
         // Ground point (0.25, 0.6): left of the zone.
         let mut a = Absence::new(1.0);
@@ -117,8 +129,8 @@ mod tests {
         let mut a = Absence::new(1.0);
         let inside = track(1, "person", 0.35, 0.3, 0.1, 0.3);
         let results =
-            run_frames(&mut a, Some(&zone), 11, |_| (vec![lost(inside.clone())], vec![flame()]));
-        assert_eq!(holding(&results).iter().position(|h| *h), Some(10));
+            run_frames(&mut a, Some(&zone), 30, |_| (vec![lost(inside.clone())], vec![flame()]));
+        assert!(holding(&results).iter().all(|h| !h), "the cook is still in the kitchen");
     }
 
     #[test]
@@ -152,8 +164,21 @@ mod tests {
         let mut a = Absence::new(0.5);
         let results = run_frames(&mut a, None, 50, |_| (vec![], vec![]));
         assert!(holding(&results).iter().all(|h| !h));
-        // A lost flame is not a flame seen.
-        let results = run_frames(&mut a, None, 50, |_| (vec![], vec![lost(flame())]));
-        assert!(holding(&results).iter().all(|h| !h));
+    }
+
+    #[test]
+    fn a_flame_briefly_unseen_keeps_burning_and_is_reported_as_last_seen() {
+        let mut a = Absence::new(1.0);
+        // Seen for 2 s, then unseen (lost) for 1 s: the incident goes on.
+        let results = run_frames(&mut a, None, 30, |i| {
+            let flame = if i < 20 { flame() } else { lost(flame()) };
+            (vec![], vec![flame])
+        });
+        let held = holding(&results);
+        assert_eq!(held.iter().position(|h| *h), Some(10));
+        assert!(held[10..].iter().all(|h| *h));
+        let last = &results[29].1[0].objects;
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].track_id, 10);
     }
 }

@@ -10,8 +10,9 @@
 //! - Per subject: the condition starts once the subject has been paired in every frame for
 //!   `persist_s` seconds (a single unpaired frame before that restarts the wait), and holds
 //!   until it has not been paired for `clear_s` (it ends at the first frame at
-//!   `t >= last_paired + clear_s`); the partner may change along the way. A subject that
-//!   leaves the view (its track ended, or it no longer passes the filters) ends it at once.
+//!   `t >= last_paired + clear_s`); the partner may change along the way. A frame where the
+//!   subject is missing from the view (filtered out for a moment by confidence or size) is an
+//!   unpaired frame like any other; only a track removed for good ends it at once.
 //! - One [`Hold`] per subject, keyed by its track id, with objects `[subject, partner]`: the
 //!   partner closest to it now, both with `dwell_s` = seconds since the pairing started; in a
 //!   frame where it is not paired, the pair of the last frame where it was.
@@ -98,9 +99,22 @@ impl Primitive for Pair {
                 });
             }
         }
-        // Bounded by the view: subjects gone from it, and ones neither waiting nor holding.
+        for id in view.removed {
+            self.pairings.remove(id);
+        }
         let frame = self.frame;
-        self.pairings.retain(|_, p| p.visited == frame && !p.latch.is_idle());
+        for (&id, pairing) in self.pairings.iter_mut().filter(|(_, p)| p.visited != frame) {
+            if pairing.latch.update(view.t, false) {
+                holds.push(Hold {
+                    key: id,
+                    objects: pairing.objects.clone(),
+                    facts: Facts::default(),
+                });
+            }
+        }
+        // Bounded: pairings neither waiting nor holding are dropped.
+        self.pairings.retain(|_, p| !p.latch.is_idle());
+        holds.sort_unstable_by_key(|h| h.key);
         holds
     }
 }
@@ -262,13 +276,29 @@ mod tests {
         });
         assert!(results.iter().all(Vec::is_empty));
         assert!(p.pairings.is_empty());
-        // A holding subject that leaves the view ends at once and is forgotten.
-        let results = run_frames(&mut p, None, 2, |i| {
-            let subjects = if i == 0 { vec![person(1, 0.3)] } else { vec![] };
+    }
+
+    #[test]
+    fn a_subject_missing_for_a_moment_keeps_it_and_a_removed_one_ends_it() {
+        let mut p = Pair::new(0.02, 0.0, 1.0);
+        // Paired, then filtered out of the view for 0.5 s, then back: one unbroken hold.
+        let results = run_frames(&mut p, None, 20, |i| {
+            let subjects = if (5..10).contains(&i) { vec![] } else { vec![person(1, 0.3)] };
             (subjects, vec![phone(9, 0.3, 0.0)])
         });
-        assert_eq!(results[0].len(), 1);
-        assert!(results[1].is_empty());
+        assert!(results.iter().all(|holds| holds.len() == 1), "{results:?}");
+        assert_eq!(ids(&results[7][0]), [1, 9], "reported as last paired");
+        // Removed for good: over at once, and forgotten.
+        let subjects: [Track; 0] = [];
+        let partners = [phone(9, 0.3, 0.0)];
+        let frame = Frame {
+            t: 2.0,
+            subjects: &subjects,
+            partners: &partners,
+            removed: &[1],
+            labels: Default::default(),
+        };
+        assert!(evaluate(&mut p, None, &frame).is_empty());
         assert!(p.pairings.is_empty());
     }
 }
