@@ -1,10 +1,11 @@
 //! The pipeline, top to bottom: **ingest → infer → track → rules → incidents → publish**.
 //!
 //! Each camera runs on a thread of its own: GStreamer decodes into the camera's appsink (one
-//! frame, newest wins), the thread analyses each sampled frame through the detector (shared per
-//! model), its tracker, its rules and its incident stage, and hands messages to the sink through
-//! a bounded channel that blocks when full. The sink is MQTT for a running node, or a folder for
-//! a replay, and both receive exactly the same messages.
+//! frame, newest wins), the thread analyses each sampled frame through its detectors (each
+//! model loaded once and shared by the cameras using it), its tracker, the second-stage
+//! classifiers its cascade algorithms name, its rules and its incident stage, and hands messages
+//! to the sink through a bounded channel that blocks when full. The sink is MQTT for a running
+//! node, or a folder for a replay, and both receive exactly the same messages.
 
 use std::collections::HashMap;
 use std::path::Path;
