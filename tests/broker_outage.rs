@@ -48,3 +48,55 @@ fn incidents_found_while_the_broker_is_down_arrive_when_it_is_back() {
         );
     }
 }
+
+/// The incident ids a run logged, in order.
+fn logged_incidents(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("algorithm=illegal_parking"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("id=")))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn incidents_committed_before_a_kill_are_delivered_first_after_the_restart() {
+    let port = free_port(); // no broker yet
+    let video = format!("file://{}", shared("testdata/vtest.avi").display());
+    let (_dir, config) = write_config(&kerb_config(port, false, &video, 5.0));
+    let mut first = Appliance::run(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while logged_incidents(&first.log()).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let committed = logged_incidents(&first.log());
+    assert_eq!(
+        committed.len(),
+        2,
+        "two parked vehicles while the broker is away:\n{}",
+        first.log()
+    );
+    first.kill();
+
+    let _broker = Mosquitto::start_on(port);
+    let subscriber = Subscriber::connect(port, "cityeye/#");
+    let second = Appliance::run(&config);
+    let arrived = |m: &[Message]| {
+        let ids: Vec<String> = incidents(m, "start")
+            .iter()
+            .map(|i| i.json()["id"].as_str().unwrap().to_string())
+            .collect();
+        committed.iter().all(|c| ids.contains(c))
+    };
+    let messages = subscriber.wait_until(Duration::from_secs(40), arrived);
+    assert!(arrived(&messages), "incidents of the killed run were lost:\n{}", second.log());
+    // They come before anything the second run found, in the order they happened.
+    let order: Vec<String> = incidents(&messages, "start")
+        .iter()
+        .map(|i| i.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order[..2], committed[..], "{order:?}");
+    for incident in incidents(&messages, "start").into_iter().take(2) {
+        let evidence = incident.json()["evidence"]["topic"].as_str().unwrap().to_string();
+        assert!(messages.iter().any(|m| m.topic == evidence), "evidence kept too");
+    }
+}

@@ -335,6 +335,12 @@ impl Appliance {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills it outright (SIGKILL), as a power cut or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops it as systemd would (SIGTERM) and waits; returns whether it exited by itself.
     pub fn stop(&mut self) -> bool {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

@@ -8,14 +8,14 @@
 //!   node's last will when the link drops;
 //! - `{prefix}/{node}/{camera}/status`: each camera's status, retained.
 //!
-//! Delivery is at least once, in order: every message waits in an outbox until the broker
-//! acknowledges it (QoS 1 PUBACK) and whatever was unacknowledged when the link dropped is sent
-//! again after the reconnect. The outbox lives in memory and is bounded; when it is full, the
-//! channel into this stage (bounded, policy *block*) makes the cameras wait, and their own
-//! newest-wins input drops frames instead of messages. A node stopped while the broker is away
-//! gives up after a few seconds and logs how many messages were not delivered.
+//! Delivery is at least once, in order: every message waits in the [`Outbox`] until the broker
+//! acknowledges it (QoS 1 PUBACK), incidents and evidence committed to disk under
+//! `node.data_dir` first, and whatever was unacknowledged when the link dropped is sent again
+//! after the reconnect (or the restart). The outbox is bounded; when it is full, the channel into
+//! this stage (bounded, policy *block*) makes the cameras wait, and their own newest-wins input
+//! drops frames instead of messages. A node stopped while the broker is away gives up after a
+//! few seconds, its incidents still on disk for the next run.
 
-use std::collections::VecDeque;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -27,6 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
+
+mod outbox;
+
+pub use outbox::Outbox;
+use outbox::{Publication, WINDOW};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, evidence_jpeg, rfc3339_millis};
@@ -137,6 +142,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
 /// messages wait in the outbox and go out, in order, once it is back.
 pub async fn mqtt_sink(
     config: &Config,
+    mut outbox: Outbox,
     mut rx: mpsc::Receiver<Outbound>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
@@ -146,7 +152,6 @@ pub async fn mqtt_sink(
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
     let (link_tx, mut link) = mpsc::channel(4 * WINDOW);
     let driver = tokio::spawn(drive_connection(eventloop, link_tx, node.clone(), topics.clone()));
-    let mut outbox = Outbox::default();
     let mut connected = false;
     let mut input_open = true;
     let mut stopping: Option<Instant> = None;
@@ -161,10 +166,10 @@ pub async fn mqtt_sink(
                 break;
             }
             if since.elapsed() > SHUTDOWN_GRACE {
-                tracing::error!(
+                tracing::warn!(
                     broker,
                     undelivered = outbox.len(),
-                    "stopping with messages undelivered"
+                    "stopping with messages undelivered; incidents stay in the outbox for the next run"
                 );
                 break;
             }
@@ -179,7 +184,7 @@ pub async fn mqtt_sink(
                     tracing::info!(broker, queued = outbox.len(), "connected to the MQTT broker");
                     connected = true;
                     // Retained and first in line: the hub learns the node is back before the backlog.
-                    outbox.push_front(Publication::retained(topics.node_status(), node_status(&node, true)));
+                    outbox.push_front(Publication::status(topics.node_status(), node_status(&node, true)));
                 }
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
                 Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
@@ -252,95 +257,8 @@ async fn drive_connection(
     }
 }
 
-/// Publications the outbox holds before it stops taking messages from the cameras.
-const OUTBOX_CAPACITY: usize = 256;
-/// Publications in flight (sent, not yet acknowledged) at once.
-const WINDOW: usize = 16;
 /// How long a stopping node keeps trying to deliver what it has.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// One MQTT message, ready to send (QoS 1).
-#[derive(Debug, Clone)]
-struct Publication {
-    topic: String,
-    payload: Vec<u8>,
-    retain: bool,
-}
-
-impl Publication {
-    fn new(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: false }
-    }
-
-    fn retained(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: true }
-    }
-}
-
-/// The ordered queue of publications and those in flight. A publication leaves only when the
-/// broker acknowledges it (PUBACK); whatever is unacknowledged when the link drops is sent again
-/// first after the reconnect, so nothing is lost and order is kept (duplicates are possible:
-/// the hub drops them by incident id).
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<Publication>,
-    /// Sent publications with the packet id MQTT gave them once it did.
-    in_flight: VecDeque<(Option<u16>, Publication)>,
-}
-
-impl Outbox {
-    fn push(&mut self, publications: Vec<Publication>) {
-        self.queue.extend(publications);
-    }
-
-    fn push_front(&mut self, publication: Publication) {
-        self.queue.push_front(publication);
-    }
-
-    fn has_room(&self) -> bool {
-        self.len() < OUTBOX_CAPACITY
-    }
-
-    fn len(&self) -> usize {
-        self.queue.len() + self.in_flight.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Hands queued publications to the client while the window has room.
-    fn send(&mut self, client: &AsyncClient) {
-        while self.in_flight.len() < WINDOW {
-            let Some(p) = self.queue.pop_front() else { return };
-            match client.try_publish(&p.topic, QoS::AtLeastOnce, p.retain, p.payload.clone()) {
-                Ok(()) => self.in_flight.push_back((None, p)),
-                Err(_) => {
-                    self.queue.push_front(p);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The client sent the oldest publication without an id under `pkid`.
-    fn sent(&mut self, pkid: u16) {
-        if let Some(slot) = self.in_flight.iter_mut().find(|(id, _)| id.is_none()) {
-            slot.0 = Some(pkid);
-        }
-    }
-
-    fn acknowledged(&mut self, pkid: u16) {
-        self.in_flight.retain(|(id, _)| *id != Some(pkid));
-    }
-
-    /// The link dropped: in-flight publications go back to the head of the queue, in order.
-    fn resend_unacknowledged(&mut self) {
-        while let Some((_, p)) = self.in_flight.pop_back() {
-            self.queue.push_front(p);
-        }
-    }
-}
 
 /// The publications for one outbound message: an incident's evidence JPEG (encoded here, off
 /// the camera's thread) goes before the incident that refers to it.
@@ -354,7 +272,7 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             {
                 match tokio::task::spawn_blocking(move || evidence_jpeg(&evidence)).await {
                     Ok(Ok(jpeg)) => {
-                        publications.push(Publication::new(reference.topic.clone(), jpeg))
+                        publications.push(Publication::durable(reference.topic.clone(), jpeg))
                     }
                     Ok(Err(e)) => {
                         tracing::error!(id = %incident.payload.id, "evidence not sent: {e}")
@@ -364,10 +282,10 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             }
             let p = &incident.payload;
             let body = serde_json::to_vec(p).expect("payload serializes");
-            publications.push(Publication::new(topics.incident(&p.camera, &p.algorithm), body));
+            publications.push(Publication::durable(topics.incident(&p.camera, &p.algorithm), body));
             publications
         }
-        Outbound::CameraStatus { camera, state, at } => vec![Publication::retained(
+        Outbound::CameraStatus { camera, state, at } => vec![Publication::status(
             topics.camera_status(&camera),
             camera_status(node, &camera, &state, at),
         )],
@@ -493,46 +411,6 @@ mod tests {
         assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
         assert_eq!(t.node_status(), "cityeye/edge-0001/status");
         assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
-    }
-
-    fn publication(n: u8) -> Publication {
-        Publication::new(format!("t/{n}"), vec![n])
-    }
-
-    fn topics_of(queue: &VecDeque<Publication>) -> Vec<&str> {
-        queue.iter().map(|p| p.topic.as_str()).collect()
-    }
-
-    #[tokio::test]
-    async fn outbox_keeps_what_the_broker_did_not_acknowledge_in_order() {
-        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), WINDOW);
-        let mut outbox = Outbox::default();
-        outbox.push((1..=3).map(publication).collect());
-        outbox.send(&client);
-        assert_eq!(outbox.in_flight.len(), 3);
-        outbox.sent(11);
-        outbox.sent(12);
-        outbox.sent(13);
-        outbox.acknowledged(12);
-        outbox.acknowledged(99); // not ours: ignored
-        assert_eq!(outbox.len(), 2);
-        outbox.push(vec![publication(4)]);
-        outbox.resend_unacknowledged();
-        assert!(outbox.in_flight.is_empty());
-        assert_eq!(topics_of(&outbox.queue), ["t/1", "t/3", "t/4"]);
-    }
-
-    #[tokio::test]
-    async fn outbox_sends_at_most_a_window_and_fills_up() {
-        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), WINDOW);
-        let mut outbox = Outbox::default();
-        outbox.push((0..40).map(publication).collect());
-        outbox.send(&client);
-        assert_eq!((outbox.in_flight.len(), outbox.queue.len()), (WINDOW, 40 - WINDOW));
-        outbox.push((0..OUTBOX_CAPACITY - 41).map(|n| publication(n as u8)).collect());
-        assert!(outbox.has_room());
-        outbox.push(vec![publication(0)]);
-        assert!(!outbox.has_room());
     }
 
     #[test]
