@@ -7,11 +7,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use ort::session::Session;
-use ort::value::TensorRef;
-
-use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
-use super::{LoadError, ModelKind, ModelSummary, Opened, load_error, open, output_shape};
+use super::letterbox::{ChannelOrder, InputSpec, Placement};
+use super::{
+    ImageSession, LoadError, ModelKind, ModelSummary, Opened, load_error, open, output_shape,
+};
 use crate::config::ModelConfig;
 use crate::geometry::BBox;
 use crate::ingest::Frame;
@@ -20,11 +19,8 @@ use crate::ingest::Frame;
 pub struct Classifier {
     pub name: String,
     pub summary: ModelSummary,
-    input: InputSpec,
-    input_name: String,
     labels: Vec<Arc<str>>,
-    // `Session::run` takes `&mut self`; cameras sharing a model take turns.
-    session: Mutex<Session>,
+    model: ImageSession,
 }
 
 /// Working memory for crops, reused from object to object.
@@ -55,16 +51,18 @@ impl Classifier {
         let classifier = Classifier {
             name: config.name.clone(),
             summary,
-            input: InputSpec {
-                width,
-                height,
-                order: ChannelOrder::Rgb,
-                scale: 1.0 / 255.0,
-                placement: Placement::Centre,
-            },
-            input_name,
             labels: classes.into_iter().map(Arc::from).collect(),
-            session: Mutex::new(session),
+            model: ImageSession {
+                session: Mutex::new(session),
+                input_name,
+                input: InputSpec {
+                    width,
+                    height,
+                    order: ChannelOrder::Rgb,
+                    scale: 1.0 / 255.0,
+                    placement: Placement::Centre,
+                },
+            },
         };
         // Proves the model runs, and moves ONNX Runtime's first-run set-up to start-up.
         let blank = Frame {
@@ -89,25 +87,17 @@ impl Classifier {
         scratch: &mut CropScratch,
     ) -> Result<(Arc<str>, f32), String> {
         let (w, h) = crop_into(frame, bbox, &mut scratch.crop).ok_or("the box is empty")?;
-        let (iw, ih) = (self.input.width, self.input.height);
-        scratch.tensor.resize(3 * iw * ih, 0.0);
-        letterbox_into(&scratch.crop, w, h, &self.input, &mut scratch.tensor);
-        let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], &scratch.tensor[..]))
-            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let outputs = session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| format!("classification failed: {e}"))?;
-        let (_, scores) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| format!("unexpected output: {e}"))?;
-        let (best, score) = scores
-            .iter()
-            .take(self.labels.len())
-            .copied()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .ok_or("the classifier gave no scores")?;
+        let labels = self.labels.len();
+        let (_, (best, score)) =
+            self.model.run(&scratch.crop, w, h, &mut scratch.tensor, |_, scores| {
+                scores
+                    .iter()
+                    .take(labels)
+                    .copied()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .ok_or_else(|| "the classifier gave no scores".to_string())
+            })?;
         Ok((self.labels[best].clone(), score))
     }
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use classify::Classifier;
 pub use decode::ModelFormat;
 use decode::{Candidate, decode, nms};
-use letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
+use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_into};
 
 use crate::config::ModelConfig;
 use crate::geometry::{BBox, Detection};
@@ -90,14 +90,48 @@ pub struct Detector {
     pub name: String,
     pub summary: ModelSummary,
     format: ModelFormat,
-    input: InputSpec,
-    input_name: String,
     classes: Vec<Arc<str>>,
     confidence: f32,
     nms_iou: f32,
     cross_class_iou: f32,
+    model: ImageSession,
+}
+
+/// A session with one image input: pixels are letterboxed into its tensor, it runs, and the
+/// caller reads its first output. Shared by detectors and classifiers.
+struct ImageSession {
     // `Session::run` takes `&mut self`; cameras sharing a model take turns.
     session: Mutex<Session>,
+    input_name: String,
+    input: InputSpec,
+}
+
+impl ImageSession {
+    /// Letterboxes packed BGR `pixels` into `tensor`, runs the model and hands its first output
+    /// (shape, data) to `read`; returns where the image landed in the input, and what `read`
+    /// made of the output.
+    fn run<R>(
+        &self,
+        pixels: &[u8],
+        width: usize,
+        height: usize,
+        tensor: &mut Vec<f32>,
+        read: impl FnOnce(&[i64], &[f32]) -> Result<R, String>,
+    ) -> Result<(Letterbox, R), String> {
+        let (w, h) = (self.input.width, self.input.height);
+        tensor.resize(3 * w * h, 0.0);
+        let letterbox = letterbox_into(pixels, width, height, &self.input, tensor);
+        let input = TensorRef::from_array_view(([1usize, 3, h, w], &tensor[..]))
+            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => input])
+            .map_err(|e| format!("inference failed: {e}"))?;
+        let (shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("unexpected output: {e}"))?;
+        Ok((letterbox, read(shape, data)?))
+    }
 }
 
 /// Per-camera working memory, reused from frame to frame.
@@ -173,13 +207,15 @@ impl Detector {
             name: config.name.clone(),
             summary,
             format,
-            input: input_spec(format, width, height),
-            input_name,
             classes: classes.into_iter().map(Arc::from).collect(),
             confidence: config.confidence,
             nms_iou: config.nms_iou,
             cross_class_iou: config.cross_class_iou,
-            session: Mutex::new(session),
+            model: ImageSession {
+                session: Mutex::new(session),
+                input_name,
+                input: input_spec(format, width, height),
+            },
         };
         detector.warm_up().map_err(|e| load_error("path", e))?;
         Ok(detector)
@@ -189,9 +225,9 @@ impl Detector {
     /// and not on a camera's first frame; also proves the model actually runs.
     fn warm_up(&self) -> Result<(), String> {
         let blank = Frame {
-            width: self.input.width,
-            height: self.input.height,
-            data: vec![0; self.input.width * self.input.height * 3],
+            width: self.model.input.width,
+            height: self.model.input.height,
+            data: vec![0; self.model.input.width * self.model.input.height * 3],
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
         };
@@ -200,41 +236,24 @@ impl Detector {
 
     /// Detections in one frame, boxes normalized to the frame, best first.
     pub fn detect(&self, frame: &Frame, scratch: &mut Scratch) -> Result<Vec<Detection>, String> {
-        let (w, h) = (self.input.width, self.input.height);
-        scratch.tensor.resize(3 * w * h, 0.0);
-        let letterbox = letterbox_into(
+        let (w, h) = (self.model.input.width, self.model.input.height);
+        let candidates = &mut scratch.candidates;
+        let (letterbox, ()) = self.model.run(
             &frame.data,
             frame.width,
             frame.height,
-            &self.input,
             &mut scratch.tensor,
-        );
-        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &scratch.tensor[..]))
-            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
-        {
-            let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-            let outputs = session
-                .run(ort::inputs![self.input_name.as_str() => tensor])
-                .map_err(|e| format!("inference failed: {e}"))?;
-            let (shape, data) = outputs[0]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| format!("unexpected output: {e}"))?;
-            // Load checked the declared shape; a dynamic one is only known now.
-            self.format
-                .check_output_shape(shape, self.classes.len(), w, h)
-                .map_err(|e| format!("unexpected output: {e}"))?;
-            let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
-            decode(
-                self.format,
-                data,
-                &dims,
-                self.classes.len(),
-                w,
-                h,
-                self.confidence,
-                &mut scratch.candidates,
-            );
-        }
+            |shape, data| {
+                // Load checked the declared shape; a dynamic one is only known now.
+                self.format
+                    .check_output_shape(shape, self.classes.len(), w, h)
+                    .map_err(|e| format!("unexpected output: {e}"))?;
+                let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+                let classes = self.classes.len();
+                decode(self.format, data, &dims, classes, w, h, self.confidence, candidates);
+                Ok(())
+            },
+        )?;
         nms(&mut scratch.candidates, self.nms_iou, self.cross_class_iou);
         let (fw, fh) = (frame.width as f32, frame.height as f32);
         Ok(scratch
