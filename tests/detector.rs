@@ -11,13 +11,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::SystemTime;
 
 use cityeye::config::Config;
 use cityeye::infer::{Detector, Scratch};
-use cityeye::ingest::{self, Frame, Mode};
+use cityeye::ingest::Frame;
 use common::*;
 
 /// Frames `wanted` (counted from 0) of vtest.avi, decoded by the ingest stage.
@@ -26,22 +24,12 @@ fn frames(config: &Config, wanted: &[usize]) -> HashMap<usize, Frame> {
     camera.analysis_fps = 10.0; // vtest.avi's own rate: keep every frame
     let mut found = HashMap::new();
     let mut index = 0;
-    let decoded = Arc::new(AtomicU64::new(0));
-    let start = SystemTime::now();
-    ingest::run(
-        &camera,
-        Mode::Replay { start },
-        &AtomicBool::new(false),
-        &decoded,
-        &mut |_| {},
-        &mut |f| {
-            if wanted.contains(&index) {
-                found.insert(index, f);
-            }
-            index += 1;
-        },
-    )
-    .unwrap();
+    replay_frames(&camera, SystemTime::now(), &mut |f| {
+        if wanted.contains(&index) {
+            found.insert(index, f);
+        }
+        index += 1;
+    });
     assert_eq!(index, 795, "vtest.avi has 795 frames");
     found
 }

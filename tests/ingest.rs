@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use cityeye::config::{CameraConfig, Config};
-use cityeye::ingest::{self, Mode};
+use cityeye::ingest;
 use common::*;
 
 fn camera(url: &str) -> (tempfile::TempDir, CameraConfig) {
@@ -56,19 +54,11 @@ fn test_pattern_camera_has_the_size_it_asks_for() {
 fn frames_are_sampled_to_analysis_fps_by_stream_time() {
     let (_dir, mut camera) = camera(&format!("file://{}", shared("testdata/vtest.avi").display()));
     camera.analysis_fps = 2.5; // every 4th frame of a 10 frames/s video
-    let decoded = Arc::new(AtomicU64::new(0));
     let mut times = Vec::new();
     let start = SystemTime::UNIX_EPOCH;
-    ingest::run(
-        &camera,
-        Mode::Replay { start },
-        &AtomicBool::new(false),
-        &decoded,
-        &mut |_| {},
-        &mut |f| times.push((f.stream_time_s, f.captured_at)),
-    )
-    .unwrap();
-    assert_eq!(decoded.load(Ordering::Relaxed), 795);
+    let decoded =
+        replay_frames(&camera, start, &mut |f| times.push((f.stream_time_s, f.captured_at)));
+    assert_eq!(decoded, 795);
     assert_eq!(times.len(), 199, "frames 0, 4, 8, … 792");
     for (i, (t, at)) in times.iter().enumerate() {
         assert!((t - i as f64 * 0.4).abs() < 1e-6, "frame {i} at {t} s");

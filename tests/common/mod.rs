@@ -418,6 +418,21 @@ pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Replays `camera`'s video once through the ingest stage, wall-clock time counting from
+/// `start`; every sampled frame goes to `frame`. Returns how many frames were decoded.
+pub fn replay_frames(
+    camera: &cityeye::config::CameraConfig,
+    start: std::time::SystemTime,
+    frame: &mut dyn FnMut(cityeye::ingest::Frame),
+) -> u64 {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let decoded = Arc::new(AtomicU64::new(0));
+    let mode = cityeye::ingest::Mode::Replay { start };
+    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &decoded, &mut |_| {}, frame)
+        .unwrap_or_else(|e| panic!("replay of {}: {e}", camera.url.masked()));
+    decoded.load(Ordering::Relaxed)
+}
+
 /// Checks a payload against the repository's JSON Schema for it.
 pub fn assert_matches_schema(schema_file: &str, payload: &serde_json::Value) {
     let schema: serde_json::Value =
