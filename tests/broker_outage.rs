@@ -49,26 +49,42 @@ fn incidents_found_while_the_broker_is_down_arrive_when_it_is_back() {
     }
 }
 
-/// The incident ids a run logged, in order.
-fn logged_incidents(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("algorithm=illegal_parking"))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("id=")))
-        .map(String::from)
-        .collect()
+/// The ids of the incidents (start messages) committed to the outbox in `data_dir`, in order.
+/// A logged incident may not be on disk yet: its evidence is still being encoded.
+fn committed_incidents(data_dir: &std::path::Path) -> Vec<String> {
+    let path = data_dir.join("outbox.sqlite");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(store) = rusqlite::Connection::open_with_flags(&path, flags) else { return vec![] };
+    let Ok(mut rows) = store.prepare("SELECT topic, payload FROM outbox ORDER BY row") else {
+        return vec![];
+    };
+    let incidents = rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)));
+    incidents
+        .map(|rows| {
+            rows.flatten()
+                .filter(|(topic, _)| topic.contains("/incident/"))
+                .filter_map(|(_, payload)| {
+                    serde_json::from_slice::<serde_json::Value>(&payload).ok()
+                })
+                .filter(|json| json["state"] == "start")
+                .filter_map(|json| json["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
 fn incidents_committed_before_a_kill_are_delivered_first_after_the_restart() {
     let port = free_port(); // no broker yet
     let video = format!("file://{}", shared("testdata/vtest.avi").display());
-    let (_dir, config) = write_config(&kerb_config(port, false, &video, 5.0));
+    let (dir, config) = write_config(&kerb_config(port, false, &video, 5.0));
+    let data_dir = dir.path().join("data");
     let mut first = Appliance::run(&config);
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while logged_incidents(&first.log()).len() < 2 && std::time::Instant::now() < deadline {
+    while committed_incidents(&data_dir).len() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let committed = logged_incidents(&first.log());
+    let committed = committed_incidents(&data_dir);
     assert_eq!(
         committed.len(),
         2,
