@@ -68,6 +68,10 @@ pub struct Config {
     #[serde(default)]
     pub mqtt: MqttConfig,
     #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+    #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -97,6 +101,70 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     pub client_id: Option<String>,
     pub keep_alive_s: u64,
+    /// `"5"` (the default) or `"3.1.1"` for brokers that do not speak MQTT 5.
+    #[serde(deserialize_with = "mqtt_version")]
+    pub version: MqttVersion,
+    /// With `mqtts://`: the CA that signed the broker's certificate (PEM); the system's roots
+    /// when absent.
+    pub ca_file: Option<PathBuf>,
+    /// With `mqtts://`: a client certificate and its key (PEM), for brokers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// How often the node publishes `{prefix}/{node}/stats`.
+    pub stats_interval_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V5,
+    V311,
+}
+
+/// The durable outbox of undelivered incidents under `node.data_dir`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Bytes on disk at most (`1073741824` or `"1 GiB"`); when full, the evidence of the oldest
+    /// undelivered incidents goes first, never an incident itself.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig { max_bytes: 1 << 30 }
+    }
+}
+
+/// What each incident carries besides its JSON: the annotated snapshot and a video clip.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Keep a clip of the camera's own encoded stream around each incident.
+    pub clips: bool,
+    /// Seconds of video before the incident's frame, and after it.
+    pub clip_pre_s: f64,
+    pub clip_post_s: f64,
+    /// Also send each clip over MQTT, on `{prefix}/{node}/{camera}/evidence/{id}/clip`.
+    pub publish_clips: bool,
+    /// Clips older than this are deleted.
+    pub retain_days: f64,
+    /// Bytes of clips on disk at most (`"10 GiB"`); the oldest go first.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_bytes: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            clips: true,
+            clip_pre_s: 5.0,
+            clip_post_s: 10.0,
+            publish_clips: false,
+            retain_days: 30.0,
+            max_bytes: 10 << 30,
+        }
+    }
 }
 
 impl Default for MqttConfig {
@@ -109,6 +177,11 @@ impl Default for MqttConfig {
             password_file: None,
             client_id: None,
             keep_alive_s: 30,
+            version: MqttVersion::V5,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            stats_interval_s: 30,
         }
     }
 }
@@ -387,6 +460,60 @@ fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
     Ok(BrokerUrl { tls, host: host.trim_matches(['[', ']']).to_string(), port })
 }
 
+fn mqtt_version<'de, D: Deserializer<'de>>(d: D) -> Result<MqttVersion, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "\"5\" or \"3.1.1\"")]
+    enum Version {
+        Number(u32),
+        Text(String),
+    }
+    match Version::deserialize(d)? {
+        Version::Number(5) => Ok(MqttVersion::V5),
+        Version::Text(t) if t == "5" || t == "5.0" => Ok(MqttVersion::V5),
+        Version::Text(t) if t == "3.1.1" => Ok(MqttVersion::V311),
+        Version::Number(n) => Err(format!("unknown MQTT version {n}; use \"5\" or \"3.1.1\"")),
+        Version::Text(t) => Err(format!("unknown MQTT version `{t}`; use \"5\" or \"3.1.1\"")),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a number of bytes or a size such as \"512 MiB\"")]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(t) => parse_byte_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `"512 MiB"`, `"1GB"`, `"4096"`: binary (KiB, MiB, GiB, TiB) or decimal (kB, MB, GB, TB).
+fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a size such as \"512 MiB\""))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!("unknown size unit `{other}`; use B, KiB, MiB, GiB or kB, MB, GB"));
+        }
+    };
+    Ok((number * scale as f64) as u64)
+}
+
 fn model_format<'de, D: Deserializer<'de>>(d: D) -> Result<ModelKind, D::Error> {
     let text = String::deserialize(d)?;
     ModelKind::parse(&text).ok_or_else(|| {
@@ -529,7 +656,15 @@ impl Config {
             }
         };
         resolve(&mut self.node.data_dir);
-        if let Some(p) = self.mqtt.password_file.as_mut() {
+        for p in [
+            &mut self.mqtt.password_file,
+            &mut self.mqtt.ca_file,
+            &mut self.mqtt.cert_file,
+            &mut self.mqtt.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
         for model in &mut self.models {
@@ -563,17 +698,56 @@ impl Config {
             "mqtt.topic_prefix".into(),
             topic_safe_message(&self.mqtt.topic_prefix),
         );
-        if let Some(p) = &self.mqtt.password_file {
+        let mqtt_files = [
+            ("password_file", &self.mqtt.password_file),
+            ("ca_file", &self.mqtt.ca_file),
+            ("cert_file", &self.mqtt.cert_file),
+            ("key_file", &self.mqtt.key_file),
+        ];
+        for (name, file) in mqtt_files {
+            if let Some(p) = file {
+                check(
+                    p.is_file(),
+                    format!("mqtt.{name}"),
+                    format!("file not found: {}", p.display()),
+                );
+            }
+        }
+        for (name, file) in &mqtt_files[1..] {
             check(
-                p.is_file(),
-                "mqtt.password_file".into(),
-                format!("file not found: {}", p.display()),
+                file.is_none() || self.mqtt.url.tls,
+                format!("mqtt.{name}"),
+                "is only used with TLS: make mqtt.url mqtts://".into(),
             );
         }
         check(
-            !self.mqtt.url.tls,
-            "mqtt.url".into(),
-            "mqtts:// (TLS) is not supported by this version; use mqtt://".into(),
+            self.mqtt.cert_file.is_some() == self.mqtt.key_file.is_some(),
+            "mqtt.cert_file".into(),
+            "a client certificate needs mqtt.key_file too, and a key its cert_file".into(),
+        );
+        check(
+            self.mqtt.stats_interval_s >= 1,
+            "mqtt.stats_interval_s".into(),
+            "must be at least 1 second".into(),
+        );
+        check(
+            self.outbox.max_bytes >= 1 << 20,
+            "outbox.max_bytes".into(),
+            "must be at least 1 MiB".into(),
+        );
+        for (name, value) in
+            [("clip_pre_s", self.evidence.clip_pre_s), ("clip_post_s", self.evidence.clip_post_s)]
+        {
+            check(
+                (0.0..=120.0).contains(&value),
+                format!("evidence.{name}"),
+                "must be between 0 and 120 seconds".into(),
+            );
+        }
+        check(
+            self.evidence.retain_days > 0.0,
+            "evidence.retain_days".into(),
+            "must be above 0".into(),
         );
         check(
             (5..=65_535).contains(&self.mqtt.keep_alive_s),
@@ -966,5 +1140,14 @@ mod tests {
         assert_eq!(parse_broker_url("mqtts://hub.example").unwrap().port, 8883);
         assert!(parse_broker_url("mqtt://u:p@h").unwrap_err().contains("password_file"));
         assert!(parse_broker_url("http://h").unwrap_err().contains("scheme"));
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("4096").unwrap(), 4096);
+        assert_eq!(parse_byte_size("512 MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_byte_size("1.5GB").unwrap(), 1_500_000_000);
+        assert!(parse_byte_size("ten MB").unwrap_err().contains("not a size"));
+        assert!(parse_byte_size("3 parsecs").unwrap_err().contains("unknown size unit"));
     }
 }

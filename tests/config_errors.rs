@@ -524,11 +524,37 @@ fn cases() -> Vec<Case> {
             line: Line::Of("mqtt://"),
         },
         Case {
-            name: "MQTT over TLS, not supported yet",
-            edit: |c| replace(c, "mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883"),
-            key: "mqtt.url",
-            fragment: "mqtts:// (TLS) is not supported by this version",
+            name: "a CA file without TLS",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nca_file = \"cityeye.toml\"\n",
+                )
+            },
+            key: "mqtt.ca_file",
+            fragment: "is only used with TLS: make mqtt.url mqtts://",
             line: Line::Unchecked,
+        },
+        Case {
+            name: "an unknown MQTT version",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nversion = \"4\"\n",
+                )
+            },
+            key: "mqtt.version",
+            fragment: "unknown MQTT version `4`; use \"5\" or \"3.1.1\"",
+            line: Line::Of("version = "),
+        },
+        Case {
+            name: "an outbox size without a unit we know",
+            edit: |c| format!("{c}\n[outbox]\nmax_bytes = \"1 gallon\"\n"),
+            key: "outbox.max_bytes",
+            fragment: "unknown size unit `gallon`",
+            line: Line::Of("max_bytes"),
         },
         Case {
             name: "keep-alive too short",
