@@ -158,7 +158,9 @@ pub async fn mqtt_sink(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         if connected {
-            outbox.send(&client);
+            outbox.send(|p| {
+                client.try_publish(&p.topic, QoS::AtLeastOnce, p.retain, p.payload.clone()).is_ok()
+            });
         }
         if stop.load(Ordering::Relaxed) {
             let since = *stopping.get_or_insert_with(Instant::now);
