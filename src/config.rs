@@ -731,9 +731,9 @@ impl Config {
             "must be at least 1 second".into(),
         );
         check(
-            self.outbox.max_bytes >= 1 << 20,
+            self.outbox.max_bytes >= 64 << 10,
             "outbox.max_bytes".into(),
-            "must be at least 1 MiB".into(),
+            "must be at least 64 KiB".into(),
         );
         for (name, value) in
             [("clip_pre_s", self.evidence.clip_pre_s), ("clip_post_s", self.evidence.clip_post_s)]

@@ -227,7 +227,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
-    let outbox = publish::Outbox::open(&config.node.data_dir)
+    let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt)?;

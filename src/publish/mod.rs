@@ -11,10 +11,11 @@
 //! Delivery is at least once, in order: every message waits in the [`Outbox`] until the broker
 //! acknowledges it (QoS 1 PUBACK), incidents and evidence committed to disk under
 //! `node.data_dir` first, and whatever was unacknowledged when the link dropped is sent again
-//! after the reconnect (or the restart). The outbox is bounded; when it is full, the channel into
-//! this stage (bounded, policy *block*) makes the cameras wait, and their own newest-wins input
-//! drops frames instead of messages. A node stopped while the broker is away gives up after a
-//! few seconds, its incidents still on disk for the next run.
+//! after the reconnect (or the restart). The outbox is bounded by `outbox.max_bytes` on disk,
+//! dropping old evidence before any incident; only when it cannot write to disk and its memory
+//! is full too does the channel into this stage (bounded, policy *block*) make the cameras wait,
+//! their own newest-wins input then dropping frames instead of messages. A node stopped while
+//! the broker is away gives up after a few seconds, its incidents still on disk for the next run.
 
 use std::fs;
 use std::io::Write;
@@ -274,7 +275,7 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             {
                 match tokio::task::spawn_blocking(move || evidence_jpeg(&evidence)).await {
                     Ok(Ok(jpeg)) => {
-                        publications.push(Publication::durable(reference.topic.clone(), jpeg))
+                        publications.push(Publication::evidence(reference.topic.clone(), jpeg))
                     }
                     Ok(Err(e)) => {
                         tracing::error!(id = %incident.payload.id, "evidence not sent: {e}")
@@ -284,7 +285,8 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             }
             let p = &incident.payload;
             let body = serde_json::to_vec(p).expect("payload serializes");
-            publications.push(Publication::durable(topics.incident(&p.camera, &p.algorithm), body));
+            publications
+                .push(Publication::incident(topics.incident(&p.camera, &p.algorithm), body));
             publications
         }
         Outbound::CameraStatus { camera, state, at } => vec![Publication::status(

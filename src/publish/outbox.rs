@@ -3,8 +3,17 @@
 //! Incidents and their evidence are *durable*: committed to an SQLite file under
 //! `node.data_dir` before they are handed to MQTT, and deleted only when the broker acknowledges
 //! them (QoS 1 PUBACK). A node killed or powered off while the broker is away delivers them after
-//! its restart, in the order they happened. Status messages are not kept: a restarted node
-//! announces its state afresh.
+//! its restart, in the order they happened. Only the queue's order and sizes live in memory; the
+//! payloads stay on disk until they are sent, so a backlog of days costs little RAM.
+//!
+//! The store is bounded by `outbox.max_bytes` of payload. When a new message would not fit, the
+//! evidence of the oldest undelivered incidents is dropped first, then the new message's own
+//! evidence; an incident's JSON is never dropped (a node that keeps only incidents goes over the
+//! cap and says so). Every drop is counted for the stats topic and logged.
+//!
+//! Status messages are not kept on disk: a restarted node announces its state afresh, and a
+//! newer status replaces a queued older one on the same topic. When the disk fails (full,
+//! read-only), messages are kept in memory, loudly, until it works again.
 //!
 //! A publication that was sent but not acknowledged when the link dropped goes back to the head
 //! of the queue and is sent again first after the reconnect. Duplicates are possible (the hub
@@ -13,14 +22,34 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
 
-/// Publications the outbox holds in memory before it stops taking messages from the cameras.
-pub const CAPACITY: usize = 256;
+/// Publications the outbox holds in memory only (statuses, or everything while the disk fails)
+/// before it stops taking messages from the cameras.
+pub const MEMORY_CAPACITY: usize = 256;
 /// Publications in flight (sent, not yet acknowledged) at once.
 pub const WINDOW: usize = 16;
 
 const FILE: &str = "outbox.sqlite";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Incident,
+    Evidence,
+    Status,
+}
+
+impl Kind {
+    fn durable(self) -> bool {
+        self != Kind::Status
+    }
+
+    /// How the kind is kept in the store's `evidence` column.
+    fn from_column(evidence: bool) -> Kind {
+        if evidence { Kind::Evidence } else { Kind::Incident }
+    }
+}
 
 /// One MQTT message, ready to send (QoS 1).
 #[derive(Debug, Clone, PartialEq)]
@@ -28,40 +57,73 @@ pub struct Publication {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
-    /// Kept on disk until acknowledged: incidents and evidence.
-    durable: bool,
-    /// Its row in the store, once stored.
-    row: Option<i64>,
+    kind: Kind,
 }
 
 impl Publication {
-    /// An incident or its evidence: stored until the broker has it.
-    pub fn durable(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: false, durable: true, row: None }
+    /// An incident message: stored until the broker has it, never dropped.
+    pub fn incident(topic: String, payload: Vec<u8>) -> Self {
+        Publication { topic, payload, retain: false, kind: Kind::Incident }
+    }
+
+    /// Evidence of an incident: stored until the broker has it, dropped first when full.
+    pub fn evidence(topic: String, payload: Vec<u8>) -> Self {
+        Publication { topic, payload, retain: false, kind: Kind::Evidence }
     }
 
     /// A status: retained by the broker, not kept across a restart.
     pub fn status(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: true, durable: false, row: None }
+        Publication { topic, payload, retain: true, kind: Kind::Status }
     }
+}
+
+/// A queued publication: its payload on disk under `row`, or in memory.
+#[derive(Debug)]
+struct Entry {
+    topic: String,
+    kind: Kind,
+    size: u64,
+    row: Option<i64>,
+    payload: Option<Vec<u8>>,
+}
+
+/// What the outbox holds and what it had to drop, for the stats topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OutboxStats {
+    /// Messages waiting for the broker's acknowledgement.
+    pub depth: usize,
+    /// Payload bytes of those on disk, and the cap.
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Evidence dropped to keep under the cap since the node started.
+    pub evidence_dropped: u64,
+    pub evidence_dropped_bytes: u64,
+    /// Writes to disk that failed (full, read-only) since the node started.
+    pub store_errors: u64,
 }
 
 pub struct Outbox {
     store: Connection,
-    queue: VecDeque<Publication>,
+    queue: VecDeque<Entry>,
     /// Sent publications with the packet id MQTT gave them once it did.
-    in_flight: VecDeque<(Option<u16>, Publication)>,
+    in_flight: VecDeque<(Option<u16>, Entry)>,
+    stats: OutboxStats,
+    /// Set while the store holds more than its cap in incident messages alone.
+    over_cap: bool,
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox in `dir`; what an earlier run left undelivered comes first.
-    pub fn open(dir: &Path) -> Result<Outbox, String> {
+    /// Opens (or creates) the outbox in `dir`, holding at most `max_bytes` of payload; what an
+    /// earlier run left undelivered comes first. A data dir that cannot be written (read-only,
+    /// full) is an error here, before any camera starts.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(FILE);
-        let fail = |e: rusqlite::Error| format!("outbox {}: {e}", path.display());
+        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
         let store = Connection::open(&path).map_err(fail)?;
         // WAL for concurrent reads; FULL so that a commit survives a power cut, not just a crash.
+        // The write to `user_version` proves the disk takes writes now, not at the first incident.
         store
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -69,34 +131,78 @@ impl Outbox {
                  CREATE TABLE IF NOT EXISTS outbox (
                      row INTEGER PRIMARY KEY AUTOINCREMENT,
                      topic TEXT NOT NULL,
-                     payload BLOB NOT NULL
-                 );",
+                     payload BLOB NOT NULL,
+                     evidence INTEGER NOT NULL DEFAULT 0
+                 );
+                 PRAGMA user_version = 1;",
             )
             .map_err(fail)?;
-        let queue = load(&store).map_err(fail)?;
-        if !queue.is_empty() {
-            tracing::info!(undelivered = queue.len(), "resuming the outbox of an earlier run");
+        // The first outboxes did not tell evidence from incidents.
+        if store.prepare("SELECT evidence FROM outbox LIMIT 0").is_err() {
+            store
+                .execute_batch("ALTER TABLE outbox ADD COLUMN evidence INTEGER NOT NULL DEFAULT 0")
+                .map_err(fail)?;
         }
-        Ok(Outbox { store, queue, in_flight: VecDeque::new() })
-    }
-
-    /// Queues `publications` in order; durable ones are committed to disk first. A store that
-    /// fails (a full disk) is reported loudly and the messages are kept in memory.
-    pub fn push(&mut self, mut publications: Vec<Publication>) {
-        if let Err(e) = self.store_durable(&mut publications) {
-            tracing::error!(
-                "the outbox cannot write to disk ({e}); keeping messages in memory only"
+        let queue = load(&store).map_err(fail)?;
+        let bytes = queue.iter().map(|e| e.size).sum();
+        if !queue.is_empty() {
+            tracing::info!(
+                undelivered = queue.len(),
+                bytes,
+                "resuming the outbox of an earlier run"
             );
         }
-        self.queue.extend(publications);
+        let stats = OutboxStats { bytes, max_bytes, ..OutboxStats::default() };
+        Ok(Outbox { store, queue, in_flight: VecDeque::new(), stats, over_cap: false })
+    }
+
+    /// Queues `publications` in order; durable ones are committed to disk first, making room
+    /// by dropping old evidence when the cap is reached. A store that fails (a full disk) is
+    /// reported loudly and the messages are kept in memory.
+    pub fn push(&mut self, publications: Vec<Publication>) {
+        for p in publications.iter().filter(|p| p.kind == Kind::Status) {
+            // Retained: only the newest status of a topic matters.
+            self.queue.retain(|e| !(e.kind == Kind::Status && e.topic == p.topic));
+        }
+        let incoming: u64 =
+            publications.iter().filter(|p| p.kind.durable()).map(|p| p.payload.len() as u64).sum();
+        self.make_room(incoming);
+        let publications = self.drop_evidence_that_does_not_fit(publications);
+        match self.store_durable(&publications) {
+            Ok(rows) => {
+                for (p, row) in publications.into_iter().zip(rows) {
+                    let size = p.payload.len() as u64;
+                    // Stored payloads are read back from disk when sent.
+                    let payload = if row.is_some() { None } else { Some(p.payload) };
+                    self.queue.push_back(Entry {
+                        topic: p.topic,
+                        kind: p.kind,
+                        size,
+                        row,
+                        payload,
+                    });
+                }
+                self.warn_when_over_cap();
+            }
+            Err(e) => {
+                self.stats.store_errors += 1;
+                tracing::error!(
+                    "the outbox cannot write to disk ({e}); keeping messages in memory only \
+                     until it can"
+                );
+                self.queue.extend(publications.into_iter().map(in_memory));
+            }
+        }
     }
 
     pub fn push_front(&mut self, publication: Publication) {
-        self.queue.push_front(publication);
+        self.queue.push_front(in_memory(publication));
     }
 
+    /// Room for another message from the cameras: only messages held in memory are bounded
+    /// here, those on disk by `max_bytes`.
     pub fn has_room(&self) -> bool {
-        self.len() < CAPACITY
+        self.queue.iter().filter(|e| e.payload.is_some()).count() < MEMORY_CAPACITY
     }
 
     pub fn len(&self) -> usize {
@@ -107,17 +213,28 @@ impl Outbox {
         self.len() == 0
     }
 
+    pub fn stats(&self) -> OutboxStats {
+        OutboxStats { depth: self.len(), ..self.stats }
+    }
+
     /// Hands queued publications to `publish` (QoS 1) while the window has room; `publish`
     /// returns false when the client takes no more for now.
     pub fn send(&mut self, mut publish: impl FnMut(&Publication) -> bool) {
         while self.in_flight.len() < WINDOW {
-            let Some(p) = self.queue.pop_front() else { return };
-            if publish(&p) {
-                self.in_flight.push_back((None, p));
-            } else {
-                self.queue.push_front(p);
+            let Some(entry) = self.queue.pop_front() else { return };
+            let publication = match self.publication(&entry) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("the outbox cannot read a stored message ({e}); retrying");
+                    self.queue.push_front(entry);
+                    return;
+                }
+            };
+            if !publish(&publication) {
+                self.queue.push_front(entry);
                 return;
             }
+            self.in_flight.push_back((None, entry));
         }
     }
 
@@ -131,48 +248,145 @@ impl Outbox {
     /// The broker has the publication sent under `pkid`: it leaves the outbox, and the disk.
     pub fn acknowledged(&mut self, pkid: u16) {
         let Some(at) = self.in_flight.iter().position(|(id, _)| *id == Some(pkid)) else { return };
-        let (_, p) = self.in_flight.remove(at).expect("found above");
-        if let Some(row) = p.row
-            && let Err(e) = self.store.execute("DELETE FROM outbox WHERE row = ?1", params![row])
-        {
+        let (_, entry) = self.in_flight.remove(at).expect("found above");
+        let Some(row) = entry.row else { return };
+        match self.store.execute("DELETE FROM outbox WHERE row = ?1", params![row]) {
+            Ok(_) => self.stats.bytes -= entry.size,
             // Worst case it is delivered again after a restart: a duplicate, not a loss.
-            tracing::error!("the outbox cannot forget a delivered message ({e})");
+            Err(e) => tracing::error!("the outbox cannot forget a delivered message ({e})"),
         }
     }
 
     /// The link dropped: in-flight publications go back to the head of the queue, in order.
     pub fn resend_unacknowledged(&mut self) {
-        while let Some((_, p)) = self.in_flight.pop_back() {
-            self.queue.push_front(p);
+        while let Some((_, entry)) = self.in_flight.pop_back() {
+            self.queue.push_front(entry);
         }
     }
 
-    fn store_durable(&mut self, publications: &mut [Publication]) -> rusqlite::Result<()> {
-        if !publications.iter().any(|p| p.durable && p.row.is_none()) {
-            return Ok(());
+    fn publication(&self, entry: &Entry) -> rusqlite::Result<Publication> {
+        let payload = match (&entry.payload, entry.row) {
+            (Some(payload), _) => payload.clone(),
+            (None, Some(row)) => self
+                .store
+                .query_row("SELECT payload FROM outbox WHERE row = ?1", params![row], |r| r.get(0))
+                .optional()?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+            (None, None) => unreachable!("an entry has its payload in memory or on disk"),
+        };
+        let retain = entry.kind == Kind::Status;
+        Ok(Publication { topic: entry.topic.clone(), payload, retain, kind: entry.kind })
+    }
+
+    /// Drops the evidence of the oldest queued incidents until `incoming` more bytes fit.
+    fn make_room(&mut self, incoming: u64) {
+        let mut at = 0;
+        while self.stats.bytes + incoming > self.stats.max_bytes && at < self.queue.len() {
+            let entry = &self.queue[at];
+            let Some(row) = entry.row.filter(|_| entry.kind == Kind::Evidence) else {
+                at += 1;
+                continue;
+            };
+            if let Err(e) = self.store.execute("DELETE FROM outbox WHERE row = ?1", params![row]) {
+                tracing::error!("the outbox cannot drop old evidence ({e})");
+                return;
+            }
+            let entry = self.queue.remove(at).expect("indexed above");
+            self.stats.bytes -= entry.size;
+            self.count_dropped(&entry.topic, entry.size);
+        }
+    }
+
+    /// Evidence that still does not fit once older evidence is gone is not stored at all.
+    fn drop_evidence_that_does_not_fit(
+        &mut self,
+        publications: Vec<Publication>,
+    ) -> Vec<Publication> {
+        let mut bytes = self.stats.bytes;
+        let mut kept = Vec::with_capacity(publications.len());
+        for p in publications {
+            let size = p.payload.len() as u64;
+            if p.kind == Kind::Evidence && bytes + size > self.stats.max_bytes {
+                self.count_dropped(&p.topic, size);
+                continue;
+            }
+            if p.kind.durable() {
+                bytes += size;
+            }
+            kept.push(p);
+        }
+        kept
+    }
+
+    fn count_dropped(&mut self, topic: &str, size: u64) {
+        self.stats.evidence_dropped += 1;
+        self.stats.evidence_dropped_bytes += size;
+        tracing::warn!(
+            topic,
+            bytes = size,
+            dropped = self.stats.evidence_dropped,
+            "the outbox is full (outbox.max_bytes): evidence dropped to keep the incidents"
+        );
+    }
+
+    fn warn_when_over_cap(&mut self) {
+        let over = self.stats.bytes > self.stats.max_bytes;
+        if over && !self.over_cap {
+            tracing::error!(
+                bytes = self.stats.bytes,
+                max_bytes = self.stats.max_bytes,
+                "the outbox holds more incidents than outbox.max_bytes allows; keeping them all"
+            );
+        }
+        self.over_cap = over;
+    }
+
+    /// Commits the durable publications in one transaction; returns each one's row.
+    fn store_durable(
+        &mut self,
+        publications: &[Publication],
+    ) -> rusqlite::Result<Vec<Option<i64>>> {
+        if !publications.iter().any(|p| p.kind.durable()) {
+            return Ok(vec![None; publications.len()]);
         }
         let transaction = self.store.transaction()?;
-        for p in publications.iter_mut().filter(|p| p.durable && p.row.is_none()) {
+        let mut rows = Vec::with_capacity(publications.len());
+        let mut bytes = 0;
+        for p in publications {
+            if !p.kind.durable() {
+                rows.push(None);
+                continue;
+            }
             transaction.execute(
-                "INSERT INTO outbox (topic, payload) VALUES (?1, ?2)",
-                params![p.topic, p.payload],
+                "INSERT INTO outbox (topic, payload, evidence) VALUES (?1, ?2, ?3)",
+                params![p.topic, p.payload, p.kind == Kind::Evidence],
             )?;
-            p.row = Some(transaction.last_insert_rowid());
+            rows.push(Some(transaction.last_insert_rowid()));
+            bytes += p.payload.len() as u64;
         }
         // All of one message or none: an incident never goes without its evidence row.
-        transaction.commit()
+        transaction.commit()?;
+        self.stats.bytes += bytes;
+        Ok(rows)
     }
 }
 
-fn load(store: &Connection) -> rusqlite::Result<VecDeque<Publication>> {
-    let mut rows = store.prepare("SELECT row, topic, payload FROM outbox ORDER BY row")?;
+fn in_memory(p: Publication) -> Entry {
+    let size = p.payload.len() as u64;
+    Entry { topic: p.topic, kind: p.kind, size, row: None, payload: Some(p.payload) }
+}
+
+/// The queue an earlier run left: topics and sizes, payloads stay on disk.
+fn load(store: &Connection) -> rusqlite::Result<VecDeque<Entry>> {
+    let mut rows =
+        store.prepare("SELECT row, topic, length(payload), evidence FROM outbox ORDER BY row")?;
     let stored = rows.query_map([], |r| {
-        Ok(Publication {
-            topic: r.get(1)?,
-            payload: r.get(2)?,
-            retain: false,
-            durable: true,
+        Ok(Entry {
             row: Some(r.get(0)?),
+            topic: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            kind: Kind::from_column(r.get(3)?),
+            payload: None,
         })
     })?;
     stored.collect()
@@ -182,12 +396,14 @@ fn load(store: &Connection) -> rusqlite::Result<VecDeque<Publication>> {
 mod tests {
     use super::*;
 
+    const LARGE: u64 = 1 << 30;
+
     fn publication(n: u8) -> Publication {
-        Publication::durable(format!("t/{n}"), vec![n])
+        Publication::incident(format!("t/{n}"), vec![n])
     }
 
-    fn topics_of(queue: &VecDeque<Publication>) -> Vec<&str> {
-        queue.iter().map(|p| p.topic.as_str()).collect()
+    fn topics_of(queue: &VecDeque<Entry>) -> Vec<&str> {
+        queue.iter().map(|e| e.topic.as_str()).collect()
     }
 
     /// A client that takes every publication.
@@ -195,10 +411,10 @@ mod tests {
         true
     }
 
-    #[tokio::test]
-    async fn keeps_what_the_broker_did_not_acknowledge_in_order() {
+    #[test]
+    fn keeps_what_the_broker_did_not_acknowledge_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
         outbox.push((1..=3).map(publication).collect());
         outbox.send(client);
         assert_eq!(outbox.in_flight.len(), 3);
@@ -212,38 +428,91 @@ mod tests {
         outbox.resend_unacknowledged();
         assert!(outbox.in_flight.is_empty());
         assert_eq!(topics_of(&outbox.queue), ["t/1", "t/3", "t/4"]);
+        assert_eq!(outbox.stats().bytes, 3);
     }
 
-    #[tokio::test]
-    async fn sends_at_most_a_window_and_fills_up() {
+    #[test]
+    fn sends_at_most_a_window_and_reads_payloads_back_from_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
         outbox.push((0..40).map(publication).collect());
-        outbox.send(client);
+        assert!(outbox.queue.iter().all(|e| e.payload.is_none()), "payloads stay on disk");
+        let mut sent = Vec::new();
+        outbox.send(|p| {
+            sent.push(p.payload[0]);
+            true
+        });
+        assert_eq!(sent, (0..WINDOW as u8).collect::<Vec<_>>());
         assert_eq!((outbox.in_flight.len(), outbox.queue.len()), (WINDOW, 40 - WINDOW));
-        outbox.push((0..CAPACITY - 41).map(|n| publication(n as u8)).collect());
-        assert!(outbox.has_room());
-        outbox.push(vec![publication(0)]);
+    }
+
+    #[test]
+    fn memory_only_messages_are_bounded_and_newer_statuses_replace_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
+        outbox.push(vec![Publication::status("cam/a".into(), vec![1])]);
+        outbox.push(vec![Publication::status("cam/a".into(), vec![2])]);
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox.queue[0].payload.as_deref(), Some(&[2u8][..]));
+        for n in 1..MEMORY_CAPACITY {
+            outbox.push(vec![Publication::status(format!("cam/{n}"), vec![0])]);
+        }
         assert!(!outbox.has_room());
     }
 
-    #[tokio::test]
-    async fn a_restart_resumes_the_undelivered_in_order_and_forgets_status() {
+    #[test]
+    fn a_full_outbox_drops_the_oldest_evidence_first_and_never_an_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 250).unwrap();
+        let incident = |n: u8| {
+            vec![
+                Publication::evidence(format!("e/{n}"), vec![n; 100]),
+                Publication::incident(format!("i/{n}"), vec![n; 10]),
+            ]
+        };
+        outbox.push(incident(1));
+        outbox.push(incident(2));
+        assert_eq!(outbox.stats().evidence_dropped, 0);
+        outbox.push(incident(3)); // 330 bytes: e/1 goes
+        assert_eq!(topics_of(&outbox.queue), ["i/1", "e/2", "i/2", "e/3", "i/3"]);
+        assert_eq!(outbox.stats().bytes, 230);
+        let big = vec![Publication::evidence("e/4".into(), vec![4; 300]), publication(4)];
+        outbox.push(big); // older evidence goes, and the new one still does not fit
+        assert_eq!(topics_of(&outbox.queue), ["i/1", "i/2", "i/3", "t/4"]);
+        let stats = outbox.stats();
+        assert_eq!((stats.evidence_dropped, stats.evidence_dropped_bytes), (4, 600));
+        assert_eq!(stats.bytes, 31);
+        // Only incidents left: they are kept over the cap.
+        outbox
+            .push((0..30).map(|n| Publication::incident(format!("x/{n}"), vec![0; 10])).collect());
+        assert_eq!(outbox.len(), 34);
+        assert!(outbox.stats().bytes > 250);
+    }
+
+    #[test]
+    fn a_restart_resumes_the_undelivered_in_order_and_forgets_status() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut outbox = Outbox::open(dir.path()).unwrap();
+            let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
             outbox.push(vec![publication(1), Publication::status("s".into(), vec![0])]);
-            outbox.push(vec![publication(2), publication(3)]);
+            outbox.push(vec![Publication::evidence("e/2".into(), vec![2]), publication(2)]);
+            outbox.push(vec![publication(3)]);
             outbox.send(client);
             outbox.sent(1); // t/1
             outbox.sent(2); // the status
-            outbox.sent(3); // t/2
+            outbox.sent(3); // e/2
             outbox.acknowledged(3);
             // Dropped here without a goodbye, as by kill -9.
         }
-        let outbox = Outbox::open(dir.path()).unwrap();
-        assert_eq!(topics_of(&outbox.queue), ["t/1", "t/3"]);
-        assert_eq!(outbox.queue[0].payload, [1]);
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
+        assert_eq!(topics_of(&outbox.queue), ["t/1", "t/2", "t/3"]);
+        assert_eq!(outbox.stats().bytes, 3);
+        let mut payloads = Vec::new();
+        outbox.send(|p| {
+            payloads.push(p.payload.clone());
+            true
+        });
+        assert_eq!(payloads, [[1], [2], [3]]);
     }
 
     #[test]
@@ -251,7 +520,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, "x").unwrap();
-        let error = Outbox::open(&file).err().expect("a file is no data dir");
+        let error = Outbox::open(&file, LARGE).err().expect("a file is no data dir");
         assert!(error.contains("not-a-dir"), "{error}");
     }
 }
