@@ -13,7 +13,7 @@
 //! 30 s); each change is reported through [`CameraState`]. Stream time keeps counting across
 //! reconnects so rules that time things (dwell, cooldown) stay consistent.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +24,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use crate::config::{CameraConfig, Source};
+use crate::stats::CameraStats;
 
 /// One decoded video frame, packed BGR8 (`width * 3` bytes a row).
 #[derive(Debug, Clone)]
@@ -150,14 +151,14 @@ fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
 }
 
 /// Runs a camera's stream until `stop` is set (live) or the file ends (replay), calling `frame`
-/// for every sampled frame and `state` for every change of connection state; `decoded` counts
-/// every frame decoded, sampled or not. Live streams are reopened forever; a replay returns its
+/// for every sampled frame and `state` for every change of connection state; `stats` counts
+/// the frames decoded and sampled. Live streams are reopened forever; a replay returns its
 /// failure as an error.
 pub fn run(
     camera: &CameraConfig,
     mode: Mode,
     stop: &AtomicBool,
-    decoded: &Arc<AtomicU64>,
+    stats: &Arc<CameraStats>,
     state: &mut dyn FnMut(CameraState),
     frame: &mut dyn FnMut(Frame),
 ) -> Result<(), String> {
@@ -166,8 +167,8 @@ pub fn run(
     let mut backoff_s = BACKOFF_FIRST_S;
     while !stop.load(Ordering::Relaxed) {
         state(CameraState::Connecting);
-        let outcome = Session::open(camera, mode, decoded)
-            .and_then(|s| s.pump(stop, &mut clock, state, frame));
+        let outcome =
+            Session::open(camera, mode, stats).and_then(|s| s.pump(stop, &mut clock, state, frame));
         let reason = match (outcome, mode) {
             (Ok(ended), Mode::Replay { .. }) => {
                 return if ended { Ok(()) } else { Err("stopped".into()) };
@@ -277,7 +278,7 @@ impl Session {
     fn open(
         camera: &CameraConfig,
         mode: Mode,
-        decoded: &Arc<AtomicU64>,
+        stats: &Arc<CameraStats>,
     ) -> Result<Session, String> {
         let description = pipeline_description(camera, false)?;
         let pipeline = gst::parse::launch(&description)
@@ -296,11 +297,14 @@ impl Session {
         let convert = pipeline.by_name(CONVERT_NAME).ok_or("the pipeline has no videoconvert")?;
         let pad = convert.static_pad("sink").ok_or("videoconvert has no sink pad")?;
         let sampler = Mutex::new(Sampler::new(camera.analysis_fps));
-        let decoded = decoded.clone();
+        let stats = stats.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-            decoded.fetch_add(1, Ordering::Relaxed);
+            stats.frames_in.fetch_add(1, Ordering::Relaxed);
             let keep = sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
+            if keep {
+                stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
+            }
             // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
             // release it a second time.
             if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }

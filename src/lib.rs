@@ -12,7 +12,8 @@
 //! | incidents | [`incident`] | events → `cityeye.incident.v1` payloads and evidence |
 //! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
 //!
-//! [`config`] loads and validates the node's TOML file before any of it starts.
+//! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
+//! the counters every stage adds to, published on the stats topic.
 
 pub mod config;
 pub mod geometry;
@@ -22,4 +23,5 @@ pub mod ingest;
 pub mod pipeline;
 pub mod publish;
 pub mod rules;
+pub mod stats;
 pub mod track;

@@ -10,18 +10,19 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
-use crate::incident::{Evidence, Incident, Incidents, ModelRef, evidence_jpeg};
+use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
 use crate::ingest::{self, CameraState, Frame, Mode};
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};
+use crate::stats::{CameraStats, NodeStats};
 use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
 
 /// The loaded models by name, each shared by the cameras that use it.
@@ -148,24 +149,16 @@ fn classify(
     Ok(())
 }
 
-/// Counts for a camera run.
-#[derive(Debug, Default)]
-pub struct CameraCounts {
-    pub decoded: Arc<AtomicU64>,
-    pub analysed: u64,
-    pub incidents: u64,
-}
-
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
-/// and status changes to `tx`.
+/// and status changes to `tx` and counting what it does in `stats`.
 pub fn run_camera(
     analysis: &mut Analysis,
     camera: &CameraConfig,
     mode: Mode,
     stop: &AtomicBool,
+    stats: &Arc<CameraStats>,
     tx: &mpsc::Sender<Outbound>,
-) -> Result<CameraCounts, String> {
-    let mut counts = CameraCounts::default();
+) -> Result<(), String> {
     let mut inference_errors = 0u64;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
@@ -173,6 +166,7 @@ pub fn run_camera(
     };
     let mut on_state = |state: CameraState| {
         log_state(&camera.id, &state);
+        stats.set_state(&state);
         if mode == Mode::Live {
             send(Outbound::CameraStatus {
                 camera: camera.id.clone(),
@@ -181,32 +175,38 @@ pub fn run_camera(
             });
         }
     };
-    let mut on_frame = |frame: Frame| match analysis.frame(frame) {
-        Ok(incidents) => {
-            counts.analysed += 1;
-            for incident in incidents {
-                counts.incidents += 1;
-                tracing::info!(
-                    camera = %camera.id,
-                    id = %incident.payload.id,
-                    algorithm = %incident.payload.algorithm,
-                    state = ?incident.payload.state,
-                    stream_time_s = incident.payload.stream_time_s,
-                    "incident"
-                );
-                send(Outbound::Incident(Box::new(incident)));
+    let mut on_frame = |frame: Frame| {
+        let started = Instant::now();
+        let analysed = analysis.frame(frame);
+        stats.add_inference(started.elapsed());
+        stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+        match analysed {
+            Ok(incidents) => {
+                for incident in incidents {
+                    if incident.payload.state == IncidentState::Start {
+                        stats.count_incident(&incident.payload.algorithm);
+                    }
+                    tracing::info!(
+                        camera = %camera.id,
+                        id = %incident.payload.id,
+                        algorithm = %incident.payload.algorithm,
+                        state = ?incident.payload.state,
+                        stream_time_s = incident.payload.stream_time_s,
+                        "incident"
+                    );
+                    send(Outbound::Incident(Box::new(incident)));
+                }
             }
-        }
-        Err(e) => {
-            inference_errors += 1;
-            // The first error and then one in a thousand: a broken model must not flood the log.
-            if inference_errors % 1000 == 1 {
-                tracing::error!(camera = %camera.id, errors = inference_errors, "{e}");
+            Err(e) => {
+                inference_errors += 1;
+                // The first error and then one in a thousand: a broken model must not flood the log.
+                if inference_errors % 1000 == 1 {
+                    tracing::error!(camera = %camera.id, errors = inference_errors, "{e}");
+                }
             }
         }
     };
-    ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame)?;
-    Ok(counts)
+    ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame)
 }
 
 fn log_state(camera: &str, state: &CameraState) {
@@ -235,15 +235,17 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let stats = NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str()));
     let mut cameras = Vec::new();
     for camera in &config.cameras {
         let (config, camera, stop, tx) = (config.clone(), camera.clone(), stop.clone(), tx.clone());
+        let camera_stats = stats.camera(&camera.id);
         let models = models.clone();
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", camera.id))
             .spawn(move || {
                 let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
-                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx)
+                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &camera_stats, &tx)
                 });
                 if let Err(e) = outcome {
                     tracing::error!(camera = %camera.id, "camera stopped: {e}");
@@ -254,7 +256,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     }
     drop(tx);
     runtime.spawn(stop_on_signal(stop.clone()));
-    let published = runtime.block_on(publish::mqtt_sink(&config, outbox, rx, stop.clone()));
+    let published = runtime.block_on(publish::mqtt_sink(&config, outbox, stats, rx, stop.clone()));
     for thread in cameras {
         let _ = thread.join();
     }
@@ -384,17 +386,17 @@ pub fn replay(
     let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let counts = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &tx);
+    let stats = Arc::new(CameraStats::default());
+    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &stats, &tx);
     drop(tx);
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;
     let seconds = started.elapsed().as_secs_f64();
-    let counts = counts
-        .map_err(|e| ReplayError::Failed(format!("replay of {} failed: {e}", input.display())))?;
+    ran.map_err(|e| ReplayError::Failed(format!("replay of {} failed: {e}", input.display())))?;
     let incidents = written.map_err(ReplayError::Failed)?;
     Ok(ReplaySummary {
-        frames_decoded: counts.decoded.load(Ordering::Relaxed),
-        frames_analysed: counts.analysed,
+        frames_decoded: stats.frames_in.load(Ordering::Relaxed),
+        frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
         seconds,
         incidents,
     })

@@ -49,30 +49,6 @@ fn incidents_found_while_the_broker_is_down_arrive_when_it_is_back() {
     }
 }
 
-/// The ids of the incidents (start messages) committed to the outbox in `data_dir`, in order.
-/// A logged incident may not be on disk yet: its evidence is still being encoded.
-fn committed_incidents(data_dir: &std::path::Path) -> Vec<String> {
-    let path = data_dir.join("outbox.sqlite");
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let Ok(store) = rusqlite::Connection::open_with_flags(&path, flags) else { return vec![] };
-    let Ok(mut rows) = store.prepare("SELECT topic, payload FROM outbox ORDER BY row") else {
-        return vec![];
-    };
-    let incidents = rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)));
-    incidents
-        .map(|rows| {
-            rows.flatten()
-                .filter(|(topic, _)| topic.contains("/incident/"))
-                .filter_map(|(_, payload)| {
-                    serde_json::from_slice::<serde_json::Value>(&payload).ok()
-                })
-                .filter(|json| json["state"] == "start")
-                .filter_map(|json| json["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn incidents_committed_before_a_kill_are_delivered_first_after_the_restart() {
     let port = free_port(); // no broker yet

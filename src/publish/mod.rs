@@ -6,7 +6,9 @@
 //!   incident that refers to it;
 //! - `{prefix}/{node}/status`: the node's status, retained; the broker publishes `offline` as the
 //!   node's last will when the link drops;
-//! - `{prefix}/{node}/{camera}/status`: each camera's status, retained.
+//! - `{prefix}/{node}/{camera}/status`: each camera's status, retained;
+//! - `{prefix}/{node}/stats`: the node's counters (`cityeye.stats.v1`, see [`crate::stats`])
+//!   every `mqtt.stats_interval_s`, retained.
 //!
 //! Delivery is at least once, in order: every message waits in the [`Outbox`] until the broker
 //! acknowledges it (QoS 1 PUBACK), incidents and evidence committed to disk under
@@ -31,12 +33,13 @@ use tokio::sync::mpsc;
 
 mod outbox;
 
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxStats};
 use outbox::{Publication, WINDOW};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, evidence_jpeg, rfc3339_millis};
 use crate::ingest::CameraState;
+use crate::stats::NodeStats;
 
 /// Largest message either way: evidence snapshots of 4K frames stay well under this.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
@@ -75,6 +78,10 @@ impl Topics {
 
     pub fn camera_status(&self, camera: &str) -> String {
         format!("{}/{camera}/status", self.base)
+    }
+
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
     }
 }
 
@@ -140,10 +147,12 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
 
 /// Publishes everything from `rx` to the configured broker until `stop` is set and the input
 /// has closed, then says the node is offline and disconnects. While the broker is away,
-/// messages wait in the outbox and go out, in order, once it is back.
+/// messages wait in the outbox and go out, in order, once it is back. Reports `stats` every
+/// `mqtt.stats_interval_s`.
 pub async fn mqtt_sink(
     config: &Config,
     mut outbox: Outbox,
+    mut stats: NodeStats,
     mut rx: mpsc::Receiver<Outbound>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
@@ -157,6 +166,8 @@ pub async fn mqtt_sink(
     let mut input_open = true;
     let mut stopping: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let every = Duration::from_secs(config.mqtt.stats_interval_s);
+    let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         if connected {
             outbox.send(|p| {
@@ -198,6 +209,10 @@ pub async fn mqtt_sink(
                 }
                 None => return Err("the MQTT connection task ended".into()),
             },
+            _ = report.tick() => {
+                let payload = stats.report(outbox.stats());
+                outbox.push(vec![Publication::status(topics.stats(), payload)]);
+            }
             _ = tick.tick() => {}
         }
     }

@@ -71,7 +71,7 @@ impl Publication {
         Publication { topic, payload, retain: false, kind: Kind::Evidence }
     }
 
-    /// A status: retained by the broker, not kept across a restart.
+    /// A status or the stats: retained by the broker, not kept across a restart.
     pub fn status(topic: String, payload: Vec<u8>) -> Self {
         Publication { topic, payload, retain: true, kind: Kind::Status }
     }
@@ -119,6 +119,7 @@ impl Outbox {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        probe_writable(dir)?;
         let path = dir.join(FILE);
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
         let store = Connection::open(&path).map_err(fail)?;
@@ -369,6 +370,17 @@ impl Outbox {
         self.stats.bytes += bytes;
         Ok(rows)
     }
+}
+
+/// Writes and removes a file of a few evidence snapshots' size: a read-only or full disk fails
+/// here with the system's own words, instead of in SQLite's at the first incident.
+fn probe_writable(dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let probe = dir.join(".cityeye-write-probe");
+    let written = std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(&[0; 1 << 20]).and_then(|()| f.sync_all()));
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| format!("cannot write to {}: {e}", dir.display()))
 }
 
 fn in_memory(p: Publication) -> Entry {

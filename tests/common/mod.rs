@@ -335,6 +335,18 @@ impl Appliance {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for it to exit by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills it outright (SIGKILL), as a power cut or the OOM killer would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -344,12 +356,8 @@ impl Appliance {
     /// Stops it as systemd would (SIGTERM) and waits; returns whether it exited by itself.
     pub fn stop(&mut self) -> bool {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let until = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if self.wait_exit(Duration::from_secs(15)).is_some() {
+            return true;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -425,12 +433,36 @@ pub fn replay_frames(
     start: std::time::SystemTime,
     frame: &mut dyn FnMut(cityeye::ingest::Frame),
 ) -> u64 {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    let decoded = Arc::new(AtomicU64::new(0));
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stats = Arc::new(cityeye::stats::CameraStats::default());
     let mode = cityeye::ingest::Mode::Replay { start };
-    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &decoded, &mut |_| {}, frame)
+    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &stats, &mut |_| {}, frame)
         .unwrap_or_else(|e| panic!("replay of {}: {e}", camera.url.masked()));
-    decoded.load(Ordering::Relaxed)
+    stats.frames_in.load(Ordering::Relaxed)
+}
+
+/// The ids of the incidents (start messages) committed to the outbox in `data_dir`, in order.
+/// A logged incident may not be on disk yet: its evidence is still being encoded.
+pub fn committed_incidents(data_dir: &std::path::Path) -> Vec<String> {
+    let path = data_dir.join("outbox.sqlite");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(store) = rusqlite::Connection::open_with_flags(&path, flags) else { return vec![] };
+    let Ok(mut rows) = store.prepare("SELECT topic, payload FROM outbox ORDER BY row") else {
+        return vec![];
+    };
+    let incidents = rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)));
+    incidents
+        .map(|rows| {
+            rows.flatten()
+                .filter(|(topic, _)| topic.contains("/incident/"))
+                .filter_map(|(_, payload)| {
+                    serde_json::from_slice::<serde_json::Value>(&payload).ok()
+                })
+                .filter(|json| json["state"] == "start")
+                .filter_map(|json| json["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Checks a payload against the repository's JSON Schema for it.
