@@ -92,3 +92,87 @@ fn incidents_committed_before_a_kill_are_delivered_first_after_the_restart() {
         assert!(messages.iter().any(|m| m.topic == evidence), "evidence kept too");
     }
 }
+
+/// `(id, state)` of every incident message a run logged, in order.
+fn logged_messages(log: &str) -> Vec<(String, String)> {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_lowercase)
+    };
+    log.lines()
+        .filter(|l| l.contains(" incident camera="))
+        .filter_map(|l| Some((field(l, "id=")?, field(l, "state=")?)))
+        .collect()
+}
+
+/// Messages the node sent again after the link dropped (each may have arrived twice).
+fn resent(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("MQTT broker unreachable"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("resent=")))
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum()
+}
+
+#[test]
+fn a_30_s_broker_outage_while_incidents_happen_loses_nothing_and_keeps_the_order() {
+    let port = free_port();
+    let mut broker = Some(Mosquitto::start_on(port));
+    let subscriber = Subscriber::connect(port, "cityeye/#");
+    let video = format!("file://{}", shared("testdata/vtest.avi").display());
+    // People crossing the left-hand road, each crossing an incident: a steady stream of them.
+    let tripwire = r#"
+  [[cameras.algorithms]]
+  type = "tripwire"
+  classes = ["person"]
+  line = [[0.30, 0.47], [0.30, 0.26]]
+  direction = "any"
+  cooldown_s = 0
+"#;
+    let (_dir, config) = write_config(&(kerb_config(port, false, &video, 5.0) + tripwire));
+    let mut appliance = Appliance::run(&config);
+    let started = |m: &[Message]| !incidents(m, "start").is_empty();
+    assert!(
+        started(&subscriber.wait_until(Duration::from_secs(40), started)),
+        "{}",
+        appliance.log()
+    );
+
+    broker.take();
+    let before = logged_messages(&appliance.log()).len();
+    std::thread::sleep(Duration::from_secs(30));
+    let during = logged_messages(&appliance.log()).len() - before;
+    assert!(during >= 3, "incidents happen during the outage: {during}\n{}", appliance.log());
+    broker = Some(Mosquitto::start_on(port));
+    std::thread::sleep(Duration::from_secs(10));
+    // A clean stop delivers whatever is left: afterwards, everything logged must have arrived.
+    assert!(appliance.stop(), "stops within its grace period");
+    drop(broker);
+
+    let logged = logged_messages(&appliance.log());
+    let received: Vec<(String, String)> = subscriber
+        .messages()
+        .iter()
+        .filter(|m| m.topic.contains("/incident/"))
+        .map(|m| {
+            let json = m.json();
+            (json["id"].as_str().unwrap().to_string(), json["state"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let mut first_arrivals = Vec::new();
+    for message in &received {
+        if !first_arrivals.contains(message) {
+            first_arrivals.push(message.clone());
+        }
+    }
+    assert_eq!(first_arrivals, logged, "every message, each at least once, in the order found");
+    let duplicates = received.len() - first_arrivals.len();
+    let in_flight = resent(&appliance.log());
+    assert!(
+        duplicates <= in_flight,
+        "{duplicates} duplicates, {in_flight} messages in flight when the link dropped"
+    );
+    if in_flight == 0 {
+        assert_eq!(duplicates, 0);
+    }
+    println!("{} messages ({during} during the outage), {duplicates} duplicates", logged.len());
+}

@@ -203,9 +203,9 @@ pub async fn mqtt_sink(
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
                 Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
                 Some(LinkEvent::Down { error, retry_in }) => {
-                    tracing::warn!(broker, "MQTT broker unreachable: {error}; retrying in {} s", retry_in.as_secs());
+                    let resent = outbox.resend_unacknowledged();
+                    tracing::warn!(broker, resent, "MQTT broker unreachable: {error}; retrying in {} s", retry_in.as_secs());
                     connected = false;
-                    outbox.resend_unacknowledged();
                 }
                 None => return Err("the MQTT connection task ended".into()),
             },

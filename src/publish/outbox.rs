@@ -259,10 +259,13 @@ impl Outbox {
     }
 
     /// The link dropped: in-flight publications go back to the head of the queue, in order.
-    pub fn resend_unacknowledged(&mut self) {
+    /// Returns how many: each may reach the hub twice.
+    pub fn resend_unacknowledged(&mut self) -> usize {
+        let resent = self.in_flight.len();
         while let Some((_, entry)) = self.in_flight.pop_back() {
             self.queue.push_front(entry);
         }
+        resent
     }
 
     fn publication(&self, entry: &Entry) -> rusqlite::Result<Publication> {
