@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 
 mod outbox;
 
-pub use outbox::{Outbox, OutboxStats};
-use outbox::{Publication, WINDOW};
+use outbox::WINDOW;
+pub use outbox::{Outbox, OutboxStats, Publication};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, evidence_jpeg, rfc3339_millis};
@@ -213,10 +213,11 @@ pub async fn mqtt_sink(
                 let payload = stats.report(outbox.stats());
                 outbox.push(vec![Publication::status(topics.stats(), payload)]);
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => outbox.forget_delivered(),
         }
     }
     drop(rx);
+    outbox.forget_delivered();
     if connected {
         let _ = client.try_publish(
             topics.node_status(),

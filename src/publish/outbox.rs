@@ -110,6 +110,8 @@ pub struct Outbox {
     stats: OutboxStats,
     /// Set while the store holds more than its cap in incident messages alone.
     over_cap: bool,
+    /// Rows the broker has acknowledged, deleted together (one disk sync for many).
+    delivered: Vec<(i64, u64)>,
 }
 
 impl Outbox {
@@ -154,7 +156,14 @@ impl Outbox {
             );
         }
         let stats = OutboxStats { bytes, max_bytes, ..OutboxStats::default() };
-        Ok(Outbox { store, queue, in_flight: VecDeque::new(), stats, over_cap: false })
+        Ok(Outbox {
+            store,
+            queue,
+            in_flight: VecDeque::new(),
+            stats,
+            over_cap: false,
+            delivered: Vec::new(),
+        })
     }
 
     /// Queues `publications` in order; durable ones are committed to disk first, making room
@@ -246,15 +255,39 @@ impl Outbox {
         }
     }
 
-    /// The broker has the publication sent under `pkid`: it leaves the outbox, and the disk.
+    /// The broker has the publication sent under `pkid`: it leaves the outbox, and soon the
+    /// disk (see [`Outbox::forget_delivered`]).
     pub fn acknowledged(&mut self, pkid: u16) {
         let Some(at) = self.in_flight.iter().position(|(id, _)| *id == Some(pkid)) else { return };
         let (_, entry) = self.in_flight.remove(at).expect("found above");
-        let Some(row) = entry.row else { return };
-        match self.store.execute("DELETE FROM outbox WHERE row = ?1", params![row]) {
-            Ok(_) => self.stats.bytes -= entry.size,
-            // Worst case it is delivered again after a restart: a duplicate, not a loss.
-            Err(e) => tracing::error!("the outbox cannot forget a delivered message ({e})"),
+        if let Some(row) = entry.row {
+            self.delivered.push((row, entry.size));
+        }
+        if self.delivered.len() >= WINDOW {
+            self.forget_delivered();
+        }
+    }
+
+    /// Deletes the delivered rows from disk in one transaction. Called every window's worth of
+    /// acknowledgements and by the sink's timer; a crash before it costs duplicates after the
+    /// restart, never a loss.
+    pub fn forget_delivered(&mut self) {
+        if self.delivered.is_empty() {
+            return;
+        }
+        let deleted = self.store.transaction().and_then(|t| {
+            for (row, _) in &self.delivered {
+                t.execute("DELETE FROM outbox WHERE row = ?1", params![row])?;
+            }
+            t.commit()
+        });
+        match deleted {
+            Ok(()) => {
+                self.stats.bytes -= self.delivered.iter().map(|(_, size)| size).sum::<u64>();
+                self.delivered.clear();
+            }
+            // Kept for the next try; the messages are not sent again meanwhile.
+            Err(e) => tracing::error!("the outbox cannot forget delivered messages ({e})"),
         }
     }
 
@@ -443,6 +476,8 @@ mod tests {
         outbox.resend_unacknowledged();
         assert!(outbox.in_flight.is_empty());
         assert_eq!(topics_of(&outbox.queue), ["t/1", "t/3", "t/4"]);
+        assert_eq!(outbox.stats().bytes, 4, "delivered rows leave the disk in batches");
+        outbox.forget_delivered();
         assert_eq!(outbox.stats().bytes, 3);
     }
 
@@ -517,6 +552,9 @@ mod tests {
             outbox.sent(2); // the status
             outbox.sent(3); // e/2
             outbox.acknowledged(3);
+            outbox.forget_delivered();
+            outbox.sent(4); // t/2
+            outbox.acknowledged(4); // not yet forgotten on disk: sent again, a duplicate
             // Dropped here without a goodbye, as by kill -9.
         }
         let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
