@@ -163,12 +163,13 @@ pub fn run(
     frame: &mut dyn FnMut(Frame),
 ) -> Result<(), String> {
     init_gstreamer()?;
+    let alive = || stats.mark_alive();
     let mut clock = StreamClock::new(mode);
     let mut backoff_s = BACKOFF_FIRST_S;
     while !stop.load(Ordering::Relaxed) {
         state(CameraState::Connecting);
-        let outcome =
-            Session::open(camera, mode, stats).and_then(|s| s.pump(stop, &mut clock, state, frame));
+        let outcome = Session::open(camera, mode, stats)
+            .and_then(|s| s.pump(stop, &mut clock, &alive, state, frame));
         let reason = match (outcome, mode) {
             (Ok(ended), Mode::Replay { .. }) => {
                 return if ended { Ok(()) } else { Err("stopped".into()) };
@@ -182,7 +183,7 @@ pub fn run(
             backoff_s = BACKOFF_FIRST_S;
         }
         state(CameraState::Offline { reason, retry_in_s: backoff_s });
-        sleep_unless_stopped(Duration::from_secs(backoff_s), stop);
+        sleep_unless_stopped(Duration::from_secs(backoff_s), stop, &alive);
         backoff_s = (backoff_s * 2).min(BACKOFF_MAX_S);
     }
     Ok(())
@@ -218,9 +219,10 @@ fn init_gstreamer() -> Result<(), String> {
         .clone()
 }
 
-fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool, alive: &dyn Fn()) {
     let until = Instant::now() + duration;
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        alive();
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -322,12 +324,14 @@ impl Session {
         &self,
         stop: &AtomicBool,
         clock: &mut StreamClock,
+        alive: &dyn Fn(),
         state: &mut dyn FnMut(CameraState),
         frame: &mut dyn FnMut(Frame),
     ) -> Result<bool, String> {
         clock.new_session();
         let mut last_frame = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            alive();
             if let Some(error) = self.bus_error() {
                 return Err(error);
             }

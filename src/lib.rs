@@ -24,4 +24,5 @@ pub mod pipeline;
 pub mod publish;
 pub mod rules;
 pub mod stats;
+pub mod systemd;
 pub mod track;

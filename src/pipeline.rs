@@ -23,6 +23,7 @@ use crate::ingest::{self, CameraState, Frame, Mode};
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};
 use crate::stats::{CameraStats, NodeStats};
+use crate::systemd::{self, Notifier};
 use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
 
 /// The loaded models by name, each shared by the cameras that use it.
@@ -255,7 +256,10 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
         cameras.push(thread);
     }
     drop(tx);
-    runtime.spawn(stop_on_signal(stop.clone()));
+    let notifier = Arc::new(Notifier::from_env());
+    runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.cameras(), stop.clone()));
+    runtime.spawn(stop_on_signal(stop.clone(), notifier.clone()));
+    notifier.ready(&format!("analysing {} cameras", config.cameras.len()));
     let published = runtime.block_on(publish::mqtt_sink(&config, outbox, stats, rx, stop.clone()));
     for thread in cameras {
         let _ = thread.join();
@@ -263,7 +267,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     published
 }
 
-async fn stop_on_signal(stop: Arc<AtomicBool>) {
+async fn stop_on_signal(stop: Arc<AtomicBool>, notifier: Arc<Notifier>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -276,6 +280,7 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
         _ = int.recv() => {},
     }
     tracing::info!("stopping");
+    notifier.stopping();
     stop.store(true, Ordering::Relaxed);
 }
 

@@ -27,6 +27,8 @@ pub struct CameraStats {
     /// Time spent running the camera's models, in microseconds.
     pub inference_us: AtomicU64,
     state: Mutex<StateName>,
+    /// When the camera's loop last showed it was not stuck (see [`crate::systemd`]).
+    heartbeat: Heartbeat,
     /// New incidents (starts) by algorithm.
     incidents: Mutex<BTreeMap<String, u64>>,
 }
@@ -38,6 +40,16 @@ impl CameraStats {
             CameraState::Online { .. } => "online",
             CameraState::Offline { .. } => "offline",
         });
+    }
+
+    /// The camera's loop is not stuck: it pulled a frame, waited for one, or is backing off.
+    pub fn mark_alive(&self) {
+        *lock(&self.heartbeat.0) = Instant::now();
+    }
+
+    /// How long since the camera's loop last marked itself alive.
+    pub fn quiet_for(&self) -> Duration {
+        lock(&self.heartbeat.0).elapsed()
     }
 
     pub fn count_incident(&self, algorithm: &str) {
@@ -69,6 +81,15 @@ struct StateName(&'static str);
 impl Default for StateName {
     fn default() -> Self {
         StateName("connecting")
+    }
+}
+
+#[derive(Debug)]
+struct Heartbeat(Mutex<Instant>);
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat(Mutex::new(Instant::now()))
     }
 }
 
@@ -106,6 +127,11 @@ impl NodeStats {
     /// The counters camera `id` adds to.
     pub fn camera(&self, id: &str) -> Arc<CameraStats> {
         self.cameras.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Every camera's counters, by id.
+    pub fn cameras(&self) -> Vec<(String, Arc<CameraStats>)> {
+        self.cameras.iter().map(|(id, c)| (id.clone(), c.clone())).collect()
     }
 
     /// The `cityeye.stats.v1` payload now; rates cover the time since the previous report.

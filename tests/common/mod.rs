@@ -319,11 +319,17 @@ pub struct Appliance {
 
 impl Appliance {
     pub fn run(config: &Path) -> Appliance {
+        Appliance::run_with_env(config, &[])
+    }
+
+    /// Runs it with extra environment variables, such as systemd's.
+    pub fn run_with_env(config: &Path, env: &[(&str, &str)]) -> Appliance {
         let log = config.with_extension("log");
         let child = Command::new(env!("CARGO_BIN_EXE_cityeye"))
             .args(["run", "--config"])
             .arg(config)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
