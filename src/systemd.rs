@@ -100,7 +100,7 @@ pub async fn feed_watchdog(
 fn stuck_camera(cameras: &[(String, Arc<CameraStats>)], limit: Duration) -> Option<(&str, f64)> {
     cameras.iter().find_map(|(id, camera)| {
         let quiet = camera.quiet_for();
-        (quiet > limit).then(|| (id.as_str(), quiet.as_secs_f64()))
+        (quiet > limit).then_some((id.as_str(), quiet.as_secs_f64()))
     })
 }
 
