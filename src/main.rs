@@ -21,6 +21,15 @@ use cityeye::{ingest, pipeline};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Logs on stderr: `text` for people, `json` (one object a line) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -84,14 +93,18 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
         Command::Replay { config, camera, input, out, start_time } => {

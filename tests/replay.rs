@@ -36,7 +36,7 @@ fn replay_output_equals_the_mqtt_payloads() {
 
     let out = dir.path().join("replay");
     let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
-        .args(["replay", "--camera", "kerb", "--config"])
+        .args(["--log-format", "json", "replay", "--camera", "kerb", "--config"])
         .arg(&config)
         .arg("--input")
         .arg(&video)
@@ -59,6 +59,17 @@ fn replay_output_equals_the_mqtt_payloads() {
             assert!(image::open(&jpeg).is_ok(), "evidence {} is a readable JPEG", jpeg.display());
         }
     }
+    // The log, one JSON object a line, names the same incidents.
+    let logged: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l} is not JSON: {e}")))
+        .filter(|l: &serde_json::Value| l["message"] == "incident")
+        .collect();
+    let ids = |values: &[serde_json::Value]| -> Vec<String> {
+        values.iter().map(|v| v["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&logged), ids(&replayed));
+    assert!(logged.iter().all(|l| l["camera"] == "kerb" && l["level"] == "INFO"), "{logged:?}");
     let replayed: Vec<serde_json::Value> = replayed.into_iter().map(comparable).collect();
     for message in live {
         let expected = comparable(message.json());
