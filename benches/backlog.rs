@@ -98,7 +98,8 @@ fn cityeye_drain(messages: &[Publication]) -> f64 {
     let sink = {
         let stop = stop.clone();
         runtime.spawn(async move {
-            publish::mqtt_sink(&config, outbox, NodeStats::new("edge", []), rx, stop).await
+            publish::mqtt_sink(&config, outbox, Arc::new(NodeStats::new("edge", [])), rx, stop)
+                .await
         })
     };
     let seconds = subscriber.wait_for(messages.len(), started);

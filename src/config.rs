@@ -72,6 +72,8 @@ pub struct Config {
     #[serde(default)]
     pub evidence: EvidenceConfig,
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -134,6 +136,31 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig { max_bytes: 1 << 30 }
     }
+}
+
+/// The node's HTTP endpoints: `/metrics`, `/healthz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Address and port; loopback by default, since the endpoints have no authentication.
+    #[serde(deserialize_with = "socket_address")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { enabled: true, listen: ([127, 0, 0, 1], 8630).into() }
+    }
+}
+
+fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an address and port such as \"127.0.0.1:8630\" or \"[::]:8630\""
+        ))
+    })
 }
 
 /// What each incident carries besides its JSON: the annotated snapshot and a video clip.

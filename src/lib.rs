@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod geometry;
+pub mod http;
 pub mod incident;
 pub mod infer;
 pub mod ingest;

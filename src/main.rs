@@ -157,6 +157,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         "mqtt {scheme}://{}:{}{embedded}, topics under {}/{}/",
         broker.host, broker.port, config.mqtt.topic_prefix, config.node.id
     );
+    if config.http.enabled {
+        println!("http http://{} (/metrics, /healthz)", config.http.listen);
+    }
     for model in &config.models {
         let summary = match (models.detectors.get(&model.name), models.classifiers.get(&model.name))
         {

@@ -16,6 +16,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
+use crate::http;
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
@@ -233,10 +234,15 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt)?;
     }
+    let http = match config.http.enabled {
+        true => Some(runtime.block_on(http::bind(&config.http))?),
+        false => None,
+    };
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let stats = NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str()));
+    let stats =
+        Arc::new(NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str())));
     let mut cameras = Vec::new();
     for camera in &config.cameras {
         let (config, camera, stop, tx) = (config.clone(), camera.clone(), stop.clone(), tx.clone());
@@ -256,8 +262,11 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
         cameras.push(thread);
     }
     drop(tx);
+    if let Some(listener) = http {
+        runtime.spawn(http::serve(listener, stats.clone()));
+    }
     let notifier = Arc::new(Notifier::from_env());
-    runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.cameras(), stop.clone()));
+    runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
     runtime.spawn(stop_on_signal(stop.clone(), notifier.clone()));
     notifier.ready(&format!("analysing {} cameras", config.cameras.len()));
     let published = runtime.block_on(publish::mqtt_sink(&config, outbox, stats, rx, stop.clone()));

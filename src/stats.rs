@@ -6,7 +6,7 @@
 //! totals since the node started.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::incident::rfc3339_millis;
 use crate::ingest::CameraState;
 use crate::publish::OutboxStats;
+
+/// Upper bounds of the inference-time histogram on `/metrics`, in milliseconds.
+const INFERENCE_BUCKETS_MS: [f64; 8] = [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 1000.0];
 
 /// One camera's counters since the node started.
 #[derive(Debug, Default)]
@@ -26,6 +29,8 @@ pub struct CameraStats {
     pub frames_analysed: AtomicU64,
     /// Time spent running the camera's models, in microseconds.
     pub inference_us: AtomicU64,
+    /// Analysed frames by time taken: at most `INFERENCE_BUCKETS_MS[i]`, the last one more.
+    inference_buckets: [AtomicU64; INFERENCE_BUCKETS_MS.len() + 1],
     state: Mutex<StateName>,
     /// When the camera's loop last showed it was not stuck (see [`crate::systemd`]).
     heartbeat: Heartbeat,
@@ -58,6 +63,10 @@ impl CameraStats {
 
     pub fn add_inference(&self, took: Duration) {
         self.inference_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let ms = took.as_secs_f64() * 1e3;
+        let bucket = INFERENCE_BUCKETS_MS.iter().position(|b| ms <= *b);
+        self.inference_buckets[bucket.unwrap_or(INFERENCE_BUCKETS_MS.len())]
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn incidents(&self) -> u64 {
@@ -106,12 +115,15 @@ struct Totals {
     inference_us: u64,
 }
 
-/// The node's cameras' stats, and the rates between one report and the next.
+/// The node's stats: its cameras' counters, what the publish stage reports of the outbox and
+/// the broker, and the totals of the last report (for rates).
 pub struct NodeStats {
     node: String,
     started: Instant,
     cameras: BTreeMap<String, Arc<CameraStats>>,
-    last: Option<(Instant, BTreeMap<String, Totals>)>,
+    outbox: Mutex<OutboxStats>,
+    mqtt_connected: AtomicBool,
+    last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
 }
 
 impl NodeStats {
@@ -120,8 +132,18 @@ impl NodeStats {
             node: node.to_string(),
             started: Instant::now(),
             cameras: cameras.into_iter().map(|id| (id.to_string(), Arc::default())).collect(),
-            last: None,
+            outbox: Mutex::default(),
+            mqtt_connected: AtomicBool::new(false),
+            last: Mutex::new(None),
         }
+    }
+
+    pub fn set_outbox(&self, outbox: OutboxStats) {
+        *lock(&self.outbox) = outbox;
+    }
+
+    pub fn set_mqtt_connected(&self, connected: bool) {
+        self.mqtt_connected.store(connected, Ordering::Relaxed);
     }
 
     /// The counters camera `id` adds to.
@@ -129,18 +151,14 @@ impl NodeStats {
         self.cameras.get(id).cloned().unwrap_or_default()
     }
 
-    /// Every camera's counters, by id.
-    pub fn cameras(&self) -> Vec<(String, Arc<CameraStats>)> {
-        self.cameras.iter().map(|(id, c)| (id.clone(), c.clone())).collect()
-    }
-
     /// The `cityeye.stats.v1` payload now; rates cover the time since the previous report.
-    pub fn report(&mut self, outbox: OutboxStats) -> Vec<u8> {
+    pub fn report(&self) -> Vec<u8> {
         let now = Instant::now();
         let totals: BTreeMap<String, Totals> =
             self.cameras.iter().map(|(id, c)| (id.clone(), c.totals())).collect();
-        let (since, previous) = match &self.last {
-            Some((at, previous)) => (*at, previous.clone()),
+        let mut last = lock(&self.last);
+        let (since, previous) = match last.take() {
+            Some((at, previous)) => (at, previous),
             None => (self.started, BTreeMap::new()),
         };
         let seconds = now.duration_since(since).as_secs_f64().max(1e-3);
@@ -175,7 +193,7 @@ impl NodeStats {
                 (id.clone(), report)
             })
             .collect();
-        self.last = Some((now, totals));
+        *last = Some((now, totals));
         let payload = StatsPayload {
             schema: "cityeye.stats.v1",
             node: &self.node,
@@ -184,9 +202,150 @@ impl NodeStats {
             interval_s: round1(seconds),
             cameras,
             incidents: node_incidents,
-            outbox,
+            outbox: *lock(&self.outbox),
         };
         serde_json::to_vec(&payload).expect("stats serialize")
+    }
+}
+
+impl NodeStats {
+    /// The first camera whose loop has not marked itself alive for longer than `limit`, and
+    /// for how long.
+    pub fn stuck_camera(&self, limit: Duration) -> Option<(&str, Duration)> {
+        self.cameras.iter().find_map(|(id, camera)| {
+            let quiet = camera.quiet_for();
+            (quiet > limit).then_some((id.as_str(), quiet))
+        })
+    }
+
+    /// The counters in Prometheus' text format (version 0.0.4), for `/metrics`.
+    pub fn prometheus(&self) -> String {
+        let mut text = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            text += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for (labels, value) in samples {
+                text += &format!("{name}{labels} {value}\n");
+            }
+        };
+        // Ids are ASCII letters, digits, `-`, `_` and `.` (checked at load): no escaping needed.
+        let per_camera = |value: &dyn Fn(&CameraStats) -> String| {
+            self.cameras
+                .iter()
+                .map(|(id, c)| (format!("{{camera=\"{id}\"}}"), value(c)))
+                .collect::<Vec<_>>()
+        };
+        let count = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let node = vec![(format!("{{node=\"{}\"}}", self.node), "1".to_string())];
+        family("cityeye_node_info", "gauge", "The node's id.", node);
+        let uptime = vec![(String::new(), self.started.elapsed().as_secs().to_string())];
+        family("cityeye_uptime_seconds", "gauge", "Seconds since the node started.", uptime);
+        family(
+            "cityeye_camera_online",
+            "gauge",
+            "1 while the camera's stream delivers frames.",
+            per_camera(&|c| u8::from(lock(&c.state).0 == "online").to_string()),
+        );
+        family(
+            "cityeye_frames_in_total",
+            "counter",
+            "Frames decoded.",
+            per_camera(&|c| count(&c.frames_in)),
+        );
+        family(
+            "cityeye_frames_analysed_total",
+            "counter",
+            "Frames analysed.",
+            per_camera(&|c| count(&c.frames_analysed)),
+        );
+        family(
+            "cityeye_frames_dropped_total",
+            "counter",
+            "Frames sampled for analysis but replaced by a newer one first.",
+            per_camera(&|c| {
+                let totals = c.totals();
+                totals.frames_sampled.saturating_sub(totals.frames_analysed).to_string()
+            }),
+        );
+        let mut histogram = Vec::new();
+        for (id, c) in &self.cameras {
+            let mut cumulative = 0;
+            let bounds = INFERENCE_BUCKETS_MS.iter().map(|ms| format!("{}", ms / 1e3));
+            for (bucket, le) in c.inference_buckets.iter().zip(bounds.chain(["+Inf".into()])) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                histogram.push((
+                    format!("_bucket{{camera=\"{id}\",le=\"{le}\"}}"),
+                    cumulative.to_string(),
+                ));
+            }
+            let sum = c.inference_us.load(Ordering::Relaxed) as f64 / 1e6;
+            histogram.push((format!("_sum{{camera=\"{id}\"}}"), sum.to_string()));
+            histogram.push((format!("_count{{camera=\"{id}\"}}"), cumulative.to_string()));
+        }
+        family(
+            "cityeye_inference_seconds",
+            "histogram",
+            "Time per analysed frame in the camera's models, tracker and rules.",
+            histogram,
+        );
+        let incidents = self
+            .cameras
+            .iter()
+            .flat_map(|(id, c)| {
+                lock(&c.incidents).clone().into_iter().map(move |(algorithm, n)| {
+                    (format!("{{camera=\"{id}\",algorithm=\"{algorithm}\"}}"), n.to_string())
+                })
+            })
+            .collect();
+        family("cityeye_incidents_total", "counter", "New incidents.", incidents);
+        let outbox = *lock(&self.outbox);
+        let plain = |value: u64| vec![(String::new(), value.to_string())];
+        family(
+            "cityeye_outbox_messages",
+            "gauge",
+            "Messages waiting for the broker's acknowledgement.",
+            plain(outbox.depth as u64),
+        );
+        family(
+            "cityeye_outbox_bytes",
+            "gauge",
+            "Payload bytes of the waiting messages on disk.",
+            plain(outbox.bytes),
+        );
+        family("cityeye_outbox_max_bytes", "gauge", "outbox.max_bytes.", plain(outbox.max_bytes));
+        family(
+            "cityeye_outbox_evidence_dropped_total",
+            "counter",
+            "Evidence dropped to keep the outbox under its cap.",
+            plain(outbox.evidence_dropped),
+        );
+        family(
+            "cityeye_outbox_store_errors_total",
+            "counter",
+            "Writes to the outbox's disk that failed.",
+            plain(outbox.store_errors),
+        );
+        family(
+            "cityeye_mqtt_connected",
+            "gauge",
+            "1 while the node is connected to its broker.",
+            plain(u64::from(self.mqtt_connected.load(Ordering::Relaxed))),
+        );
+        text
+    }
+
+    /// `/healthz`: healthy unless a camera's loop is stuck (as the systemd watchdog sees it),
+    /// with each camera's state and the broker link.
+    pub fn health(&self, stuck_after: Duration) -> (bool, serde_json::Value) {
+        let stuck = self.stuck_camera(stuck_after);
+        let cameras: BTreeMap<&str, &str> =
+            self.cameras.iter().map(|(id, c)| (id.as_str(), lock(&c.state).0)).collect();
+        let body = serde_json::json!({
+            "status": if stuck.is_some() { "stuck" } else { "ok" },
+            "stuck_camera": stuck.map(|(id, _)| id),
+            "mqtt_connected": self.mqtt_connected.load(Ordering::Relaxed),
+            "cameras": cameras,
+        });
+        (stuck.is_none(), body)
     }
 }
 
@@ -233,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_report_has_rates_over_the_interval_and_totals_since_the_start() {
-        let mut stats = NodeStats::new("edge-1", ["kerb", "gate"]);
+        let stats = NodeStats::new("edge-1", ["kerb", "gate"]);
         let kerb = stats.camera("kerb");
         kerb.set_state(&CameraState::Online { width: 768, height: 576 });
         kerb.frames_in.store(100, Ordering::Relaxed);
@@ -243,8 +402,8 @@ mod tests {
         kerb.count_incident("illegal_parking");
         stats.camera("gate").count_incident("illegal_parking");
         stats.camera("gate").count_incident("crowd_gathering");
-        let outbox = OutboxStats { depth: 3, evidence_dropped: 1, ..OutboxStats::default() };
-        let report: serde_json::Value = serde_json::from_slice(&stats.report(outbox)).unwrap();
+        stats.set_outbox(OutboxStats { depth: 3, evidence_dropped: 1, ..OutboxStats::default() });
+        let report: serde_json::Value = serde_json::from_slice(&stats.report()).unwrap();
         let camera = &report["cameras"]["kerb"];
         assert_eq!(camera["state"], "online");
         assert_eq!(camera["frames_dropped"], 5);
@@ -255,9 +414,48 @@ mod tests {
         assert_eq!(report["incidents"]["illegal_parking"], 2);
         assert_eq!(report["outbox"]["evidence_dropped"], 1);
         // Nothing new since: no frames in the next interval, totals unchanged.
-        let report: serde_json::Value =
-            serde_json::from_slice(&stats.report(OutboxStats::default())).unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&stats.report()).unwrap();
         assert_eq!(report["cameras"]["kerb"]["fps_in"], 0.0);
         assert_eq!(report["cameras"]["kerb"]["frames_in"], 100);
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text_with_a_cumulative_histogram() {
+        let stats = NodeStats::new("edge-1", ["kerb"]);
+        let kerb = stats.camera("kerb");
+        kerb.frames_analysed.store(3, Ordering::Relaxed);
+        for ms in [4, 12, 2000] {
+            kerb.add_inference(Duration::from_millis(ms));
+        }
+        kerb.count_incident("illegal_parking");
+        stats.set_mqtt_connected(true);
+        let text = stats.prometheus();
+        for line in [
+            "# TYPE cityeye_inference_seconds histogram",
+            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"0.005\"} 1",
+            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"0.02\"} 2",
+            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"1\"} 2",
+            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"+Inf\"} 3",
+            "cityeye_inference_seconds_sum{camera=\"kerb\"} 2.016",
+            "cityeye_inference_seconds_count{camera=\"kerb\"} 3",
+            "cityeye_incidents_total{camera=\"kerb\",algorithm=\"illegal_parking\"} 1",
+            "cityeye_camera_online{camera=\"kerb\"} 0",
+            "cityeye_mqtt_connected 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_camera_that_stopped_marking_itself_alive_is_stuck() {
+        let stats = NodeStats::new("edge-1", ["a", "b"]);
+        std::thread::sleep(Duration::from_millis(30));
+        stats.camera("a").mark_alive();
+        let (camera, _) = stats.stuck_camera(Duration::from_millis(20)).expect("b is stuck");
+        assert_eq!(camera, "b");
+        assert!(stats.stuck_camera(Duration::from_secs(5)).is_none());
+        let (healthy, body) = stats.health(Duration::from_millis(20));
+        assert!(!healthy);
+        assert_eq!(body["stuck_camera"], "b");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::stats::CameraStats;
+use crate::stats::NodeStats;
 
 /// The service manager's notification socket, if there is one.
 pub struct Notifier {
@@ -68,17 +68,13 @@ fn socket_address(text: &str) -> Option<std::os::unix::net::SocketAddr> {
 }
 
 /// Feeds systemd's watchdog every half timeout while every camera is alive, until `stop`.
-pub async fn feed_watchdog(
-    notifier: Arc<Notifier>,
-    cameras: Vec<(String, Arc<CameraStats>)>,
-    stop: Arc<AtomicBool>,
-) {
+pub async fn feed_watchdog(notifier: Arc<Notifier>, stats: Arc<NodeStats>, stop: Arc<AtomicBool>) {
     let Some(timeout) = notifier.watchdog() else { return };
     let mut every = tokio::time::interval(timeout / 2);
     let mut stuck_before = false;
     while !stop.load(Ordering::Relaxed) {
         every.tick().await;
-        match stuck_camera(&cameras, timeout / 2) {
+        match stats.stuck_camera(timeout / 2) {
             None => {
                 notifier.send("WATCHDOG=1");
                 stuck_before = false;
@@ -86,8 +82,9 @@ pub async fn feed_watchdog(
             Some((camera, for_s)) if !stuck_before => {
                 tracing::error!(
                     camera,
-                    "the camera's loop has not moved for {for_s:.0} s; no longer feeding the \
-                     systemd watchdog, which restarts the node"
+                    "the camera's loop has not moved for {:.0} s; no longer feeding the \
+                     systemd watchdog, which restarts the node",
+                    for_s.as_secs_f64()
                 );
                 stuck_before = true;
             }
@@ -96,28 +93,9 @@ pub async fn feed_watchdog(
     }
 }
 
-/// The first camera whose loop has not marked itself alive for longer than `limit`.
-fn stuck_camera(cameras: &[(String, Arc<CameraStats>)], limit: Duration) -> Option<(&str, f64)> {
-    cameras.iter().find_map(|(id, camera)| {
-        let quiet = camera.quiet_for();
-        (quiet > limit).then_some((id.as_str(), quiet.as_secs_f64()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_camera_that_stopped_marking_itself_alive_is_stuck() {
-        let (alive, stuck) = (Arc::new(CameraStats::default()), Arc::new(CameraStats::default()));
-        let cameras = vec![("a".to_string(), alive.clone()), ("b".to_string(), stuck)];
-        std::thread::sleep(Duration::from_millis(30));
-        alive.mark_alive();
-        let (camera, _) = stuck_camera(&cameras, Duration::from_millis(20)).expect("b is stuck");
-        assert_eq!(camera, "b");
-        assert!(stuck_camera(&cameras, Duration::from_secs(5)).is_none());
-    }
 
     #[test]
     fn notify_socket_addresses() {

@@ -152,7 +152,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
 pub async fn mqtt_sink(
     config: &Config,
     mut outbox: Outbox,
-    mut stats: NodeStats,
+    stats: Arc<NodeStats>,
     mut rx: mpsc::Receiver<Outbound>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
@@ -197,6 +197,7 @@ pub async fn mqtt_sink(
                 Some(LinkEvent::Up) => {
                     tracing::info!(broker, queued = outbox.len(), "connected to the MQTT broker");
                     connected = true;
+                    stats.set_mqtt_connected(true);
                     // Retained and first in line: the hub learns the node is back before the backlog.
                     outbox.push_front(Publication::status(topics.node_status(), node_status(&node, true)));
                 }
@@ -206,14 +207,19 @@ pub async fn mqtt_sink(
                     let resent = outbox.resend_unacknowledged();
                     tracing::warn!(broker, resent, "MQTT broker unreachable: {error}; retrying in {} s", retry_in.as_secs());
                     connected = false;
+                    stats.set_mqtt_connected(false);
                 }
                 None => return Err("the MQTT connection task ended".into()),
             },
             _ = report.tick() => {
-                let payload = stats.report(outbox.stats());
+                stats.set_outbox(outbox.stats());
+                let payload = stats.report();
                 outbox.push(vec![Publication::status(topics.stats(), payload)]);
             }
-            _ = tick.tick() => outbox.forget_delivered(),
+            _ = tick.tick() => {
+                outbox.forget_delivered();
+                stats.set_outbox(outbox.stats());
+            }
         }
     }
     drop(rx);

@@ -397,6 +397,9 @@ url = "mqtt://127.0.0.1:{broker_port}"
 topic_prefix = "cityeye"
 embedded_broker = {embedded_broker}
 
+[http]
+listen = "127.0.0.1:0"
+
 [[models]]
 name = "coco"
 path = "{model}"
