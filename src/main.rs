@@ -75,12 +75,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Look at model files.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// List the algorithm catalog: id, names, category, primitive, classes.
     Algorithms {
         /// One JSON object a line, for machines.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Print an ONNX file's inputs, outputs, opsets and metadata, and the `format` it fits.
+    Inspect { model: PathBuf },
 }
 
 fn parse_time(text: &str) -> Result<SystemTime, String> {
@@ -111,8 +122,22 @@ fn main() -> ExitCode {
             replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
         }
         Command::Algorithms { json } => algorithms(json),
+        Command::Models { command: ModelsCommand::Inspect { model } } => inspect_model(&model),
         Command::Preview { config, camera, input, out } => {
             preview(&config, &camera, input.as_deref(), &out)
+        }
+    }
+}
+
+fn inspect_model(path: &std::path::Path) -> ExitCode {
+    match cityeye::infer::inspect::inspect(path) {
+        Ok(inspection) => {
+            print!("{inspection}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

@@ -80,3 +80,41 @@ fn detections_are_normalized_boxes_inside_the_frame() {
     let van = detections.iter().find(|d| &*d.class == "truck").unwrap();
     assert!(van.bbox.centre().x > 0.8 && van.bbox.centre().y < 0.25, "{van:?}");
 }
+
+/// `cityeye models inspect` on a file: its exit status and what it printed.
+fn inspect(path: &std::path::Path) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["models", "inspect"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn models_inspect_tells_the_format_from_the_shapes() {
+    let (ok, yolox, _) = inspect(&shared("models/yolox_nano.onnx"));
+    assert!(ok);
+    assert!(yolox.contains("output  output: Tensor<f32>(1, 3549, 85)"), "{yolox}");
+    assert!(yolox.contains("opsets  ai.onnx 11"), "{yolox}");
+    assert!(yolox.contains("looks like `yolox` with 80 classes, input 416x416"), "{yolox}");
+    assert!(yolox.contains("format = \"yolox\""), "a [[models]] table to start from: {yolox}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let classifier = dir.path().join("colour.onnx");
+    common::onnx::write_colour_classifier(
+        &classifier,
+        32,
+        &[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+        &[0.0, 0.0],
+    );
+    let (ok, colour, _) = inspect(&classifier);
+    assert!(
+        ok && colour.contains("looks like `classifier` with 2 labels, input 32x32"),
+        "{colour}"
+    );
+
+    let (ok, _, error) = inspect(&repo("Cargo.toml"));
+    assert!(!ok && error.contains("ONNX Runtime cannot load"), "{error}");
+}

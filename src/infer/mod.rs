@@ -9,6 +9,7 @@
 
 pub mod classify;
 pub mod decode;
+pub mod inspect;
 pub mod letterbox;
 
 use std::fmt;
