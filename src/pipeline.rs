@@ -229,6 +229,8 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
     let outbox = publish::Outbox::open(&config.node.data_dir)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
+    // Likewise the MQTT password, CA, certificate and key files.
+    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt)?;
     }
@@ -254,7 +256,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     }
     drop(tx);
     runtime.spawn(stop_on_signal(stop.clone()));
-    let published = runtime.block_on(publish::mqtt_sink(&config, outbox, rx, stop.clone()));
+    let published = runtime.block_on(publish::mqtt_sink(&config, link, outbox, rx, stop.clone()));
     for thread in cameras {
         let _ = thread.join();
     }
