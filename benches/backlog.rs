@@ -90,6 +90,7 @@ fn cityeye_drain(messages: &[Publication]) -> f64 {
         broker.port
     );
     let config = Config::parse(&text, &data.path().join("bench.toml")).unwrap();
+    let settings = publish::link::Settings::load(&config.mqtt, "edge").unwrap();
     let subscriber = Counter::connect(broker.port);
     let stop = Arc::new(AtomicBool::new(false));
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
@@ -98,8 +99,15 @@ fn cityeye_drain(messages: &[Publication]) -> f64 {
     let sink = {
         let stop = stop.clone();
         runtime.spawn(async move {
-            publish::mqtt_sink(&config, outbox, Arc::new(NodeStats::new("edge", [])), rx, stop)
-                .await
+            publish::mqtt_sink(
+                &config,
+                settings,
+                outbox,
+                Arc::new(NodeStats::new("edge", [])),
+                rx,
+                stop,
+            )
+            .await
         })
     };
     let seconds = subscriber.wait_for(messages.len(), started);

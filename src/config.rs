@@ -748,6 +748,11 @@ impl Config {
             );
         }
         check(
+            !(self.mqtt.embedded_broker && self.mqtt.url.tls),
+            "mqtt.embedded_broker".into(),
+            "the embedded broker does not speak TLS: use an mqtt:// url with it".into(),
+        );
+        check(
             self.mqtt.cert_file.is_some() == self.mqtt.key_file.is_some(),
             "mqtt.cert_file".into(),
             "a client certificate needs mqtt.key_file too, and a key its cert_file".into(),

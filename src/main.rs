@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use cityeye::config::{Config, ConfigErrors};
 use cityeye::rules::catalog;
-use cityeye::{ingest, pipeline};
+use cityeye::{ingest, pipeline, publish};
 
 #[derive(Parser)]
 #[command(
@@ -174,13 +174,21 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // Reads the CA, certificate, key and password files as `run` would.
+    let link = match publish::link::Settings::load(&config.mqtt, &config.node.id) {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("error: {}: {e}", config.path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     println!("config {}: valid", config.path.display());
-    let broker = &config.mqtt.url;
-    let scheme = if broker.tls { "mqtts" } else { "mqtt" };
     let embedded = if config.mqtt.embedded_broker { " (embedded broker)" } else { "" };
     println!(
-        "mqtt {scheme}://{}:{}{embedded}, topics under {}/{}/",
-        broker.host, broker.port, config.mqtt.topic_prefix, config.node.id
+        "mqtt {}{embedded}, topics under {}/{}/",
+        link.describe(),
+        config.mqtt.topic_prefix,
+        config.node.id
     );
     if config.http.enabled {
         println!("http http://{} (/metrics, /healthz)", config.http.listen);

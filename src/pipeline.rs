@@ -231,6 +231,8 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
     let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
+    // Likewise the MQTT password, CA, certificate and key files.
+    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt)?;
     }
@@ -269,7 +271,10 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
     runtime.spawn(stop_on_signal(stop.clone(), notifier.clone()));
     notifier.ready(&format!("analysing {} cameras", config.cameras.len()));
-    let published = runtime.block_on(publish::mqtt_sink(&config, outbox, stats, rx, stop.clone()));
+    let published =
+        runtime.block_on(publish::mqtt_sink(&config, link, outbox, stats, rx, stop.clone()));
+    // A sink that failed must not leave the cameras running with nobody to publish for them.
+    stop.store(true, Ordering::Relaxed);
     for thread in cameras {
         let _ = thread.join();
     }

@@ -107,7 +107,7 @@ fn logged_messages(log: &str) -> Vec<(String, String)> {
 /// Messages the node sent again after the link dropped (each may have arrived twice).
 fn resent(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("MQTT broker unreachable"))
+        .filter(|l| l.contains("MQTT connection failed"))
         .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("resent=")))
         .filter_map(|n| n.parse::<usize>().ok())
         .sum()

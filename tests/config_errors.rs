@@ -537,6 +537,32 @@ fn cases() -> Vec<Case> {
             line: Line::Unchecked,
         },
         Case {
+            name: "a CA file that is not PEM",
+            edit: |c| {
+                replace(
+                    c,
+                    "url = \"mqtt://127.0.0.1:1883\"\n",
+                    "url = \"mqtts://127.0.0.1:1883\"\nca_file = \"cityeye.toml\"\n",
+                )
+            },
+            key: "mqtt.ca_file",
+            fragment: "no PEM certificate in ",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "the embedded broker with TLS",
+            edit: |c| {
+                replace(
+                    c,
+                    "url = \"mqtt://127.0.0.1:1883\"\n",
+                    "url = \"mqtts://127.0.0.1:1883\"\nembedded_broker = true\n",
+                )
+            },
+            key: "mqtt.embedded_broker",
+            fragment: "the embedded broker does not speak TLS",
+            line: Line::Unchecked,
+        },
+        Case {
             name: "an unknown MQTT version",
             edit: |c| {
                 replace(

@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub mod link;
 mod outbox;
 
+use link::LinkEvent;
 use outbox::WINDOW;
 pub use outbox::{Outbox, OutboxStats, Publication};
 
@@ -145,12 +146,13 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
     serde_json::to_vec(&payload).expect("status serializes")
 }
 
-/// Publishes everything from `rx` to the configured broker until `stop` is set and the input
+/// Publishes everything from `rx` to the broker of `settings` until `stop` is set and the input
 /// has closed, then says the node is offline and disconnects. While the broker is away,
 /// messages wait in the outbox and go out, in order, once it is back. Reports `stats` every
 /// `mqtt.stats_interval_s`.
 pub async fn mqtt_sink(
     config: &Config,
+    settings: link::Settings,
     mut outbox: Outbox,
     stats: Arc<NodeStats>,
     mut rx: mpsc::Receiver<Outbound>,
@@ -158,10 +160,8 @@ pub async fn mqtt_sink(
 ) -> Result<(), String> {
     let node = config.node.id.clone();
     let topics = Topics::new(&config.mqtt.topic_prefix, &node);
-    let (client, eventloop) = AsyncClient::new(mqtt_options(&config.mqtt, &node, &topics)?, WINDOW);
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
-    let (link_tx, mut link) = mpsc::channel(4 * WINDOW);
-    let driver = tokio::spawn(drive_connection(eventloop, link_tx, node.clone(), topics.clone()));
+    let (client, mut link, driver) = link::open(&settings, &node, &topics, WINDOW);
     let mut connected = false;
     let mut input_open = true;
     let mut stopping: Option<Instant> = None;
@@ -170,9 +170,7 @@ pub async fn mqtt_sink(
     let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         if connected {
-            outbox.send(|p| {
-                client.try_publish(&p.topic, QoS::AtLeastOnce, p.retain, p.payload.clone()).is_ok()
-            });
+            outbox.send(|p| client.try_publish(&p.topic, p.payload.clone(), p.retain));
         }
         if stop.load(Ordering::Relaxed) {
             let since = *stopping.get_or_insert_with(Instant::now);
@@ -205,7 +203,8 @@ pub async fn mqtt_sink(
                 Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
                 Some(LinkEvent::Down { error, retry_in }) => {
                     let resent = outbox.resend_unacknowledged();
-                    tracing::warn!(broker, resent, "MQTT broker unreachable: {error}; retrying in {} s", retry_in.as_secs());
+                    let retry_in = retry_in.as_secs_f64();
+                    tracing::warn!(broker, resent, "MQTT connection failed: {error}; retrying in {retry_in:.1} s");
                     connected = false;
                     stats.set_mqtt_connected(false);
                 }
@@ -225,61 +224,11 @@ pub async fn mqtt_sink(
     drop(rx);
     outbox.forget_delivered();
     if connected {
-        let _ = client.try_publish(
-            topics.node_status(),
-            QoS::AtLeastOnce,
-            true,
-            node_status(&node, false),
-        );
-        let _ = client.try_disconnect();
+        client.try_publish(&topics.node_status(), node_status(&node, false), true);
+        client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     }
     Ok(())
-}
-
-/// What the connection task tells the sink.
-#[derive(Debug)]
-enum LinkEvent {
-    Up,
-    Sent(u16),
-    Acknowledged(u16),
-    Down { error: String, retry_in: Duration },
-}
-
-/// Polls the MQTT connection on a task of its own (a poll cancelled halfway through connecting
-/// would leave the broker a broken session and make it announce the last will) and reports what
-/// matters to the sink. Reconnects with backoff, 1 s doubling to 30 s. Ends on disconnect.
-async fn drive_connection(
-    mut eventloop: rumqttc::EventLoop,
-    link: mpsc::Sender<LinkEvent>,
-    node: String,
-    topics: Topics,
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let event = match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_secs(1);
-                LinkEvent::Up
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
-            Ok(Event::Incoming(Packet::PubAck(ack))) => LinkEvent::Acknowledged(ack.pkid),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => continue,
-            Err(e) => {
-                let _ =
-                    link.send(LinkEvent::Down { error: e.to_string(), retry_in: backoff }).await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                // The last will announced if this node vanishes carries the next connection's time.
-                eventloop.mqtt_options.set_last_will(last_will(&node, &topics));
-                continue;
-            }
-        };
-        if link.send(event).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// How long a stopping node keeps trying to deliver what it has.
@@ -316,30 +265,6 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             camera_status(node, &camera, &state, at),
         )],
     }
-}
-
-fn last_will(node: &str, topics: &Topics) -> LastWill {
-    LastWill::new(topics.node_status(), node_status(node, false), QoS::AtLeastOnce, true)
-}
-
-fn mqtt_options(mqtt: &MqttConfig, node: &str, topics: &Topics) -> Result<MqttOptions, String> {
-    let client_id = mqtt.client_id.clone().unwrap_or_else(|| format!("cityeye-{node}"));
-    let mut options = MqttOptions::new(client_id, mqtt.url.host.clone(), mqtt.url.port);
-    options
-        .set_keep_alive(Duration::from_secs(mqtt.keep_alive_s))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_last_will(last_will(node, topics));
-    if let Some(user) = &mqtt.username {
-        let password = match &mqtt.password_file {
-            Some(path) => fs::read_to_string(path)
-                .map_err(|e| format!("cannot read mqtt.password_file {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-            None => String::new(),
-        };
-        options.set_credentials(user, password);
-    }
-    Ok(options)
 }
 
 /// Starts an MQTT broker inside this process on `mqtt.url`'s host and port, so a single box
@@ -390,7 +315,8 @@ pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
     for _ in 0..100 {
         if std::net::TcpStream::connect(address).is_ok() {
-            tracing::info!(%address, "embedded MQTT broker listening");
+            // rumqttd serves one protocol per port; 3.1.1 keeps every subscriber welcome.
+            tracing::info!(%address, "embedded MQTT broker listening (MQTT 3.1.1, so the node uses 3.1.1 with it)");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -46,7 +46,7 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
 pub struct Mosquitto {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
@@ -55,11 +55,22 @@ impl Mosquitto {
     }
 
     pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "")
+    }
+
+    /// Starts with an anonymous listener on `port` followed by `extra` configuration: more
+    /// listeners, each with settings of its own (`per_listener_settings` is on).
+    pub fn start_with(port: u16, extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("mosquitto.conf");
+        // As root, mosquitto would switch to its own user, who cannot read this private folder.
         fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "user root\nper_listener_settings true\npersistence false\n\
+                 log_dest file {log}\nlistener {port} 127.0.0.1\nallow_anonymous true\n{extra}",
+                log = dir.path().join("mosquitto.log").display(),
+            ),
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -70,7 +81,12 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto is installed by scripts/setup");
         assert!(wait_for_port(port, Duration::from_secs(10)), "mosquitto did not start on {port}");
-        Mosquitto { port, child, _dir: dir }
+        Mosquitto { port, child, dir }
+    }
+
+    /// What it logged so far: connections, with protocol (`p2` is 3.1.1, `p5` is 5) and user.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 }
 
@@ -351,6 +367,10 @@ impl Appliance {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Kills it outright (SIGKILL), as a power cut or the OOM killer would.
