@@ -26,4 +26,5 @@ pub mod publish;
 pub mod rules;
 pub mod stats;
 pub mod systemd;
+pub mod tail;
 pub mod track;

@@ -75,6 +75,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the node's incidents and status from its broker, one line each, as they come.
+    Tail {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also print the stats reports.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Look at model files.
     Models {
         #[command(subcommand)]
@@ -122,9 +130,27 @@ fn main() -> ExitCode {
             replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
         }
         Command::Algorithms { json } => algorithms(json),
+        Command::Tail { config, stats } => tail(&config, stats),
         Command::Models { command: ModelsCommand::Inspect { model } } => inspect_model(&model),
         Command::Preview { config, camera, input, out } => {
             preview(&config, &camera, input.as_deref(), &out)
+        }
+    }
+}
+
+fn tail(path: &std::path::Path, with_stats: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            errors.0.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cityeye::tail::run(&config, with_stats) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -114,3 +114,42 @@ fn embedded_broker_delivers_the_same_incidents() {
 
     assert_parked_vehicle_incidents(&subscriber, &appliance);
 }
+
+#[test]
+fn tail_prints_the_incidents_as_they_come() {
+    use std::io::BufRead;
+    let broker = Mosquitto::start();
+    let video = format!("file://{}", shared("testdata/vtest.avi").display());
+    let (_dir, config) = write_config(&kerb_config(broker.port, false, &video, 5.0));
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["tail", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1)); // tail subscribes before the node starts
+    let appliance = Appliance::run(&config);
+
+    let mut seen = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(40);
+    while seen.iter().filter(|l: &&String| l.contains("START  illegal_parking")).count() < 2 {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("tail printed {seen:#?}\nnode log:\n{}", appliance.log()),
+        }
+    }
+    let _ = tail.kill();
+    assert!(seen.iter().any(|l| l.ends_with("kerb  online 768x576")), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("node edge-test online")), "{seen:#?}");
+    let parked = seen.iter().find(|l| l.contains("START  illegal_parking")).unwrap();
+    assert!(parked.contains("机动车违停 (warning) in no-parking: car #"), "{parked}");
+}

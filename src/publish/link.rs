@@ -114,6 +114,20 @@ impl Settings {
         text
     }
 
+    /// MQTT 3.1.1 options for a client that only subscribes (`cityeye tail`): the node's broker,
+    /// transport and credentials, its own client id, no last will.
+    pub fn subscriber_options(&self, client_id: &str) -> rumqttc::MqttOptions {
+        let mut options = rumqttc::MqttOptions::new(client_id, &self.host, self.port);
+        options
+            .set_keep_alive(self.keep_alive)
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_transport(self.transport());
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user, password);
+        }
+        options
+    }
+
     fn transport(&self) -> Transport {
         match &self.tls {
             Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls.config.clone())),
