@@ -148,6 +148,7 @@ fn tail_prints_the_incidents_as_they_come() {
         }
     }
     let _ = tail.kill();
+    let _ = tail.wait();
     assert!(seen.iter().any(|l| l.ends_with("kerb  online 768x576")), "{seen:#?}");
     assert!(seen.iter().any(|l| l.contains("node edge-test online")), "{seen:#?}");
     let parked = seen.iter().find(|l| l.contains("START  illegal_parking")).unwrap();
