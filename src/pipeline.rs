@@ -205,7 +205,7 @@ pub fn run_camera(
             }
         }
     };
-    ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame)?;
+    ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame, None)?;
     Ok(counts)
 }
 

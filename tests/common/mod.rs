@@ -428,7 +428,7 @@ pub fn replay_frames(
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let decoded = Arc::new(AtomicU64::new(0));
     let mode = cityeye::ingest::Mode::Replay { start };
-    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &decoded, &mut |_| {}, frame)
+    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &decoded, &mut |_| {}, frame, None)
         .unwrap_or_else(|e| panic!("replay of {}: {e}", camera.url.masked()));
     decoded.load(Ordering::Relaxed)
 }
