@@ -7,6 +7,7 @@
 //! to the sink through a bounded channel that blocks when full. The sink is MQTT for a running
 //! node, or a folder for a replay, and both receive exactly the same messages.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
 use crate::incident::{Evidence, Incident, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
@@ -157,13 +159,14 @@ pub struct CameraCounts {
 }
 
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
-/// and status changes to `tx`.
+/// and status changes to `tx`; with `clips`, its incidents get clips of its encoded stream.
 pub fn run_camera(
     analysis: &mut Analysis,
     camera: &CameraConfig,
     mode: Mode,
     stop: &AtomicBool,
     tx: &mpsc::Sender<Outbound>,
+    clips: Option<clip::Settings>,
 ) -> Result<CameraCounts, String> {
     let mut counts = CameraCounts::default();
     let mut inference_errors = 0u64;
@@ -171,8 +174,13 @@ pub fn run_camera(
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
     };
+    // Ingest calls the state, frame and encoded-stream callbacks one at a time.
+    let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
     let mut on_state = |state: CameraState| {
         log_state(&camera.id, &state);
+        if let (Some(clips), CameraState::Offline { .. }) = (&clips, &state) {
+            clips.borrow_mut().flush();
+        }
         if mode == Mode::Live {
             send(Outbound::CameraStatus {
                 camera: camera.id.clone(),
@@ -194,7 +202,10 @@ pub fn run_camera(
                     stream_time_s = incident.payload.stream_time_s,
                     "incident"
                 );
-                send(Outbound::Incident(Box::new(incident)));
+                match &clips {
+                    Some(clips) => clips.borrow_mut().route(incident),
+                    None => send(Outbound::Incident(Box::new(incident))),
+                }
             }
         }
         Err(e) => {
@@ -205,8 +216,19 @@ pub fn run_camera(
             }
         }
     };
-    ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame, None)?;
-    Ok(counts)
+    let mut on_encoded = |buffer: ingest::Encoded| {
+        if let Some(clips) = &clips {
+            clips.borrow_mut().push(buffer);
+        }
+    };
+    let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
+        clips.is_some().then_some(&mut on_encoded);
+    let ran =
+        ingest::run(camera, mode, stop, &counts.decoded, &mut on_state, &mut on_frame, encoded);
+    if let Some(clips) = clips {
+        clips.into_inner().flush();
+    }
+    ran.map(|()| counts)
 }
 
 fn log_state(camera: &str, state: &CameraState) {
@@ -242,8 +264,9 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", camera.id))
             .spawn(move || {
+                let clips = clip::Settings::live(&config, &camera.id);
                 let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
-                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx)
+                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &tx, clips)
                 });
                 if let Err(e) = outcome {
                     tracing::error!(camera = %camera.id, "camera stopped: {e}");
@@ -360,7 +383,8 @@ pub enum ReplayError {
 }
 
 /// Runs a camera's whole analysis over a video file as fast as the machine allows, writing
-/// `out_dir/incidents.jsonl` and `out_dir/evidence/<id>.jpg`.
+/// `out_dir/incidents.jsonl`, `out_dir/evidence/<id>.jpg` and, for video MP4 holds as it is,
+/// `out_dir/evidence/<id>.mp4`.
 pub fn replay(
     config: &Config,
     models: &Models,
@@ -384,7 +408,8 @@ pub fn replay(
     let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let counts = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &tx);
+    let clips = clip::Settings::replay(config, &camera.id, &out_dir.join("evidence"));
+    let counts = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &tx, clips);
     drop(tx);
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;

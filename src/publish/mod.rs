@@ -68,6 +68,10 @@ impl Topics {
         format!("{}/{camera}/evidence/{incident_id}", self.base)
     }
 
+    pub fn clip(&self, camera: &str, incident_id: &str) -> String {
+        format!("{}/clip", self.evidence(camera, incident_id))
+    }
+
     pub fn node_status(&self) -> String {
         format!("{}/status", self.base)
     }
@@ -411,6 +415,7 @@ mod tests {
             "cityeye/edge-0001/gate-east/incident/illegal_parking"
         );
         assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
+        assert_eq!(t.clip("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X/clip");
         assert_eq!(t.node_status(), "cityeye/edge-0001/status");
         assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
     }
