@@ -4,6 +4,8 @@
 //! - `{prefix}/{node}/{camera}/incident/{algorithm}`: incident JSON (`cityeye.incident.v1`);
 //! - `{prefix}/{node}/{camera}/evidence/{incident_id}`: the snapshot JPEG, sent before the
 //!   incident that refers to it;
+//! - `{prefix}/{node}/{camera}/evidence/{incident_id}/clip`: the clip MP4 with
+//!   `evidence.publish_clips`, sent before the incident message that refers to it;
 //! - `{prefix}/{node}/status`: the node's status, retained; the broker publishes `offline` as the
 //!   node's last will when the link drops;
 //! - `{prefix}/{node}/{camera}/status`: each camera's status, retained.
@@ -34,7 +36,7 @@ pub use outbox::Outbox;
 use outbox::{Publication, WINDOW};
 
 use crate::config::{Config, MqttConfig};
-use crate::incident::{Incident, evidence_jpeg, rfc3339_millis};
+use crate::incident::{Incident, IncidentPayload, evidence_jpeg, rfc3339_millis};
 use crate::ingest::CameraState;
 
 /// Largest message either way: evidence snapshots of 4K frames stay well under this.
@@ -287,6 +289,7 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
                 }
             }
             let p = &incident.payload;
+            publications.extend(clip_publication(p));
             let body = serde_json::to_vec(p).expect("payload serializes");
             publications.push(Publication::durable(topics.incident(&p.camera, &p.algorithm), body));
             publications
@@ -295,6 +298,19 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             topics.camera_status(&camera),
             camera_status(node, &camera, &state, at),
         )],
+    }
+}
+
+/// The MP4 of a message that refers to a clip to publish, read from where the clip was written.
+fn clip_publication(payload: &IncidentPayload) -> Option<Publication> {
+    let clip = payload.evidence.as_ref()?.clip.as_ref()?;
+    let topic = clip.topic.clone()?;
+    match fs::read(&clip.path) {
+        Ok(mp4) => Some(Publication::durable(topic, mp4)),
+        Err(e) => {
+            tracing::error!(id = %payload.id, "clip not sent: cannot read {}: {e}", clip.path);
+            None
+        }
     }
 }
 
