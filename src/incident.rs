@@ -94,6 +94,22 @@ pub struct EvidenceRef {
     pub topic: String,
     pub width: usize,
     pub height: usize,
+    /// The incident's video clip, on the first message after it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipRef>,
+}
+
+/// Where an incident's clip is on the node, and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipRef {
+    pub path: String,
+    pub duration_s: f64,
+    pub size_bytes: u64,
+    /// Seconds into the clip of the frame the incident started on.
+    pub incident_at_s: f64,
+    /// Where the MP4 was published, when clips are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +258,7 @@ impl Incidents {
                 topic: self.topics.evidence(&self.camera, &id.to_string()),
                 width: frame.width,
                 height: frame.height,
+                clip: None,
             }),
             model: self.models[0].clone(),
             models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },
@@ -261,7 +278,7 @@ fn object_payload(o: &ObjectFact) -> ObjectPayload {
     }
 }
 
-fn round(v: f64, decimals: i32) -> f64 {
+pub(crate) fn round(v: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (v * scale).round() / scale
 }

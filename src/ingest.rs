@@ -12,9 +12,17 @@
 //! A live stream that fails, stalls or ends is reopened with exponential backoff (1 s doubling to
 //! 30 s); each change is reported through [`CameraState`]. Stream time keeps counting across
 //! reconnects so rules that time things (dwell, cooldown) stay consistent.
+//!
+//! For evidence clips a template may also name its still-encoded stream: a `tee name=encoded`
+//! before the decoder, as the built-in `rtsp` and `file` templates have. When asked for it,
+//! ingest taps the buffers entering that tee and hands each on as [`Encoded`], stamped with the
+//! same stream time as the frames. The tap (a pad probe) only passes a reference into a bounded
+//! channel the camera thread empties between frames, and drops rather than wait when it is full:
+//! it never holds up decoding. Unlike a sink branch it sees every buffer, from the first, also
+//! while the pipeline prerolls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
@@ -36,6 +44,24 @@ pub struct Frame {
     pub stream_time_s: f64,
     /// Wall-clock time of the frame: arrival time live, start time + stream time in replay.
     pub captured_at: SystemTime,
+}
+
+/// One buffer of a camera's encoded stream, as it came before the decoder: what clips are cut
+/// from, without re-encoding.
+#[derive(Debug)]
+pub struct Encoded {
+    pub data: Vec<u8>,
+    /// Presentation and decoding time, in the stream time of [`Frame::stream_time_s`]; buffers
+    /// that arrive before the session's first frame have times before it, possibly negative.
+    pub pts_s: f64,
+    pub dts_s: Option<f64>,
+    /// Decodable on its own: a clip can start here.
+    pub keyframe: bool,
+    /// The stream's GStreamer caps, as text; buffers with the same caps share it.
+    pub caps: Arc<str>,
+    /// Buffers before this one were dropped (the camera thread fell behind): it does not
+    /// continue what came before.
+    pub follows_gap: bool,
 }
 
 /// How a stream is consumed.
@@ -64,6 +90,12 @@ const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
 ];
 const CONVERT_NAME: &str = "cityeye_convert";
 const SINK_NAME: &str = "cityeye_frames";
+/// The element a template names to expose its stream before decoding.
+const ENCODED_NAME: &str = "encoded";
+/// Encoded buffers waiting for the camera thread, which takes them between frames: seconds of
+/// video even at 30 frames/s. Beyond that the camera thread is held up (its sink is full), and
+/// newer buffers are dropped.
+const ENCODED_BACKLOG: usize = 512;
 const RTSP_LATENCY_MS: u32 = 200;
 /// A live stream that delivers nothing for this long is treated as failed.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,8 +184,9 @@ fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
 
 /// Runs a camera's stream until `stop` is set (live) or the file ends (replay), calling `frame`
 /// for every sampled frame and `state` for every change of connection state; `stats` counts
-/// the frames decoded and sampled. Live streams are reopened forever; a replay returns its
-/// failure as an error.
+/// the frames decoded and sampled. With `encoded`, every buffer of the stream before
+/// decoding goes there too, when the camera's template exposes it. Live streams are reopened
+/// forever; a replay returns its failure as an error.
 pub fn run(
     camera: &CameraConfig,
     mode: Mode,
@@ -161,15 +194,25 @@ pub fn run(
     stats: &Arc<CameraStats>,
     state: &mut dyn FnMut(CameraState),
     frame: &mut dyn FnMut(Frame),
+    mut encoded: Option<&mut dyn FnMut(Encoded)>,
 ) -> Result<(), String> {
     init_gstreamer()?;
     let alive = || stats.mark_alive();
     let mut clock = StreamClock::new(mode);
     let mut backoff_s = BACKOFF_FIRST_S;
+    let mut told_no_encoded = false;
     while !stop.load(Ordering::Relaxed) {
         state(CameraState::Connecting);
-        let outcome = Session::open(camera, mode, stats)
-            .and_then(|s| s.pump(stop, &mut clock, &alive, state, frame));
+        let outcome = Session::open(camera, mode, stats, encoded.is_some()).and_then(|s| {
+            if encoded.is_some() && s.encoded.is_none() && !told_no_encoded {
+                told_no_encoded = true;
+                tracing::info!(
+                    camera = %camera.id,
+                    "no clips: the pipeline template exposes no `{ENCODED_NAME}` stream"
+                );
+            }
+            s.pump(stop, &mut clock, &alive, state, frame, &mut encoded)
+        });
         let reason = match (outcome, mode) {
             (Ok(ended), Mode::Replay { .. }) => {
                 return if ended { Ok(()) } else { Err("stopped".into()) };
@@ -204,6 +247,7 @@ pub fn first_frame(camera: &CameraConfig) -> Result<Frame, String> {
             first.get_or_insert(frame);
             stop.store(true, Ordering::Relaxed);
         },
+        None,
     );
     match (first, outcome) {
         (Some(frame), _) => Ok(frame),
@@ -212,7 +256,7 @@ pub fn first_frame(camera: &CameraConfig) -> Result<Frame, String> {
     }
 }
 
-fn init_gstreamer() -> Result<(), String> {
+pub(crate) fn init_gstreamer() -> Result<(), String> {
     static INIT: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     let mut done = INIT.lock().unwrap_or_else(|e| e.into_inner());
     done.get_or_insert_with(|| gst::init().map_err(|e| format!("GStreamer failed to start: {e}")))
@@ -254,6 +298,12 @@ impl StreamClock {
         self.session_offset_s = self.last.map_or(0.0, |(t, at)| t + at.elapsed().as_secs_f64());
     }
 
+    /// Stream time of a timestamp of this session, once its first frame has fixed the origin.
+    fn time_of(&self, ts: gst::ClockTime) -> Option<f64> {
+        let first = self.session_first_pts?;
+        Some(self.session_offset_s + (ts.nseconds() as f64 - first.nseconds() as f64) / 1e9)
+    }
+
     /// Stream time and wall-clock time of a frame with this timestamp.
     fn stamp(&mut self, pts: Option<gst::ClockTime>) -> (f64, SystemTime) {
         let pts = pts.unwrap_or(gst::ClockTime::ZERO);
@@ -274,6 +324,8 @@ struct Session {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     live: bool,
+    /// The encoded stream's buffers, when asked for and the template exposes it.
+    encoded: Option<mpsc::Receiver<Tapped>>,
 }
 
 impl Session {
@@ -281,6 +333,7 @@ impl Session {
         camera: &CameraConfig,
         mode: Mode,
         stats: &Arc<CameraStats>,
+        want_encoded: bool,
     ) -> Result<Session, String> {
         let description = pipeline_description(camera, false)?;
         let pipeline = gst::parse::launch(&description)
@@ -311,7 +364,8 @@ impl Session {
             // release it a second time.
             if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
         });
-        let session = Session { pipeline, sink, live };
+        let encoded = if want_encoded { tap_encoded(&pipeline) } else { None };
+        let session = Session { pipeline, sink, live, encoded };
         session.pipeline.set_state(gst::State::Playing).map_err(|_| {
             session.bus_error().unwrap_or_else(|| "the pipeline would not start".into())
         })?;
@@ -327,11 +381,16 @@ impl Session {
         alive: &dyn Fn(),
         state: &mut dyn FnMut(CameraState),
         frame: &mut dyn FnMut(Frame),
+        encoded: &mut Option<&mut dyn FnMut(Encoded)>,
     ) -> Result<bool, String> {
         clock.new_session();
         let mut last_frame = Instant::now();
+        let mut caps = CapsText::default();
         while !stop.load(Ordering::Relaxed) {
             alive();
+            if let (Some(receiver), Some(encoded)) = (&self.encoded, encoded.as_deref_mut()) {
+                drain_encoded(receiver, clock, &mut caps, encoded);
+            }
             if let Some(error) = self.bus_error() {
                 return Err(error);
             }
@@ -382,6 +441,80 @@ impl Drop for Session {
             .spawn(move || pipeline.set_state(gst::State::Null));
         if spawned.is_err() {
             let _ = self.pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+/// A buffer of the encoded stream on its way to the camera thread.
+struct Tapped {
+    buffer: gst::Buffer,
+    caps: gst::Caps,
+    follows_gap: bool,
+}
+
+/// Taps the buffers entering the template's `encoded` element; returns where they arrive.
+fn tap_encoded(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<Tapped>> {
+    let pad = pipeline.by_name(ENCODED_NAME)?.static_pad("sink")?;
+    let (tx, rx) = mpsc::sync_channel(ENCODED_BACKLOG);
+    let gap = AtomicBool::new(false);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let (Some(buffer), Some(caps)) = (info.buffer(), pad.current_caps()) {
+            let follows_gap = gap.swap(false, Ordering::Relaxed);
+            let tapped = Tapped { buffer: buffer.clone(), caps, follows_gap };
+            // Full: the camera thread is held up; drop rather than wait or pile up.
+            if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(tapped) {
+                gap.store(true, Ordering::Relaxed);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Some(rx)
+}
+
+/// Hands on the encoded buffers that arrived so far. They wait until the session's first frame
+/// has fixed its stream time.
+fn drain_encoded(
+    receiver: &mpsc::Receiver<Tapped>,
+    clock: &StreamClock,
+    caps: &mut CapsText,
+    encoded: &mut dyn FnMut(Encoded),
+) {
+    if clock.session_first_pts.is_none() {
+        return;
+    }
+    for tapped in receiver.try_iter() {
+        if let Some(buffer) = to_encoded(&tapped, clock, caps) {
+            encoded(buffer);
+        }
+    }
+}
+
+fn to_encoded(tapped: &Tapped, clock: &StreamClock, caps: &mut CapsText) -> Option<Encoded> {
+    let buffer = &tapped.buffer;
+    let pts = buffer.pts().or(buffer.dts())?;
+    Some(Encoded {
+        data: buffer.map_readable().ok()?.to_vec(),
+        pts_s: clock.time_of(pts)?,
+        dts_s: buffer.dts().and_then(|dts| clock.time_of(dts)),
+        keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        caps: caps.text(&tapped.caps),
+        follows_gap: tapped.follows_gap,
+    })
+}
+
+/// The text of the stream's caps, made once per change rather than once per buffer.
+#[derive(Default)]
+struct CapsText(Option<(gst::Caps, Arc<str>)>);
+
+impl CapsText {
+    fn text(&mut self, caps: &gst::Caps) -> Arc<str> {
+        match &self.0 {
+            Some((known, text)) if known == caps => text.clone(),
+            _ => {
+                let text: Arc<str> = caps.to_string().into();
+                self.0 = Some((caps.clone(), text.clone()));
+                text
+            }
         }
     }
 }

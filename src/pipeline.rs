@@ -7,6 +7,7 @@
 //! to the sink through a bounded channel that blocks when full. The sink is MQTT for a running
 //! node, or a folder for a replay, and both receive exactly the same messages.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
 use crate::http;
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
@@ -152,7 +154,8 @@ fn classify(
 }
 
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
-/// and status changes to `tx` and counting what it does in `stats`.
+/// and status changes to `tx` and counting what it does in `stats`; with `clips`, its
+/// incidents get clips of its encoded stream.
 pub fn run_camera(
     analysis: &mut Analysis,
     camera: &CameraConfig,
@@ -160,15 +163,21 @@ pub fn run_camera(
     stop: &AtomicBool,
     stats: &Arc<CameraStats>,
     tx: &mpsc::Sender<Outbound>,
+    clips: Option<clip::Settings>,
 ) -> Result<(), String> {
     let mut inference_errors = 0u64;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
     };
+    // Ingest calls the state, frame and encoded-stream callbacks one at a time.
+    let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
     let mut on_state = |state: CameraState| {
         log_state(&camera.id, &state);
         stats.set_state(&state);
+        if let (Some(clips), CameraState::Offline { .. }) = (&clips, &state) {
+            clips.borrow_mut().flush();
+        }
         if mode == Mode::Live {
             send(Outbound::CameraStatus {
                 camera: camera.id.clone(),
@@ -196,7 +205,10 @@ pub fn run_camera(
                         stream_time_s = incident.payload.stream_time_s,
                         "incident"
                     );
-                    send(Outbound::Incident(Box::new(incident)));
+                    match &clips {
+                        Some(clips) => clips.borrow_mut().route(incident),
+                        None => send(Outbound::Incident(Box::new(incident))),
+                    }
                 }
             }
             Err(e) => {
@@ -208,7 +220,18 @@ pub fn run_camera(
             }
         }
     };
-    ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame)
+    let mut on_encoded = |buffer: ingest::Encoded| {
+        if let Some(clips) = &clips {
+            clips.borrow_mut().push(buffer);
+        }
+    };
+    let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
+        clips.is_some().then_some(&mut on_encoded);
+    let ran = ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded);
+    if let Some(clips) = clips {
+        clips.into_inner().flush();
+    }
+    ran
 }
 
 fn log_state(camera: &str, state: &CameraState) {
@@ -253,8 +276,9 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", camera.id))
             .spawn(move || {
+                let clips = clip::Settings::live(&config, &camera.id);
                 let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
-                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &camera_stats, &tx)
+                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &camera_stats, &tx, clips)
                 });
                 if let Err(e) = outcome {
                     tracing::error!(camera = %camera.id, "camera stopped: {e}");
@@ -381,7 +405,8 @@ pub enum ReplayError {
 }
 
 /// Runs a camera's whole analysis over a video file as fast as the machine allows, writing
-/// `out_dir/incidents.jsonl` and `out_dir/evidence/<id>.jpg`.
+/// `out_dir/incidents.jsonl`, `out_dir/evidence/<id>.jpg` and, for video MP4 holds as it is,
+/// `out_dir/evidence/<id>.mp4`.
 pub fn replay(
     config: &Config,
     models: &Models,
@@ -405,8 +430,9 @@ pub fn replay(
     let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));
     let started = Instant::now();
     let stop = AtomicBool::new(false);
+    let clips = clip::Settings::replay(config, &camera.id, &out_dir.join("evidence"));
     let stats = Arc::new(CameraStats::default());
-    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &stats, &tx);
+    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &stats, &tx, clips);
     drop(tx);
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;

@@ -1,13 +1,14 @@
 //! The ingest stage on every built-in pipeline template: RTSP with H.264 and H.265 (served by a
-//! real gst-rtsp-server), a local file, and GStreamer's test pattern; and frame sampling to the
-//! camera's `analysis_fps` by stream time.
+//! real gst-rtsp-server), a local file, and GStreamer's test pattern; frame sampling to the
+//! camera's `analysis_fps` by stream time; and the encoded stream clips are cut from.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use cityeye::config::{CameraConfig, Config};
-use cityeye::ingest;
+use cityeye::ingest::{self, Encoded};
 use common::*;
 
 fn camera(url: &str) -> (tempfile::TempDir, CameraConfig) {
@@ -66,6 +67,57 @@ fn frames_are_sampled_to_analysis_fps_by_stream_time() {
         let since = at.duration_since(start).unwrap().as_secs_f64();
         assert!((since - t).abs() < 1e-6);
     }
+}
+
+/// The stream times of a camera's first `frames` sampled frames, and the encoded buffers that came
+/// meanwhile.
+fn frames_and_encoded(url: &str, frames: usize) -> (Vec<f64>, Vec<Encoded>) {
+    let (_dir, camera) = camera(url);
+    let stop = AtomicBool::new(false);
+    let (mut times, mut encoded) = (Vec::new(), Vec::new());
+    ingest::run(
+        &camera,
+        ingest::Mode::Replay { start: SystemTime::now() },
+        &stop,
+        &Default::default(),
+        &mut |_| {},
+        &mut |frame| {
+            times.push(frame.stream_time_s);
+            stop.store(times.len() == frames, Ordering::Relaxed);
+        },
+        Some(&mut |buffer| encoded.push(buffer)),
+    )
+    .unwrap_or_else(|e| assert_eq!(e, "stopped", "{url}"));
+    (times, encoded)
+}
+
+/// Every analysed frame but the last (whose buffer may still be on its way) has its encoded
+/// buffer, at the same stream time; key frames are marked.
+fn assert_encoded_stream(url: &str, media: &str) {
+    let (times, encoded) = frames_and_encoded(url, 20);
+    assert!(encoded.iter().all(|b| b.caps.starts_with(media)), "{url}: {}", encoded[0].caps);
+    assert!(encoded.iter().all(|b| !b.data.is_empty()));
+    assert!(encoded.iter().any(|b| b.keyframe), "{url}: no key frame");
+    assert!(encoded.iter().any(|b| !b.keyframe), "{url}: only key frames");
+    for t in &times[..times.len() - 1] {
+        assert!(encoded.iter().any(|b| (b.pts_s - t).abs() < 1e-3), "{url}: no buffer at {t} s");
+    }
+}
+
+#[test]
+fn rtsp_cameras_expose_their_encoded_stream_in_stream_time() {
+    let h264 = RtspServer::start_with(&shared("testdata/vtest.avi"), Codec::H264);
+    assert_encoded_stream(&h264.url(), "video/x-h264");
+    let h265 = RtspServer::start_with(&shared("testdata/vtest.avi"), Codec::H265);
+    assert_encoded_stream(&h265.url(), "video/x-h265");
+}
+
+#[test]
+fn file_cameras_expose_their_encoded_stream_and_test_patterns_have_none() {
+    let video = format!("file://{}", shared("testdata/vtest.avi").display());
+    assert_encoded_stream(&video, "video/x-divx");
+    let (times, encoded) = frames_and_encoded("test://ball?width=320&height=240&fps=5", 3);
+    assert_eq!((times.len(), encoded.len()), (3, 0));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! - `{prefix}/{node}/{camera}/incident/{algorithm}`: incident JSON (`cityeye.incident.v1`);
 //! - `{prefix}/{node}/{camera}/evidence/{incident_id}`: the snapshot JPEG, sent before the
 //!   incident that refers to it;
+//! - `{prefix}/{node}/{camera}/evidence/{incident_id}/clip`: the clip MP4 with
+//!   `evidence.publish_clips`, sent before the incident message that refers to it;
 //! - `{prefix}/{node}/status`: the node's status, retained; the broker publishes `offline` as the
 //!   node's last will when the link drops;
 //! - `{prefix}/{node}/{camera}/status`: each camera's status, retained;
@@ -38,7 +40,7 @@ use outbox::WINDOW;
 pub use outbox::{Outbox, OutboxStats, Publication};
 
 use crate::config::{Config, MqttConfig};
-use crate::incident::{Incident, evidence_jpeg, rfc3339_millis};
+use crate::incident::{Incident, IncidentPayload, evidence_jpeg, rfc3339_millis};
 use crate::ingest::CameraState;
 use crate::stats::NodeStats;
 
@@ -71,6 +73,10 @@ impl Topics {
 
     pub fn evidence(&self, camera: &str, incident_id: &str) -> String {
         format!("{}/{camera}/evidence/{incident_id}", self.base)
+    }
+
+    pub fn clip(&self, camera: &str, incident_id: &str) -> String {
+        format!("{}/clip", self.evidence(camera, incident_id))
     }
 
     pub fn node_status(&self) -> String {
@@ -255,6 +261,7 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
                 }
             }
             let p = &incident.payload;
+            publications.extend(clip_publication(p));
             let body = serde_json::to_vec(p).expect("payload serializes");
             publications
                 .push(Publication::incident(topics.incident(&p.camera, &p.algorithm), body));
@@ -264,6 +271,19 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             topics.camera_status(&camera),
             camera_status(node, &camera, &state, at),
         )],
+    }
+}
+
+/// The MP4 of a message that refers to a clip to publish, read from where the clip was written.
+fn clip_publication(payload: &IncidentPayload) -> Option<Publication> {
+    let clip = payload.evidence.as_ref()?.clip.as_ref()?;
+    let topic = clip.topic.clone()?;
+    match fs::read(&clip.path) {
+        Ok(mp4) => Some(Publication::evidence(topic, mp4)),
+        Err(e) => {
+            tracing::error!(id = %payload.id, "clip not sent: cannot read {}: {e}", clip.path);
+            None
+        }
     }
 }
 
@@ -361,6 +381,7 @@ mod tests {
             "cityeye/edge-0001/gate-east/incident/illegal_parking"
         );
         assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
+        assert_eq!(t.clip("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X/clip");
         assert_eq!(t.node_status(), "cityeye/edge-0001/status");
         assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
     }

@@ -465,7 +465,7 @@ pub fn replay_frames(
     use std::sync::atomic::{AtomicBool, Ordering};
     let stats = Arc::new(cityeye::stats::CameraStats::default());
     let mode = cityeye::ingest::Mode::Replay { start };
-    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &stats, &mut |_| {}, frame)
+    cityeye::ingest::run(camera, mode, &AtomicBool::new(false), &stats, &mut |_| {}, frame, None)
         .unwrap_or_else(|e| panic!("replay of {}: {e}", camera.url.masked()));
     stats.frames_in.load(Ordering::Relaxed)
 }

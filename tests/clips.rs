@@ -1,0 +1,182 @@
+//! Evidence clips end to end: an RTSP camera (vtest.avi as H.264) watched for a parked car; its
+//! incident gets an MP4 cut from the camera's own stream, written under `data_dir`, named in the
+//! incident's next message, and with `publish_clips` sent over MQTT too.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use common::*;
+
+const PRE_S: f64 = 3.0;
+const POST_S: f64 = 2.0;
+/// The test camera sends a key frame every 10 frames: a second at 10 frames/s.
+const FRAME_S: f64 = 0.1;
+const KEY_FRAME_INTERVAL_S: f64 = 1.0;
+
+/// A kerb camera with short clips; the car is reported after 5 s, once the ring holds `PRE_S`.
+fn config(broker_port: u16, camera_url: &str, publish_clips: bool) -> String {
+    format!(
+        "{}\n[evidence]\nclip_pre_s = {PRE_S}\nclip_post_s = {POST_S}\n\
+         publish_clips = {publish_clips}\n",
+        kerb_config(broker_port, false, camera_url, 5.0)
+    )
+}
+
+fn clip_of(message: &Message) -> Option<serde_json::Value> {
+    if !message.topic.contains("/incident/") {
+        return None;
+    }
+    let clip = message.json()["evidence"]["clip"].clone();
+    (!clip.is_null()).then_some(clip)
+}
+
+/// The first incident message naming a clip, and the `start` of its incident.
+fn first_clip(messages: &[Message]) -> Option<(&Message, &Message)> {
+    let with_clip = messages.iter().find(|m| clip_of(m).is_some())?;
+    let start = incidents(messages, "start")
+        .into_iter()
+        .find(|s| s.json()["id"] == with_clip.json()["id"])?;
+    Some((with_clip, start))
+}
+
+/// A clip as GStreamer reads it back: demuxed by qtdemux, decoded, in grey.
+struct Decoded {
+    /// Presentation time of each frame, seconds from the clip's start.
+    times: Vec<f64>,
+    frames: Vec<Vec<u8>>,
+    /// As the MP4 states it.
+    duration_s: f64,
+}
+
+fn decode_mp4(path: &Path) -> Decoded {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert \
+         ! video/x-raw,format=GRAY8,width=768,height=576 ! appsink name=frames sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (mut times, mut frames) = (Vec::new(), Vec::new());
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        let buffer = sample.buffer().unwrap();
+        times.push(buffer.pts().unwrap().nseconds() as f64 / 1e9);
+        frames.push(buffer.map_readable().unwrap().to_vec());
+    }
+    let eos = sink.is_eos();
+    let duration = pipeline.query_duration::<gst::ClockTime>();
+    let error = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none() && eos, "{} does not play to its end: {error:?}", path.display());
+    Decoded { times, frames, duration_s: duration.unwrap().nseconds() as f64 / 1e9 }
+}
+
+/// Pixels that differ clearly between two grey pictures of the same size: moving people count,
+/// compression noise does not.
+fn changed_pixels(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x.abs_diff(**y) > 40).count()
+}
+
+#[test]
+fn an_incident_clip_is_an_mp4_from_pre_s_before_its_frame_to_post_s_after() {
+    let broker = Mosquitto::start();
+    let camera = RtspServer::start(&shared("testdata/vtest.avi"));
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let (dir, config) = write_config(&config(broker.port, &camera.url(), false));
+    let appliance = Appliance::run(&config);
+
+    let started =
+        subscriber.wait_until(Duration::from_secs(60), |m| !incidents(m, "start").is_empty());
+    assert!(!incidents(&started, "start").is_empty(), "no incident:\n{}", appliance.log());
+    let first_start = Instant::now();
+    let messages = subscriber.wait_until(Duration::from_secs(30), |m| first_clip(m).is_some());
+    let (message, start) = first_clip(&messages)
+        .unwrap_or_else(|| panic!("no message names a clip:\n{}", appliance.log()));
+    eprintln!(
+        "clip named {:.1} s after the first start arrived",
+        first_start.elapsed().as_secs_f64()
+    );
+
+    let p = message.json();
+    assert_matches_schema("schemas/incident.v1.json", &p);
+    assert!(start.json()["evidence"]["clip"].is_null(), "the start does not wait for its clip");
+    assert_eq!(p["state"], "update", "the parked car is still there: an update brings the clip");
+    assert_eq!(p["evidence"]["topic"], start.json()["evidence"]["topic"]);
+    let clip = clip_of(message).unwrap();
+    assert!(clip.get("topic").is_none(), "clips are not published unless asked for");
+    assert!(!messages.iter().any(|m| m.topic.ends_with("/clip")));
+
+    let id = p["id"].as_str().unwrap();
+    let path = dir.path().join("data/clips/kerb").join(format!("{id}.mp4"));
+    assert_eq!(clip["path"].as_str(), Some(path.to_str().unwrap()));
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(clip["size_bytes"].as_u64(), Some(bytes.len() as u64));
+    assert_eq!(&bytes[4..8], b"ftyp", "an ISO media file");
+
+    let decoded = decode_mp4(&path);
+    let duration_s = clip["duration_s"].as_f64().unwrap();
+    eprintln!(
+        "clip: {} bytes, {duration_s} s, {} frames, incident at {} s",
+        bytes.len(),
+        decoded.frames.len(),
+        clip["incident_at_s"]
+    );
+    assert!((decoded.duration_s - duration_s).abs() <= FRAME_S + 0.01, "{}", decoded.duration_s);
+    let shortest = PRE_S + POST_S + FRAME_S - 0.01;
+    assert!(
+        (shortest..=shortest + KEY_FRAME_INTERVAL_S + 0.02).contains(&duration_s),
+        "{duration_s} s: pre, post and the frame at post, plus what the key frame before adds"
+    );
+    assert_eq!(decoded.frames.len(), (duration_s / FRAME_S).round() as usize, "no frame lost");
+    assert!(decoded.times[0] < 0.01, "the clip starts at its first frame: {}", decoded.times[0]);
+
+    // Where in the clip the incident's frame is, found by its picture: the start's snapshot.
+    let snapshot = messages.iter().find(|m| m.topic == start.json()["evidence"]["topic"]).unwrap();
+    let snapshot = image::load_from_memory(&snapshot.payload).unwrap().to_luma8().into_raw();
+    let best = (0..decoded.frames.len())
+        .min_by_key(|&i| changed_pixels(&decoded.frames[i], &snapshot))
+        .unwrap();
+    let incident_at_s = decoded.times[best];
+    assert!(
+        (incident_at_s - clip["incident_at_s"].as_f64().unwrap()).abs() <= FRAME_S + 0.01,
+        "the incident's frame is {incident_at_s} s into the clip, not {}",
+        clip["incident_at_s"]
+    );
+    assert!(clip["incident_at_s"].as_f64().unwrap() >= PRE_S, "{clip}");
+    assert!(incident_at_s >= PRE_S - FRAME_S - 0.01, "only {incident_at_s} s before the incident");
+    assert!(decoded.duration_s - incident_at_s >= POST_S - 0.01, "{} s", decoded.duration_s);
+}
+
+#[test]
+fn published_clips_arrive_before_the_message_naming_them_with_the_same_bytes() {
+    let broker = Mosquitto::start();
+    let camera = RtspServer::start(&shared("testdata/vtest.avi"));
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let (_dir, config) = write_config(&config(broker.port, &camera.url(), true));
+    let appliance = Appliance::run(&config);
+
+    let messages = subscriber.wait_until(Duration::from_secs(90), |m| first_clip(m).is_some());
+    let (message, _) = first_clip(&messages)
+        .unwrap_or_else(|| panic!("no message names a clip:\n{}", appliance.log()));
+    let clip = clip_of(message).unwrap();
+    let id = message.json()["id"].as_str().unwrap().to_string();
+    let topic = format!("cityeye/edge-test/kerb/evidence/{id}/clip");
+    assert_eq!(clip["topic"].as_str(), Some(topic.as_str()));
+
+    let position = |m: &Message| messages.iter().position(|n| std::ptr::eq(n, m)).unwrap();
+    let published = messages.iter().find(|m| m.topic == topic).expect("the clip is published");
+    assert!(position(published) < position(message), "the clip goes before the message naming it");
+    assert!(!published.retain);
+    let file = std::fs::read(clip["path"].as_str().unwrap()).unwrap();
+    assert_eq!(published.payload.len() as u64, clip["size_bytes"].as_u64().unwrap());
+    assert!(published.payload == file, "the published clip is the file");
+}
