@@ -235,25 +235,60 @@ pub fn run(
 /// Opens a camera's stream once and returns its first frame: for probing a camera and for
 /// benchmarks. Fails like a replay does: at once, without retrying.
 pub fn first_frame(camera: &CameraConfig) -> Result<Frame, String> {
+    probe(camera).map(|p| p.frame)
+}
+
+/// What a camera's stream turned out to be when opened once.
+pub struct Probe {
+    pub frame: Frame,
+    /// The encoded stream's media type (`video/x-h264`), when the template exposes it.
+    pub codec: Option<String>,
+    /// Frames a second, from the timestamps of the first second of frames.
+    pub fps: Option<f64>,
+    /// From opening the stream to its first decoded frame.
+    pub first_frame_after: Duration,
+}
+
+/// Opens a camera's stream once, like a replay (at once, without retrying), and watches it for
+/// about a second.
+pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
+    const WATCH_S: f64 = 1.0;
+    // Every frame up to 60 a second, so that their timestamps tell the stream's rate.
+    let camera = CameraConfig { analysis_fps: 60.0, ..camera.clone() };
     let stop = AtomicBool::new(false);
-    let mut first = None;
+    let started = Instant::now();
+    let first = std::cell::RefCell::new(None::<(Frame, Duration)>);
+    let (mut last_s, mut frames) = (0.0, 0u32);
+    let mut codec = None;
     let outcome = run(
-        camera,
+        &camera,
         Mode::Replay { start: SystemTime::now() },
         &stop,
         &Arc::default(),
         &mut |_| {},
         &mut |frame| {
-            first.get_or_insert(frame);
-            stop.store(true, Ordering::Relaxed);
+            let t = frame.stream_time_s;
+            let mut first = first.borrow_mut();
+            let (first_frame, _) = first.get_or_insert_with(|| (frame, started.elapsed()));
+            (last_s, frames) = (t, frames + 1);
+            if t - first_frame.stream_time_s >= WATCH_S {
+                stop.store(true, Ordering::Relaxed);
+            }
         },
-        None,
+        Some(&mut |buffer: Encoded| {
+            let media = buffer.caps.split(',').next().unwrap_or_default().to_string();
+            codec.get_or_insert(media);
+        }),
     );
-    match (first, outcome) {
-        (Some(frame), _) => Ok(frame),
-        (None, Err(e)) => Err(e),
-        (None, Ok(())) => Err("the stream ended before its first frame".into()),
-    }
+    let Some((frame, first_frame_after)) = first.into_inner() else {
+        return Err(match outcome {
+            Err(e) => e,
+            Ok(()) => "the stream ended before its first frame".into(),
+        });
+    };
+    let span = last_s - frame.stream_time_s;
+    let fps = (frames > 1 && span > 0.0).then(|| f64::from(frames - 1) / span);
+    Ok(Probe { frame, codec, fps, first_frame_after })
 }
 
 pub(crate) fn init_gstreamer() -> Result<(), String> {

@@ -24,6 +24,7 @@ pub mod incident;
 pub mod infer;
 pub mod ingest;
 pub mod pipeline;
+pub mod probe;
 pub mod publish;
 pub mod rules;
 pub mod stats;

@@ -43,6 +43,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also open every camera, publish to the broker and write to the data dir, and print
+        /// what works; exit code 1 when anything does not.
+        #[arg(long)]
+        probe: bool,
     },
     /// Run one camera's analysis over a video file as fast as possible and write the results.
     Replay {
@@ -125,7 +129,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run { config } => run(&config),
-        Command::Check { config } => check(&config),
+        Command::Check { config, probe } => check(&config, probe),
         Command::Replay { config, camera, input, out, start_time } => {
             replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
         }
@@ -195,7 +199,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, probe: bool) -> ExitCode {
     let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -268,6 +272,12 @@ fn check(path: &std::path::Path) -> ExitCode {
                 a.cooldown_s.unwrap_or(entry.cooldown_s),
                 a.update_s.unwrap_or(entry.update_s),
             );
+        }
+    }
+    if probe {
+        println!();
+        if !cityeye::probe::run(&config, &link) {
+            return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS

@@ -37,7 +37,7 @@ mod outbox;
 
 use link::LinkEvent;
 use outbox::WINDOW;
-pub use outbox::{Outbox, OutboxStats, Publication};
+pub use outbox::{Outbox, OutboxStats, Publication, free_bytes, probe_writable};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, IncidentPayload, evidence_jpeg, rfc3339_millis};
@@ -85,6 +85,11 @@ impl Topics {
 
     pub fn camera_status(&self, camera: &str) -> String {
         format!("{}/{camera}/status", self.base)
+    }
+
+    /// `{prefix}/{node}`: every topic of the node is under it.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn stats(&self) -> String {

@@ -410,13 +410,26 @@ impl Outbox {
 
 /// Writes and removes a file of a few evidence snapshots' size: a read-only or full disk fails
 /// here with the system's own words, instead of in SQLite's at the first incident.
-fn probe_writable(dir: &Path) -> Result<(), String> {
+pub fn probe_writable(dir: &Path) -> Result<(), String> {
     use std::io::Write;
     let probe = dir.join(".cityeye-write-probe");
     let written = std::fs::File::create(&probe)
         .and_then(|mut f| f.write_all(&[0; 1 << 20]).and_then(|()| f.sync_all()));
     let _ = std::fs::remove_file(&probe);
     written.map_err(|e| format!("cannot write to {}: {e}", dir.display()))
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a writable statvfs for the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 fn in_memory(p: Publication) -> Entry {
