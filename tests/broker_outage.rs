@@ -142,8 +142,17 @@ fn a_30_s_broker_outage_while_incidents_happen_loses_nothing_and_keeps_the_order
     std::thread::sleep(Duration::from_secs(30));
     let during = logged_messages(&appliance.log()).len() - before;
     assert!(during >= 3, "incidents happen during the outage: {during}\n{}", appliance.log());
+    let node_online = |m: &[Message]| {
+        m.iter()
+            .filter(|m| m.topic.ends_with("edge-test/status") && m.json()["state"] == "online")
+            .count()
+    };
+    let online_before = node_online(&subscriber.messages());
     broker = Some(Mosquitto::start_on(port));
-    std::thread::sleep(Duration::from_secs(10));
+    // The node's next attempt comes after its backoff (up to 30 s, with jitter): wait for it.
+    let back = |m: &[Message]| node_online(m) > online_before;
+    assert!(back(&subscriber.wait_until(Duration::from_secs(60), back)), "{}", appliance.log());
+    std::thread::sleep(Duration::from_secs(3));
     // A clean stop delivers whatever is left: afterwards, everything logged must have arrived.
     assert!(appliance.stop(), "stops within its grace period");
     drop(broker);
@@ -164,7 +173,12 @@ fn a_30_s_broker_outage_while_incidents_happen_loses_nothing_and_keeps_the_order
             first_arrivals.push(message.clone());
         }
     }
-    assert_eq!(first_arrivals, logged, "every message, each at least once, in the order found");
+    assert_eq!(
+        first_arrivals,
+        logged,
+        "every message, each at least once, in the order found:\n{}",
+        appliance.log()
+    );
     let duplicates = received.len() - first_arrivals.len();
     let in_flight = resent(&appliance.log());
     assert!(
