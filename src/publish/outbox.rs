@@ -112,6 +112,9 @@ pub struct Outbox {
     over_cap: bool,
     /// Rows the broker has acknowledged, deleted together (one disk sync for many).
     delivered: Vec<(i64, u64)>,
+    /// Publications, queued or in flight, whose payload is held in memory (not on disk):
+    /// counted as they come and go, since `has_room` is asked on every turn of the sink.
+    in_memory: usize,
 }
 
 impl Outbox {
@@ -163,6 +166,7 @@ impl Outbox {
             stats,
             over_cap: false,
             delivered: Vec::new(),
+            in_memory: 0,
         })
     }
 
@@ -172,7 +176,9 @@ impl Outbox {
     pub fn push(&mut self, publications: Vec<Publication>) {
         for p in publications.iter().filter(|p| p.kind == Kind::Status) {
             // Retained: only the newest status of a topic matters.
+            let before = self.queue.len();
             self.queue.retain(|e| !(e.kind == Kind::Status && e.topic == p.topic));
+            self.in_memory -= before - self.queue.len();
         }
         let incoming: u64 =
             publications.iter().filter(|p| p.kind.durable()).map(|p| p.payload.len() as u64).sum();
@@ -184,6 +190,7 @@ impl Outbox {
                     let size = p.payload.len() as u64;
                     // Stored payloads are read back from disk when sent.
                     let payload = if row.is_some() { None } else { Some(p.payload) };
+                    self.in_memory += usize::from(payload.is_some());
                     self.queue.push_back(Entry {
                         topic: p.topic,
                         kind: p.kind,
@@ -200,19 +207,21 @@ impl Outbox {
                     "the outbox cannot write to disk ({e}); keeping messages in memory only \
                      until it can"
                 );
+                self.in_memory += publications.len();
                 self.queue.extend(publications.into_iter().map(in_memory));
             }
         }
     }
 
     pub fn push_front(&mut self, publication: Publication) {
+        self.in_memory += 1;
         self.queue.push_front(in_memory(publication));
     }
 
     /// Room for another message from the cameras: only messages held in memory are bounded
     /// here, those on disk by `max_bytes`.
     pub fn has_room(&self) -> bool {
-        self.queue.iter().filter(|e| e.payload.is_some()).count() < MEMORY_CAPACITY
+        self.in_memory < MEMORY_CAPACITY
     }
 
     pub fn len(&self) -> usize {
@@ -260,6 +269,7 @@ impl Outbox {
     pub fn acknowledged(&mut self, pkid: u16) {
         let Some(at) = self.in_flight.iter().position(|(id, _)| *id == Some(pkid)) else { return };
         let (_, entry) = self.in_flight.remove(at).expect("found above");
+        self.in_memory -= usize::from(entry.payload.is_some());
         if let Some(row) = entry.row {
             self.delivered.push((row, entry.size));
         }
