@@ -34,7 +34,11 @@ pub async fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
 /// Answers requests until the runtime shuts down.
 pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let stats = stats.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &stats)).await;

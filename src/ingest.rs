@@ -257,7 +257,7 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
     let camera = CameraConfig { analysis_fps: 60.0, ..camera.clone() };
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let first = std::cell::RefCell::new(None::<(Frame, Duration)>);
+    let mut first = None::<(Frame, Duration)>;
     let (mut last_s, mut frames) = (0.0, 0u32);
     let mut codec = None;
     let outcome = run(
@@ -268,7 +268,6 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
         &mut |_| {},
         &mut |frame| {
             let t = frame.stream_time_s;
-            let mut first = first.borrow_mut();
             let (first_frame, _) = first.get_or_insert_with(|| (frame, started.elapsed()));
             (last_s, frames) = (t, frames + 1);
             if t - first_frame.stream_time_s >= WATCH_S {
@@ -280,7 +279,7 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
             codec.get_or_insert(media);
         }),
     );
-    let Some((frame, first_frame_after)) = first.into_inner() else {
+    let Some((frame, first_frame_after)) = first else {
         return Err(match outcome {
             Err(e) => e,
             Ok(()) => "the stream ended before its first frame".into(),

@@ -69,10 +69,6 @@ impl CameraStats {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn incidents(&self) -> u64 {
-        lock(&self.incidents).values().sum()
-    }
-
     fn totals(&self) -> Totals {
         Totals {
             frames_in: self.frames_in.load(Ordering::Relaxed),

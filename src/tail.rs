@@ -17,8 +17,8 @@ pub fn run(config: &Config, with_stats: bool) -> Result<(), String> {
     let client_id = format!("cityeye-tail-{}-{}", config.node.id, std::process::id());
     let (client, mut connection) =
         rumqttc::Client::new(settings.subscriber_options(&client_id), 64);
-    let base = format!("{}/{}", config.mqtt.topic_prefix, config.node.id);
     let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
+    let base = topics.base();
     eprintln!("tail: {} ({base}/#)", settings.describe());
     for event in connection.iter() {
         match event {
