@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
+use crate::geometry::{BBox, Polygon};
 use crate::http;
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
@@ -27,7 +28,7 @@ use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};
 use crate::stats::{CameraStats, NodeStats};
 use crate::systemd::{self, Notifier};
-use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
+use crate::track::{Track, TrackState, TrackUpdate, Tracker, TrackerConfig};
 
 /// The loaded models by name, each shared by the cameras that use it.
 #[derive(Default, Clone)]
@@ -62,8 +63,51 @@ struct SecondStage {
     classes: Vec<Arc<str>>,
 }
 
+/// What a camera's algorithms look at, drawn on pictures of it: its named zones and the lines
+/// of its line-crossing algorithms.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pub zones: Vec<(String, Polygon)>,
+    pub lines: Vec<[[f32; 2]; 2]>,
+}
+
+impl Overlay {
+    fn of(camera: &CameraConfig, entries: &[&'static catalog::Entry]) -> Self {
+        let lines = camera
+            .algorithms
+            .iter()
+            .zip(entries)
+            .filter_map(|(a, entry)| a.params.or(&entry.params).line)
+            .collect();
+        let zones = camera.zones.iter().map(|z| (z.name.clone(), z.polygon.clone())).collect();
+        Overlay { zones, lines }
+    }
+
+    /// A snapshot of `frame` with this overlay in yellow and `boxes` in green.
+    pub fn evidence(&self, frame: Arc<Frame>, boxes: Vec<BBox>) -> Evidence {
+        Evidence {
+            frame,
+            zones: self.zones.iter().map(|(_, polygon)| polygon.clone()).collect(),
+            lines: self.lines.clone(),
+            subjects: Vec::new(),
+            others: boxes,
+        }
+    }
+}
+
+/// One analysed frame as its watchers see it (the web page, `replay --annotate`).
+pub struct Analysed<'a> {
+    pub frame: &'a Arc<Frame>,
+    /// The camera's tracks after this frame, confirmed and briefly lost.
+    pub tracks: &'a [Track],
+    /// The incident messages this frame produced.
+    pub incidents: &'a [Incident],
+    pub overlay: &'a Overlay,
+}
+
 /// One camera's analysis: everything between a decoded frame and its incident messages.
 pub struct Analysis {
+    overlay: Overlay,
     detectors: Vec<Arc<Detector>>,
     scratch: Scratch,
     tracker: Tracker,
@@ -104,6 +148,7 @@ impl Analysis {
             })
             .collect::<Result<_, String>>()?;
         Ok(Analysis {
+            overlay: Overlay::of(camera, &entries),
             rules,
             incidents: Incidents::new(&config.node.id, camera, &entries, topics, model_refs),
             tracker: Tracker::new(TrackerConfig::default()),
@@ -115,8 +160,13 @@ impl Analysis {
         })
     }
 
-    /// Runs one frame through infer → track → rules → incidents.
-    pub fn frame(&mut self, frame: Frame) -> Result<Vec<Incident>, String> {
+    /// Runs one frame through infer → track → rules → incidents; `watch`, when given, sees the
+    /// frame with its tracks and incidents.
+    pub fn frame(
+        &mut self,
+        frame: Frame,
+        watch: Option<&mut Watch<'_>>,
+    ) -> Result<Vec<Incident>, String> {
         let mut detections = Vec::new();
         for detector in &self.detectors {
             detections.extend(detector.detect(&frame, &mut self.scratch)?);
@@ -125,10 +175,21 @@ impl Analysis {
         let tracks = self.tracker.update(&detections, t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
         let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
-        if events.is_empty() {
+        if events.is_empty() && watch.is_none() {
             return Ok(Vec::new());
         }
-        Ok(self.incidents.messages(events, &Arc::new(frame), tracks.tracks))
+        let frame = Arc::new(frame);
+        let incidents = self.incidents.messages(events, &frame, tracks.tracks);
+        if let Some(watch) = watch {
+            let overlay = &self.overlay;
+            watch(&Analysed {
+                frame: &frame,
+                tracks: tracks.tracks,
+                incidents: &incidents,
+                overlay,
+            });
+        }
+        Ok(incidents)
     }
 }
 
@@ -153,18 +214,30 @@ fn classify(
     Ok(())
 }
 
+/// A watcher of every analysed frame.
+pub type Watch<'a> = dyn FnMut(&Analysed<'_>) + 'a;
+
+/// Where one camera's run sends what it produces.
+pub struct Outputs<'a> {
+    /// Incident and status messages, to the sink.
+    pub tx: &'a mpsc::Sender<Outbound>,
+    /// What the camera does, counted.
+    pub stats: &'a Arc<CameraStats>,
+    /// With settings, incidents get clips of the camera's encoded stream.
+    pub clips: Option<clip::Settings>,
+    pub watch: Option<&'a mut Watch<'a>>,
+}
+
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
-/// and status changes to `tx` and counting what it does in `stats`; with `clips`, its
-/// incidents get clips of its encoded stream.
+/// and status changes to the sink and counting what it does.
 pub fn run_camera(
     analysis: &mut Analysis,
     camera: &CameraConfig,
     mode: Mode,
     stop: &AtomicBool,
-    stats: &Arc<CameraStats>,
-    tx: &mpsc::Sender<Outbound>,
-    clips: Option<clip::Settings>,
+    outputs: Outputs<'_>,
 ) -> Result<(), String> {
+    let Outputs { tx, stats, clips, mut watch } = outputs;
     let mut inference_errors = 0u64;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
@@ -188,7 +261,7 @@ pub fn run_camera(
     };
     let mut on_frame = |frame: Frame| {
         let started = Instant::now();
-        let analysed = analysis.frame(frame);
+        let analysed = analysis.frame(frame, watch.as_deref_mut());
         stats.add_inference(started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         match analysed {
@@ -277,8 +350,9 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
             .name(format!("camera-{}", camera.id))
             .spawn(move || {
                 let clips = clip::Settings::live(&config, &camera.id);
+                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch: None };
                 let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
-                    run_camera(&mut analysis, &camera, Mode::Live, &stop, &camera_stats, &tx, clips)
+                    run_camera(&mut analysis, &camera, Mode::Live, &stop, outputs)
                 });
                 if let Err(e) = outcome {
                     tracing::error!(camera = %camera.id, "camera stopped: {e}");
@@ -353,19 +427,7 @@ pub fn preview(
         others.extend(detections.iter().map(|d| d.bbox));
     }
     let entries = catalog::for_camera(&camera).map_err(ReplayError::Usage)?;
-    let lines = camera
-        .algorithms
-        .iter()
-        .zip(&entries)
-        .filter_map(|(a, entry)| a.params.or(&entry.params).line)
-        .collect();
-    let evidence = Evidence {
-        frame: Arc::new(frame),
-        zones: camera.zones.iter().map(|z| z.polygon.clone()).collect(),
-        lines,
-        subjects: Vec::new(),
-        others,
-    };
+    let evidence = Overlay::of(&camera, &entries).evidence(Arc::new(frame), others);
     evidence_jpeg(&evidence).map_err(ReplayError::Failed)
 }
 
@@ -432,7 +494,8 @@ pub fn replay(
     let stop = AtomicBool::new(false);
     let clips = clip::Settings::replay(config, &camera.id, &out_dir.join("evidence"));
     let stats = Arc::new(CameraStats::default());
-    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, &stats, &tx, clips);
+    let outputs = Outputs { tx: &tx, stats: &stats, clips, watch: None };
+    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs);
     drop(tx);
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;
