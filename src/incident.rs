@@ -173,11 +173,7 @@ impl Incidents {
                 entry,
                 severity: a.severity.unwrap_or(entry.severity),
                 zone_name: a.zone.clone(),
-                zone: a
-                    .zone
-                    .as_ref()
-                    .and_then(|z| camera.zones.iter().find(|zc| &zc.name == z))
-                    .map(|z| z.polygon.clone()),
+                zone: a.zone.as_ref().and_then(|z| camera.zone(z)).cloned(),
             })
             .collect();
         Incidents {
@@ -188,6 +184,28 @@ impl Incidents {
             rules,
             open: HashMap::new(),
         }
+    }
+
+    /// After a config reload, see [`crate::rules::Rules::take_over`]: the messages for the
+    /// `ends` of `old`'s dropped algorithms, and the open incidents of the kept ones, renumbered.
+    pub fn take_over(
+        &mut self,
+        mut old: Incidents,
+        kept: &[Option<usize>],
+        ends: Vec<RuleEvent>,
+        frame: &Arc<Frame>,
+    ) -> Vec<Incident> {
+        let messages = old.messages(ends, frame, &[]);
+        for (rule, from) in kept.iter().enumerate() {
+            let Some(from) = *from else { continue };
+            let moved: Vec<u64> =
+                old.open.keys().filter(|(r, _)| *r == from).map(|(_, key)| *key).collect();
+            for key in moved {
+                let id = old.open.remove(&(from, key)).expect("listed above");
+                self.open.insert((rule, key), id);
+            }
+        }
+        messages
     }
 
     /// Messages for the events of one frame; `tracks` are drawn on the snapshot.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -116,7 +116,8 @@ struct Totals {
 pub struct NodeStats {
     node: String,
     started: Instant,
-    cameras: BTreeMap<String, Arc<CameraStats>>,
+    /// Changes only when a reloaded config adds or removes cameras.
+    cameras: RwLock<BTreeMap<String, Arc<CameraStats>>>,
     outbox: Mutex<OutboxStats>,
     mqtt_connected: AtomicBool,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
@@ -127,7 +128,9 @@ impl NodeStats {
         NodeStats {
             node: node.to_string(),
             started: Instant::now(),
-            cameras: cameras.into_iter().map(|id| (id.to_string(), Arc::default())).collect(),
+            cameras: RwLock::new(
+                cameras.into_iter().map(|id| (id.to_string(), Arc::default())).collect(),
+            ),
             outbox: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
             last: Mutex::new(None),
@@ -144,14 +147,31 @@ impl NodeStats {
 
     /// The counters camera `id` adds to.
     pub fn camera(&self, id: &str) -> Arc<CameraStats> {
-        self.cameras.get(id).cloned().unwrap_or_default()
+        self.cameras.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned().unwrap_or_default()
+    }
+
+    /// After a config reload: counters for new cameras, none for removed ones; the others
+    /// keep counting.
+    pub fn set_cameras<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut cameras = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = BTreeMap::new();
+        for id in ids {
+            next.insert(id.to_string(), cameras.remove(id).unwrap_or_default());
+        }
+        *cameras = next;
+    }
+
+    /// The cameras and their counters now.
+    fn cameras(&self) -> BTreeMap<String, Arc<CameraStats>> {
+        self.cameras.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The `cityeye.stats.v1` payload now; rates cover the time since the previous report.
     pub fn report(&self) -> Vec<u8> {
         let now = Instant::now();
+        let all = self.cameras();
         let totals: BTreeMap<String, Totals> =
-            self.cameras.iter().map(|(id, c)| (id.clone(), c.totals())).collect();
+            all.iter().map(|(id, c)| (id.clone(), c.totals())).collect();
         let mut last = lock(&self.last);
         let (since, previous) = match last.take() {
             Some((at, previous)) => (at, previous),
@@ -159,8 +179,7 @@ impl NodeStats {
         };
         let seconds = now.duration_since(since).as_secs_f64().max(1e-3);
         let mut node_incidents = BTreeMap::<String, u64>::new();
-        let cameras = self
-            .cameras
+        let cameras = all
             .iter()
             .map(|(id, camera)| {
                 let total = totals[id];
@@ -207,15 +226,16 @@ impl NodeStats {
 impl NodeStats {
     /// The first camera whose loop has not marked itself alive for longer than `limit`, and
     /// for how long.
-    pub fn stuck_camera(&self, limit: Duration) -> Option<(&str, Duration)> {
-        self.cameras.iter().find_map(|(id, camera)| {
+    pub fn stuck_camera(&self, limit: Duration) -> Option<(String, Duration)> {
+        self.cameras().into_iter().find_map(|(id, camera)| {
             let quiet = camera.quiet_for();
-            (quiet > limit).then_some((id.as_str(), quiet))
+            (quiet > limit).then_some((id, quiet))
         })
     }
 
     /// The counters in Prometheus' text format (version 0.0.4), for `/metrics`.
     pub fn prometheus(&self) -> String {
+        let all = self.cameras();
         let mut text = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
             text += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -225,10 +245,7 @@ impl NodeStats {
         };
         // Ids are ASCII letters, digits, `-`, `_` and `.` (checked at load): no escaping needed.
         let per_camera = |value: &dyn Fn(&CameraStats) -> String| {
-            self.cameras
-                .iter()
-                .map(|(id, c)| (format!("{{camera=\"{id}\"}}"), value(c)))
-                .collect::<Vec<_>>()
+            all.iter().map(|(id, c)| (format!("{{camera=\"{id}\"}}"), value(c))).collect::<Vec<_>>()
         };
         let count = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
         let node = vec![(format!("{{node=\"{}\"}}", self.node), "1".to_string())];
@@ -263,7 +280,7 @@ impl NodeStats {
             }),
         );
         let mut histogram = Vec::new();
-        for (id, c) in &self.cameras {
+        for (id, c) in &all {
             let mut cumulative = 0;
             let bounds = INFERENCE_BUCKETS_MS.iter().map(|ms| format!("{}", ms / 1e3));
             for (bucket, le) in c.inference_buckets.iter().zip(bounds.chain(["+Inf".into()])) {
@@ -283,8 +300,7 @@ impl NodeStats {
             "Time per analysed frame in the camera's models, tracker and rules.",
             histogram,
         );
-        let incidents = self
-            .cameras
+        let incidents = all
             .iter()
             .flat_map(|(id, c)| {
                 lock(&c.incidents).clone().into_iter().map(move |(algorithm, n)| {
@@ -333,11 +349,11 @@ impl NodeStats {
     /// with each camera's state and the broker link.
     pub fn health(&self, stuck_after: Duration) -> (bool, serde_json::Value) {
         let stuck = self.stuck_camera(stuck_after);
-        let cameras: BTreeMap<&str, &str> =
-            self.cameras.iter().map(|(id, c)| (id.as_str(), lock(&c.state).0)).collect();
+        let cameras: BTreeMap<String, &str> =
+            self.cameras().into_iter().map(|(id, c)| (id, lock(&c.state).0)).collect();
         let body = serde_json::json!({
             "status": if stuck.is_some() { "stuck" } else { "ok" },
-            "stuck_camera": stuck.map(|(id, _)| id),
+            "stuck_camera": stuck.as_ref().map(|(id, _)| id),
             "mqtt_connected": self.mqtt_connected.load(Ordering::Relaxed),
             "cameras": cameras,
         });

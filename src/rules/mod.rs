@@ -221,6 +221,27 @@ impl Rules {
         events
     }
 
+    /// After a config reload: these algorithms take over the running state (open incidents,
+    /// cooldowns, the primitive's timers) of the `old` ones that `kept` maps them to, by index
+    /// (`kept[new] = Some(old)`). The open incidents of old algorithms not kept end: their end
+    /// events are returned, numbered as in `old`.
+    pub fn take_over(&mut self, old: Rules, kept: &[Option<usize>]) -> Vec<RuleEvent> {
+        let mut old: Vec<Option<Algorithm>> = old.algorithms.into_iter().map(Some).collect();
+        for (algorithm, from) in self.algorithms.iter_mut().zip(kept) {
+            if let Some(previous) = from.and_then(|i| old.get_mut(i)).and_then(Option::take) {
+                *algorithm = previous;
+            }
+        }
+        let mut ends = Vec::new();
+        for (rule, algorithm) in old.into_iter().enumerate() {
+            for (key, open) in algorithm.map(|a| a.open).unwrap_or_default() {
+                let (objects, facts) = (open.objects, open.facts);
+                ends.push(RuleEvent { rule, key, phase: Phase::End, objects, facts });
+            }
+        }
+        ends
+    }
+
     /// The classes each classifier must see crops of: the cascade algorithms' classes.
     pub fn classified_classes(&self) -> Vec<(String, Vec<Arc<str>>)> {
         let mut wanted: Vec<(String, Vec<Arc<str>>)> = Vec::new();
@@ -425,6 +446,24 @@ mod tests {
         let starts: Vec<u32> = events.iter().filter(|e| e.1 == Phase::Start).map(|e| e.0).collect();
         // Ends at 5; back at 20 (within 30 s: quiet) and 40 (35 s later: a new incident).
         assert_eq!(starts, [0, 40]);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_kept_algorithms_and_ends_the_others() {
+        let presence = || spec(Box::new(Presence::new(0.0, 0.0)));
+        let mut old = Rules::new(vec![presence(), presence()]);
+        let started = run(&mut old, 0, 3, thursday(), |_| vec![person(1)]);
+        assert_eq!(started, [(0, Phase::Start, 0), (0, Phase::Start, 0)]);
+        // The new config drops the first algorithm and puts a new one before the second.
+        let mut new = Rules::new(vec![presence(), presence()]);
+        let ends = new.take_over(old, &[None, Some(1)]);
+        let ended: Vec<(usize, Phase)> = ends.iter().map(|e| (e.rule, e.phase)).collect();
+        assert_eq!(ended, [(0, Phase::End)], "the dropped algorithm's incident ends");
+        let tracks = [person(1)];
+        let update = TrackUpdate { tracks: &tracks, removed: vec![] };
+        let next = new.update(&update, &Verdicts::new(), 3.0, thursday());
+        let events: Vec<(usize, Phase)> = next.iter().map(|e| (e.rule, e.phase)).collect();
+        assert_eq!(events, [(0, Phase::Start)], "the kept algorithm's incident stays open");
     }
 
     #[test]
