@@ -80,9 +80,12 @@ pub struct Config {
     /// The file this was loaded from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
+    /// SHA-256 of the file's text: which version of the config a node runs.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub id: String,
@@ -90,7 +93,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     #[serde(deserialize_with = "broker_url")]
@@ -123,7 +126,7 @@ pub enum MqttVersion {
 }
 
 /// The durable outbox of undelivered incidents under `node.data_dir`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Bytes on disk at most (`1073741824` or `"1 GiB"`); when full, the evidence of the oldest
@@ -139,7 +142,7 @@ impl Default for OutboxConfig {
 }
 
 /// The node's HTTP endpoints: `/metrics`, `/healthz`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
@@ -164,7 +167,7 @@ fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAdd
 }
 
 /// What each incident carries besides its JSON: the annotated snapshot and a video clip.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
     /// Keep a clip of the camera's own encoded stream around each incident.
@@ -221,7 +224,7 @@ pub struct BrokerUrl {
     pub port: u16,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub name: String,
@@ -254,14 +257,14 @@ pub struct ModelConfig {
 }
 
 /// A model's class names: a file with one name per line, or an inline array.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged, expecting = "a class file path or a list of class names")]
 pub enum ClassList {
     Inline(Vec<String>),
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     pub id: String,
@@ -281,7 +284,14 @@ pub struct CameraConfig {
     pub algorithms: Vec<AlgorithmConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl CameraConfig {
+    /// The polygon of the zone called `name`.
+    pub fn zone(&self, name: &str) -> Option<&Polygon> {
+        self.zones.iter().find(|z| z.name == name).map(|z| &z.polygon)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     pub name: String,
@@ -632,6 +642,12 @@ fn test_source(url: &Url) -> Result<Source, String> {
     Ok(Source::Test { pattern, width, height, fps })
 }
 
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Config {
     /// Reads, parses and validates a config file. Every error names the file and the key.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -652,6 +668,7 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
             .map_err(|e| ConfigErrors(vec![parse_error(e, text, path)]))?;
         config.path = path.to_path_buf();
+        config.sha256 = sha256_hex(text.as_bytes());
         config.resolve_paths();
         let errors = config.validate();
         if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }

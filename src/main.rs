@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use cityeye::config::{Config, ConfigErrors};
 use cityeye::rules::catalog;
-use cityeye::{ingest, pipeline, publish};
+use cityeye::{ingest, node, pipeline, publish};
 
 #[derive(Parser)]
 #[command(
@@ -190,7 +190,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::run_node(config, models) {
+    match node::run_node(config, models) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

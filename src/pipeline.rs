@@ -8,26 +8,26 @@
 //! node, or a folder for a replay, and both receive exactly the same messages.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use crate::clip;
-use crate::config::{CameraConfig, Config, ConfigErrors, Source};
+use crate::config::{
+    AlgorithmConfig, CameraConfig, ClassList, Config, ConfigErrors, ModelConfig, Source, sha256_hex,
+};
 use crate::geometry::{BBox, Polygon};
-use crate::http;
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
 use crate::ingest::{self, CameraState, Frame, Mode};
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};
-use crate::stats::{CameraStats, NodeStats};
-use crate::systemd::{self, Notifier};
+use crate::stats::CameraStats;
 use crate::track::{Track, TrackState, TrackUpdate, Tracker, TrackerConfig};
 
 /// The loaded models by name, each shared by the cameras that use it.
@@ -35,13 +35,62 @@ use crate::track::{Track, TrackState, TrackUpdate, Tracker, TrackerConfig};
 pub struct Models {
     pub detectors: HashMap<String, Arc<Detector>>,
     pub classifiers: HashMap<String, Arc<Classifier>>,
+    /// SHA-256 of each model's files (weights and class list) as loaded.
+    files: HashMap<String, String>,
+}
+
+impl Models {
+    /// Moves model `name` over from `other`.
+    fn take(&mut self, other: &Models, name: &str) {
+        if let Some(d) = other.detectors.get(name) {
+            self.detectors.insert(name.to_string(), d.clone());
+        }
+        if let Some(c) = other.classifiers.get(name) {
+            self.classifiers.insert(name.to_string(), c.clone());
+        }
+        if let Some(f) = other.files.get(name) {
+            self.files.insert(name.to_string(), f.clone());
+        }
+    }
+}
+
+/// The SHA-256 of a model's weights and class-list file together; None when unreadable.
+fn model_files(model: &ModelConfig) -> Option<String> {
+    let mut bytes = std::fs::read(&model.path).ok()?;
+    if let ClassList::File(path) = &model.classes {
+        bytes.extend(std::fs::read(path).ok()?);
+    }
+    Some(sha256_hex(&bytes))
 }
 
 /// Loads every configured model once; a model that does not fit its config is a config error.
 pub fn load_models(config: &Config) -> Result<Models, ConfigErrors> {
+    reload_models(config, None).map(|(models, _)| models)
+}
+
+/// Loads the models of `config`, reusing those of `previous` (a running config and its models)
+/// whose settings and files have not changed; also returns the names of the models loaded anew.
+pub fn reload_models(
+    config: &Config,
+    previous: Option<(&Config, &Models)>,
+) -> Result<(Models, BTreeSet<String>), ConfigErrors> {
     let mut models = Models::default();
+    let mut loaded_anew = BTreeSet::new();
     let mut errors = Vec::new();
     for (i, model) in config.models.iter().enumerate() {
+        let files = model_files(model);
+        if let Some((old_config, old_models)) = previous
+            && old_config.model(&model.name) == Some(model)
+            && files.is_some()
+            && old_models.files.get(&model.name) == files.as_ref()
+        {
+            models.take(old_models, &model.name);
+            continue;
+        }
+        if let Some(files) = files {
+            models.files.insert(model.name.clone(), files);
+        }
+        loaded_anew.insert(model.name.clone());
         let loaded = match model.format {
             ModelKind::Classifier => Classifier::load(model).map(|c| {
                 models.classifiers.insert(model.name.clone(), Arc::new(c));
@@ -54,7 +103,7 @@ pub fn load_models(config: &Config) -> Result<Models, ConfigErrors> {
             errors.push(config.error(format!("models[{i}].{}", e.key), e.message));
         }
     }
-    if errors.is_empty() { Ok(models) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() { Ok((models, loaded_anew)) } else { Err(ConfigErrors(errors)) }
 }
 
 /// A classifier and the classes whose tracks it looks at.
@@ -105,8 +154,18 @@ pub struct Analysed<'a> {
     pub overlay: &'a Overlay,
 }
 
+/// What makes one configured algorithm the same after a config reload: its settings, its
+/// zone's polygon and the confidence floor its models set.
+#[derive(Debug, PartialEq)]
+struct AlgorithmIdentity {
+    config: AlgorithmConfig,
+    zone: Option<Polygon>,
+    confidence: f32,
+}
+
 /// One camera's analysis: everything between a decoded frame and its incident messages.
 pub struct Analysis {
+    identities: Vec<AlgorithmIdentity>,
     overlay: Overlay,
     detectors: Vec<Arc<Detector>>,
     scratch: Scratch,
@@ -147,7 +206,17 @@ impl Analysis {
                     .ok_or(format!("classifier {name} is not loaded"))
             })
             .collect::<Result<_, String>>()?;
+        let identities = camera
+            .algorithms
+            .iter()
+            .map(|a| AlgorithmIdentity {
+                config: a.clone(),
+                zone: a.zone.as_ref().and_then(|name| camera.zone(name)).cloned(),
+                confidence,
+            })
+            .collect();
         Ok(Analysis {
+            identities,
             overlay: Overlay::of(camera, &entries),
             rules,
             incidents: Incidents::new(&config.node.id, camera, &entries, topics, model_refs),
@@ -160,11 +229,39 @@ impl Analysis {
         })
     }
 
+    /// The names of the models this analysis runs.
+    pub fn models(&self) -> Vec<String> {
+        let detectors = self.detectors.iter().map(|d| d.name.clone());
+        detectors.chain(self.second_stage.iter().map(|s| s.classifier.name.clone())).collect()
+    }
+
+    /// Switches to `next`, the analysis of the camera's reloaded config, without losing what
+    /// is under way: the tracks carry over, and so do the open incidents, cooldowns and timers
+    /// of every algorithm whose settings did not change. The open incidents of algorithms that
+    /// changed or went end now: their messages are returned.
+    pub fn reconfigure(&mut self, next: Analysis, frame: &Arc<Frame>) -> Vec<Incident> {
+        let old = std::mem::replace(self, next);
+        let mut unmatched: Vec<Option<&AlgorithmIdentity>> =
+            old.identities.iter().map(Some).collect();
+        let kept: Vec<Option<usize>> = self
+            .identities
+            .iter()
+            .map(|identity| {
+                let i = unmatched.iter().position(|old| *old == Some(identity))?;
+                unmatched[i] = None;
+                Some(i)
+            })
+            .collect();
+        self.tracker = old.tracker;
+        let ends = self.rules.take_over(old.rules, &kept);
+        self.incidents.take_over(old.incidents, &kept, ends, frame)
+    }
+
     /// Runs one frame through infer → track → rules → incidents; `watch`, when given, sees the
     /// frame with its tracks and incidents.
     pub fn frame(
         &mut self,
-        frame: Frame,
+        frame: Arc<Frame>,
         watch: Option<&mut Watch<'_>>,
     ) -> Result<Vec<Incident>, String> {
         let mut detections = Vec::new();
@@ -175,10 +272,6 @@ impl Analysis {
         let tracks = self.tracker.update(&detections, t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
         let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
-        if events.is_empty() && watch.is_none() {
-            return Ok(Vec::new());
-        }
-        let frame = Arc::new(frame);
         let incidents = self.incidents.messages(events, &frame, tracks.tracks);
         if let Some(watch) = watch {
             let overlay = &self.overlay;
@@ -229,13 +322,15 @@ pub struct Outputs<'a> {
 }
 
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
-/// and status changes to the sink and counting what it does.
+/// and status changes to the sink and counting what it does. An analysis arriving on
+/// `reconfigured` (a reloaded config) takes over at the next frame.
 pub fn run_camera(
     analysis: &mut Analysis,
     camera: &CameraConfig,
     mode: Mode,
     stop: &AtomicBool,
     outputs: Outputs<'_>,
+    reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
 ) -> Result<(), String> {
     let Outputs { tx, stats, clips, mut watch } = outputs;
     let mut inference_errors = 0u64;
@@ -260,36 +355,43 @@ pub fn run_camera(
         }
     };
     let mut on_frame = |frame: Frame| {
+        let frame = Arc::new(frame);
+        let mut incidents = match reconfigured.and_then(|next| next.try_iter().last()) {
+            Some(next) => {
+                tracing::info!(camera = %camera.id, "analysis reconfigured");
+                analysis.reconfigure(next, &frame)
+            }
+            None => Vec::new(),
+        };
         let started = Instant::now();
         let analysed = analysis.frame(frame, watch.as_deref_mut());
         stats.add_inference(started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         match analysed {
-            Ok(incidents) => {
-                for incident in incidents {
-                    if incident.payload.state == IncidentState::Start {
-                        stats.count_incident(&incident.payload.algorithm);
-                    }
-                    tracing::info!(
-                        camera = %camera.id,
-                        id = %incident.payload.id,
-                        algorithm = %incident.payload.algorithm,
-                        state = ?incident.payload.state,
-                        stream_time_s = incident.payload.stream_time_s,
-                        "incident"
-                    );
-                    match &clips {
-                        Some(clips) => clips.borrow_mut().route(incident),
-                        None => send(Outbound::Incident(Box::new(incident))),
-                    }
-                }
-            }
+            Ok(more) => incidents.extend(more),
             Err(e) => {
                 inference_errors += 1;
                 // The first error and then one in a thousand: a broken model must not flood the log.
                 if inference_errors % 1000 == 1 {
                     tracing::error!(camera = %camera.id, errors = inference_errors, "{e}");
                 }
+            }
+        }
+        for incident in incidents {
+            if incident.payload.state == IncidentState::Start {
+                stats.count_incident(&incident.payload.algorithm);
+            }
+            tracing::info!(
+                camera = %camera.id,
+                id = %incident.payload.id,
+                algorithm = %incident.payload.algorithm,
+                state = ?incident.payload.state,
+                stream_time_s = incident.payload.stream_time_s,
+                "incident"
+            );
+            match &clips {
+                Some(clips) => clips.borrow_mut().route(incident),
+                None => send(Outbound::Incident(Box::new(incident))),
             }
         }
     };
@@ -315,85 +417,6 @@ fn log_state(camera: &str, state: &CameraState) {
             tracing::warn!(camera, "stream lost: {reason}; reconnecting in {retry_in_s} s")
         }
     }
-}
-
-/// Runs the node: every camera on its own thread, publishing to MQTT, until SIGINT or SIGTERM.
-pub fn run_node(config: Config, models: Models) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
-    let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
-        .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
-    // Likewise the MQTT password, CA, certificate and key files.
-    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
-    if config.mqtt.embedded_broker {
-        publish::start_embedded_broker(&config.mqtt)?;
-    }
-    let http = match config.http.enabled {
-        true => Some(runtime.block_on(http::bind(&config.http))?),
-        false => None,
-    };
-    let config = Arc::new(config);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let stats =
-        Arc::new(NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str())));
-    let mut cameras = Vec::new();
-    for camera in &config.cameras {
-        let (config, camera, stop, tx) = (config.clone(), camera.clone(), stop.clone(), tx.clone());
-        let camera_stats = stats.camera(&camera.id);
-        let models = models.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("camera-{}", camera.id))
-            .spawn(move || {
-                let clips = clip::Settings::live(&config, &camera.id);
-                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch: None };
-                let outcome = Analysis::new(&config, &camera, &models).and_then(|mut analysis| {
-                    run_camera(&mut analysis, &camera, Mode::Live, &stop, outputs)
-                });
-                if let Err(e) = outcome {
-                    tracing::error!(camera = %camera.id, "camera stopped: {e}");
-                }
-            })
-            .map_err(|e| format!("cannot start a camera thread: {e}"))?;
-        cameras.push(thread);
-    }
-    drop(tx);
-    if let Some(listener) = http {
-        runtime.spawn(http::serve(listener, stats.clone()));
-    }
-    let notifier = Arc::new(Notifier::from_env());
-    runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
-    runtime.spawn(stop_on_signal(stop.clone(), notifier.clone()));
-    notifier.ready(&format!("analysing {} cameras", config.cameras.len()));
-    let published =
-        runtime.block_on(publish::mqtt_sink(&config, link, outbox, stats, rx, stop.clone()));
-    // A sink that failed must not leave the cameras running with nobody to publish for them.
-    stop.store(true, Ordering::Relaxed);
-    for thread in cameras {
-        let _ = thread.join();
-    }
-    published
-}
-
-async fn stop_on_signal(stop: Arc<AtomicBool>, notifier: Arc<Notifier>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot listen for signals; stop the node with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::info!("stopping");
-    notifier.stopping();
-    stop.store(true, Ordering::Relaxed);
 }
 
 /// A picture of what a camera's analysis works with: one frame from the camera (or from
@@ -495,7 +518,7 @@ pub fn replay(
     let clips = clip::Settings::replay(config, &camera.id, &out_dir.join("evidence"));
     let stats = Arc::new(CameraStats::default());
     let outputs = Outputs { tx: &tx, stats: &stats, clips, watch: None };
-    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs);
+    let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs, None);
     drop(tx);
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;

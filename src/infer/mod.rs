@@ -18,14 +18,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
-use sha2::{Digest, Sha256};
 
 pub use classify::Classifier;
 pub use decode::ModelFormat;
 use decode::{Candidate, decode, nms};
 use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_into};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, sha256_hex};
 use crate::geometry::{BBox, Detection};
 use crate::ingest::Frame;
 
@@ -159,7 +158,7 @@ fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
     let classes = config.canonical_class_names().map_err(|e| load_error("classes", e))?;
     let bytes = std::fs::read(&config.path)
         .map_err(|e| load_error("path", format!("cannot read {}: {e}", config.path.display())))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &config.sha256
         && !expected.eq_ignore_ascii_case(&sha256)
     {
@@ -343,10 +342,6 @@ fn tensor_shape(dtype: &ValueType) -> Option<Vec<i64>> {
 
 fn describe(name: &str, dtype: &ValueType) -> String {
     format!("{name}: {dtype}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The process-wide ONNX Runtime environment, loaded once.

@@ -53,7 +53,30 @@ pub const CHANNEL_CAPACITY: usize = 64;
 #[derive(Debug)]
 pub enum Outbound {
     Incident(Box<Incident>),
-    CameraStatus { camera: String, state: CameraState, at: SystemTime },
+    CameraStatus {
+        camera: String,
+        state: CameraState,
+        at: SystemTime,
+    },
+    /// The config the node runs, after start and after each reload: goes out with the node's
+    /// status.
+    Config(ConfigReport),
+}
+
+/// The node status's `config`: which config file version the node runs and how the last
+/// reload went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ConfigReport {
+    /// SHA-256 of the config file's text the node runs.
+    pub sha256: String,
+    /// When the node started running it (UTC, RFC 3339).
+    pub applied_at: String,
+    /// Sections changed in the file that apply only at the next restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
+    /// The last reload's mistakes, when it was refused: the node keeps running `sha256`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// The node's topic names.
@@ -114,9 +137,11 @@ struct StatusPayload<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<usize>,
     at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a ConfigReport>,
 }
 
-fn node_status(node: &str, online: bool) -> Vec<u8> {
+fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u8> {
     let payload = StatusPayload {
         schema: "cityeye.status.v1",
         node,
@@ -127,6 +152,7 @@ fn node_status(node: &str, online: bool) -> Vec<u8> {
         width: None,
         height: None,
         at: rfc3339_millis(SystemTime::now()),
+        config,
     };
     serde_json::to_vec(&payload).expect("status serializes")
 }
@@ -142,6 +168,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
         width: None,
         height: None,
         at: rfc3339_millis(at),
+        config: None,
     };
     match state {
         CameraState::Connecting => {}
@@ -174,6 +201,7 @@ pub async fn mqtt_sink(
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
     let (client, mut link, driver) = link::open(&settings, &node, &topics, WINDOW);
     let mut connected = false;
+    let mut config_report: Option<ConfigReport> = None;
     let mut input_open = true;
     let mut stopping: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -199,7 +227,13 @@ pub async fn mqtt_sink(
         }
         tokio::select! {
             message = rx.recv(), if input_open && outbox.has_room() => match message {
-                Some(message) => outbox.push(outgoing(&node, &topics, message).await),
+                Some(message) => {
+                    // Kept for the node status sent on every reconnect and at the stop.
+                    if let Outbound::Config(report) = &message {
+                        config_report = Some(report.clone());
+                    }
+                    outbox.push(outgoing(&node, &topics, message).await)
+                }
                 None => input_open = false,
             },
             event = link.recv() => match event {
@@ -208,7 +242,8 @@ pub async fn mqtt_sink(
                     connected = true;
                     stats.set_mqtt_connected(true);
                     // Retained and first in line: the hub learns the node is back before the backlog.
-                    outbox.push_front(Publication::status(topics.node_status(), node_status(&node, true)));
+                    let status = node_status(&node, true, config_report.as_ref());
+                    outbox.push_front(Publication::status(topics.node_status(), status));
                 }
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
                 Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
@@ -235,7 +270,8 @@ pub async fn mqtt_sink(
     drop(rx);
     outbox.forget_delivered();
     if connected {
-        client.try_publish(&topics.node_status(), node_status(&node, false), true);
+        let status = node_status(&node, false, config_report.as_ref());
+        client.try_publish(&topics.node_status(), status, true);
         client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     }
@@ -276,6 +312,9 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             topics.camera_status(&camera),
             camera_status(node, &camera, &state, at),
         )],
+        Outbound::Config(report) => {
+            vec![Publication::status(topics.node_status(), node_status(node, true, Some(&report)))]
+        }
     }
 }
 

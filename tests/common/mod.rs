@@ -379,9 +379,15 @@ impl Appliance {
         let _ = self.child.wait();
     }
 
+    /// Sends it a signal, e.g. `HUP`.
+    pub fn signal(&self, name: &str) {
+        let _ =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+    }
+
     /// Stops it as systemd would (SIGTERM) and waits; returns whether it exited by itself.
     pub fn stop(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.signal("TERM");
         if self.wait_exit(Duration::from_secs(15)).is_some() {
             return true;
         }

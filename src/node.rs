@@ -1,0 +1,416 @@
+//! The running node: its cameras, each on a thread of its own (see [`crate::pipeline`]), the
+//! MQTT sink they feed, the HTTP endpoints and the systemd watchdog, until SIGINT or SIGTERM.
+//!
+//! The node also keeps its config current. On SIGHUP, or when the file's text changes, it loads
+//! and validates the file again, with its models. A config with mistakes changes nothing: the
+//! mistakes go to the log and to the node's status topic, and the node goes on with what it
+//! runs. A valid config is applied camera by camera:
+//!
+//! - a camera whose source, pipeline or analysis rate changed restarts its stream;
+//! - a camera whose models, zones or algorithms changed (or whose model files changed) swaps
+//!   its analysis at the next frame, keeping its stream, its tracks and the open incidents of
+//!   every algorithm that did not change;
+//! - cameras added start, cameras removed stop, and every other camera is left alone.
+//!
+//! `[node]`, `[mqtt]`, `[outbox]`, `[http]` and `[evidence]` are read once at start: a change
+//! there is reported as needing a restart and is not applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::clip;
+use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
+use crate::http;
+use crate::incident::rfc3339_millis;
+use crate::ingest::Mode;
+use crate::pipeline::{Analysis, Models, Outputs, reload_models, run_camera};
+use crate::publish::{self, CHANNEL_CAPACITY, ConfigReport, Outbound};
+use crate::stats::NodeStats;
+use crate::systemd::{self, Notifier};
+
+/// How often the config file is read to see whether it changed.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the config thread looks for a stop or a SIGHUP.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Runs the node until SIGINT or SIGTERM (or until its MQTT sink fails).
+pub fn run_node(config: Config, models: Models) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
+    let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
+        .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
+    // Likewise the MQTT password, CA, certificate and key files.
+    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
+    if config.mqtt.embedded_broker {
+        publish::start_embedded_broker(&config.mqtt)?;
+    }
+    let http = match config.http.enabled {
+        true => Some(runtime.block_on(http::bind(&config.http))?),
+        false => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let hangup = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let stats =
+        Arc::new(NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str())));
+    let config = Arc::new(config);
+    let cameras = Cameras::start(config.clone(), models, tx, stats.clone());
+    let supervisor = {
+        let (stop, hangup) = (stop.clone(), hangup.clone());
+        std::thread::Builder::new()
+            .name("config".into())
+            .spawn(move || cameras.run(&stop, &hangup))
+            .map_err(|e| format!("cannot start the config thread: {e}"))?
+    };
+    if let Some(listener) = http {
+        runtime.spawn(http::serve(listener, stats.clone()));
+    }
+    let notifier = Arc::new(Notifier::from_env());
+    runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
+    runtime.spawn(handle_signals(stop.clone(), hangup, notifier.clone()));
+    notifier.ready(&format!("analysing {} cameras", config.cameras.len()));
+    let published =
+        runtime.block_on(publish::mqtt_sink(&config, link, outbox, stats, rx, stop.clone()));
+    // A sink that failed must not leave the cameras running with nobody to publish for them.
+    stop.store(true, Ordering::Relaxed);
+    let _ = supervisor.join();
+    published
+}
+
+/// SIGINT and SIGTERM stop the node; SIGHUP asks for a config reload.
+async fn handle_signals(stop: Arc<AtomicBool>, hangup: Arc<AtomicBool>, notifier: Arc<Notifier>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the node with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                hangup.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    tracing::info!("stopping");
+    notifier.stopping();
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// A camera's thread and how to reach it.
+struct CameraThread {
+    config: CameraConfig,
+    /// The models its analysis uses, by name.
+    models: Vec<String>,
+    stop: Arc<AtomicBool>,
+    reconfigure: std_mpsc::Sender<Analysis>,
+    thread: JoinHandle<()>,
+}
+
+/// What a reload does to one camera.
+enum Change {
+    Start,
+    Restart,
+    Reconfigure,
+}
+
+/// The running cameras and the config they run.
+struct Cameras {
+    config: Arc<Config>,
+    models: Models,
+    running: BTreeMap<String, CameraThread>,
+    tx: mpsc::Sender<Outbound>,
+    stats: Arc<NodeStats>,
+    report: ConfigReport,
+    /// SHA-256 of the file's text when last read, applied or not: a refused file is reported
+    /// once, not at every look.
+    last_seen: String,
+}
+
+impl Cameras {
+    /// Starts every camera of `config`.
+    fn start(
+        config: Arc<Config>,
+        models: Models,
+        tx: mpsc::Sender<Outbound>,
+        stats: Arc<NodeStats>,
+    ) -> Self {
+        let report = ConfigReport {
+            sha256: config.sha256.clone(),
+            applied_at: rfc3339_millis(SystemTime::now()),
+            ..ConfigReport::default()
+        };
+        let last_seen = config.sha256.clone();
+        let mut cameras =
+            Cameras { config, models, running: BTreeMap::new(), tx, stats, report, last_seen };
+        for camera in cameras.config.cameras.clone() {
+            match Analysis::new(&cameras.config, &camera, &cameras.models) {
+                Ok(analysis) => cameras.spawn(camera, analysis),
+                Err(e) => tracing::error!(camera = %camera.id, "camera not started: {e}"),
+            }
+        }
+        cameras.publish_report();
+        cameras
+    }
+
+    /// Watches for reloads until `stop`, then stops every camera.
+    fn run(mut self, stop: &AtomicBool, hangup: &AtomicBool) {
+        let mut looked = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL);
+            let asked = hangup.swap(false, Ordering::Relaxed);
+            if asked || looked.elapsed() >= WATCH_EVERY {
+                looked = Instant::now();
+                self.reload_if(asked);
+            }
+        }
+        for (_, camera) in std::mem::take(&mut self.running) {
+            camera.stop.store(true, Ordering::Relaxed);
+            let _ = camera.thread.join();
+        }
+    }
+
+    /// Reloads the config when `asked` (SIGHUP) or when the file's text changed.
+    fn reload_if(&mut self, asked: bool) {
+        let text = std::fs::read(&self.config.path);
+        let seen = text.as_deref().map(sha256_hex).unwrap_or_default();
+        if !asked && seen == self.last_seen {
+            return;
+        }
+        self.last_seen = seen;
+        match self.reload() {
+            Ok(()) => {}
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("config reload refused, running the previous config: {e}");
+                }
+                self.report.errors = errors.0.iter().map(ToString::to_string).collect();
+                self.publish_report();
+            }
+        }
+    }
+
+    /// Loads, validates and applies the config file; nothing changes unless all of it is valid.
+    fn reload(&mut self) -> Result<(), ConfigErrors> {
+        let mut next = Config::load(&self.config.path)?;
+        let (models, loaded_anew) = reload_models(&next, Some((&self.config, &self.models)))?;
+        let restart_needed = keep_start_only_sections(&self.config, &mut next);
+        // Every analysis is built before anything changes, so a failure leaves all as it was.
+        let mut changes = Vec::new();
+        for camera in &next.cameras {
+            let change = match self.running.get(&camera.id) {
+                None => Change::Start,
+                Some(running) if stream_changed(&running.config, camera) => Change::Restart,
+                Some(running)
+                    if running.config != *camera
+                        || running.models.iter().any(|m| loaded_anew.contains(m)) =>
+                {
+                    Change::Reconfigure
+                }
+                Some(_) => continue,
+            };
+            let analysis = Analysis::new(&next, camera, &models)
+                .map_err(|e| ConfigErrors(vec![next.error(format!("cameras.{}", camera.id), e)]))?;
+            changes.push((camera.clone(), change, analysis));
+        }
+        let kept: BTreeSet<&str> = next.cameras.iter().map(|c| c.id.as_str()).collect();
+        let removed: Vec<String> =
+            self.running.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
+        self.config = Arc::new(next);
+        self.models = models;
+        self.stats.set_cameras(self.config.cameras.iter().map(|c| c.id.as_str()));
+        for id in removed {
+            tracing::info!(camera = %id, "camera removed from the config: stopping it");
+            self.halt(&id);
+        }
+        for (camera, change, analysis) in changes {
+            self.apply(camera, change, analysis);
+        }
+        if !restart_needed.is_empty() {
+            tracing::warn!(
+                "config sections changed that apply only after a restart: {}",
+                restart_needed.join(", ")
+            );
+        }
+        tracing::info!(sha256 = %self.config.sha256, "config reloaded");
+        self.report = ConfigReport {
+            sha256: self.config.sha256.clone(),
+            applied_at: rfc3339_millis(SystemTime::now()),
+            restart_needed,
+            errors: Vec::new(),
+        };
+        self.publish_report();
+        Ok(())
+    }
+
+    fn apply(&mut self, camera: CameraConfig, change: Change, analysis: Analysis) {
+        let id = camera.id.clone();
+        match change {
+            Change::Start => {
+                tracing::info!(camera = %id, "camera added to the config: starting it");
+                self.spawn(camera, analysis);
+            }
+            Change::Restart => {
+                tracing::info!(camera = %id, "camera's stream settings changed: restarting it");
+                self.halt(&id);
+                self.spawn(camera, analysis);
+            }
+            Change::Reconfigure => {
+                let running = self.running.get_mut(&id).expect("a reconfigured camera runs");
+                running.models = analysis.models();
+                running.config = camera.clone();
+                // A thread that already ended (its analysis failed) is started again.
+                if let Err(std_mpsc::SendError(analysis)) = running.reconfigure.send(analysis) {
+                    self.halt(&id);
+                    self.spawn(camera, analysis);
+                }
+            }
+        }
+    }
+
+    /// Stops camera `id` and waits for its thread.
+    fn halt(&mut self, id: &str) {
+        if let Some(camera) = self.running.remove(id) {
+            camera.stop.store(true, Ordering::Relaxed);
+            let _ = camera.thread.join();
+        }
+    }
+
+    /// Starts a thread analysing `camera`.
+    fn spawn(&mut self, camera: CameraConfig, mut analysis: Analysis) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reconfigure, reconfigured) = std_mpsc::channel();
+        let models = analysis.models();
+        let (config, tx, stats) = (self.config.clone(), self.tx.clone(), self.stats.clone());
+        let (id, thread_stop, thread_camera) = (camera.id.clone(), stop.clone(), camera.clone());
+        let spawned =
+            std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
+                let camera = thread_camera;
+                let camera_stats = stats.camera(&camera.id);
+                let clips = clip::Settings::live(&config, &camera.id);
+                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch: None };
+                let mode = Mode::Live;
+                let stop = &thread_stop;
+                if let Err(e) =
+                    run_camera(&mut analysis, &camera, mode, stop, outputs, Some(&reconfigured))
+                {
+                    tracing::error!(camera = %camera.id, "camera stopped: {e}");
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                self.running
+                    .insert(id, CameraThread { config: camera, models, stop, reconfigure, thread });
+            }
+            Err(e) => tracing::error!(camera = %id, "cannot start the camera's thread: {e}"),
+        }
+    }
+
+    fn publish_report(&self) {
+        // The sink only goes away when the node is shutting down.
+        let _ = self.tx.blocking_send(Outbound::Config(self.report.clone()));
+    }
+}
+
+/// Whether a camera's stream must be opened again for `new`: anything changed but its models,
+/// zones and algorithms, which the running stream's analysis takes over.
+fn stream_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
+    let stream = |c: &CameraConfig| CameraConfig {
+        models: Vec::new(),
+        zones: Vec::new(),
+        algorithms: Vec::new(),
+        ..c.clone()
+    };
+    stream(old) != stream(new)
+}
+
+/// Keeps `running`'s sections that are read only at start in `next`, and names those that
+/// changed.
+fn keep_start_only_sections(running: &Config, next: &mut Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut keep = |name: &str, differs: bool| {
+        if differs {
+            changed.push(name.to_string());
+        }
+    };
+    keep("node", running.node != next.node);
+    keep("mqtt", running.mqtt != next.mqtt);
+    keep("outbox", running.outbox != next.outbox);
+    keep("http", running.http != next.http);
+    keep("evidence", running.evidence != next.evidence);
+    next.node = running.node.clone();
+    next.mqtt = running.mqtt.clone();
+    next.outbox = running.outbox.clone();
+    next.http = running.http.clone();
+    next.evidence = running.evidence.clone();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = r#"
+[node]
+id = "n1"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[models]]
+name = "coco"
+path = "Cargo.toml"
+format = "yolox"
+classes = ["person", "car"]
+
+[[cameras]]
+id = "gate"
+url = "rtsp://127.0.0.1:8554/gate"
+model = "coco"
+zones = [{ name = "kerb", polygon = [[0.5, 0.0], [1.0, 0.0], [1.0, 0.5]] }]
+"#;
+
+    fn parse(text: &str) -> Config {
+        // Model files must exist: any file of the crate does, as nothing loads it here.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cityeye.toml");
+        Config::parse(text, &path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn zones_and_algorithms_keep_the_stream_and_anything_else_restarts_it() {
+        let old = &parse(BASE).cameras[0];
+        let zone = parse(&BASE.replace("[1.0, 0.5]]", "[1.0, 0.6]]"));
+        assert!(!stream_changed(old, &zone.cameras[0]));
+        let url = parse(&BASE.replace("/gate\"", "/gate2\""));
+        assert!(stream_changed(old, &url.cameras[0]));
+        let fps = parse(&BASE.replace("model = ", "analysis_fps = 2\nmodel = "));
+        assert!(stream_changed(old, &fps.cameras[0]));
+    }
+
+    #[test]
+    fn start_only_sections_are_kept_and_named() {
+        let running = parse(BASE);
+        let mut next = parse(&BASE.replace("1883", "1884").replace("\"n1\"", "\"n2\""));
+        let changed = keep_start_only_sections(&running, &mut next);
+        assert_eq!(changed, ["node", "mqtt"]);
+        assert_eq!(next.mqtt.url.port, 1883);
+        assert_eq!(next.node.id, "n1");
+    }
+}
