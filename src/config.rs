@@ -74,6 +74,8 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
+    pub analysis: AnalysisConfig,
+    #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -164,6 +166,15 @@ fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAdd
             "`{text}` is not an address and port such as \"127.0.0.1:8630\" or \"[::]:8630\""
         ))
     })
+}
+
+/// How cameras' frames are analysed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Skip the detector on frames that show no change inside the camera's zones since it last
+    /// ran (at least every 5 s it runs anyway); for fixed cameras. See `src/motion.rs`.
+    pub motion_gate: bool,
 }
 
 /// What each incident carries besides its JSON: the annotated snapshot and a video clip.

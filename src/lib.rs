@@ -23,6 +23,7 @@ pub mod http;
 pub mod incident;
 pub mod infer;
 pub mod ingest;
+pub mod motion;
 pub mod node;
 pub mod pipeline;
 pub mod probe;

@@ -382,6 +382,13 @@ fn replay(
                 s.analysed_fps(),
                 s.incidents
             );
+            if config.analysis.motion_gate {
+                let share = 100.0 * s.frames_gated as f64 / s.frames_analysed.max(1) as f64;
+                println!(
+                    "motion gate: detectors skipped on {} frames ({share:.0} %)",
+                    s.frames_gated
+                );
+            }
             println!("results in {}", out.display());
             ExitCode::SUCCESS
         }

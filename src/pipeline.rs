@@ -20,11 +20,12 @@ use crate::clip;
 use crate::config::{
     AlgorithmConfig, CameraConfig, ClassList, Config, ConfigErrors, ModelConfig, Source, sha256_hex,
 };
-use crate::geometry::{BBox, Polygon};
+use crate::geometry::{BBox, Detection, Polygon};
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
 use crate::ingest::{self, CameraState, Frame, Mode};
+use crate::motion::MotionGate;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};
 use crate::stats::CameraStats;
@@ -175,6 +176,12 @@ pub struct Analysis {
     verdicts: Verdicts,
     rules: Rules,
     incidents: Incidents,
+    /// With `analysis.motion_gate`: whether a frame needs the detectors.
+    motion: Option<MotionGate>,
+    /// The detections of the last frame the detectors ran on, reused while nothing moves.
+    detections: Vec<Detection>,
+    /// Whether the detectors skipped the last frame.
+    gated: bool,
 }
 
 impl Analysis {
@@ -206,7 +213,7 @@ impl Analysis {
                     .ok_or(format!("classifier {name} is not loaded"))
             })
             .collect::<Result<_, String>>()?;
-        let identities = camera
+        let identities: Vec<AlgorithmIdentity> = camera
             .algorithms
             .iter()
             .map(|a| AlgorithmIdentity {
@@ -215,7 +222,16 @@ impl Analysis {
                 confidence,
             })
             .collect();
+        // Motion counts in the algorithms' zones; an algorithm without one watches everything.
+        let zones: Option<Vec<&Polygon>> = identities.iter().map(|a| a.zone.as_ref()).collect();
+        let motion = config
+            .analysis
+            .motion_gate
+            .then(|| MotionGate::new(zones.as_deref().unwrap_or_default()));
         Ok(Analysis {
+            motion,
+            detections: Vec::new(),
+            gated: false,
             identities,
             overlay: Overlay::of(camera, &entries),
             rules,
@@ -227,6 +243,11 @@ impl Analysis {
             verdicts: Verdicts::new(),
             detectors,
         })
+    }
+
+    /// Whether the motion gate spared the detectors the last frame.
+    pub fn gated(&self) -> bool {
+        self.gated
     }
 
     /// The names of the models this analysis runs.
@@ -264,12 +285,15 @@ impl Analysis {
         frame: Arc<Frame>,
         watch: Option<&mut Watch<'_>>,
     ) -> Result<Vec<Incident>, String> {
-        let mut detections = Vec::new();
-        for detector in &self.detectors {
-            detections.extend(detector.detect(&frame, &mut self.scratch)?);
+        self.gated = self.motion.as_mut().is_some_and(|gate| !gate.must_detect(&frame));
+        if !self.gated {
+            self.detections.clear();
+            for detector in &self.detectors {
+                self.detections.extend(detector.detect(&frame, &mut self.scratch)?);
+            }
         }
         let t = frame.stream_time_s;
-        let tracks = self.tracker.update(&detections, t);
+        let tracks = self.tracker.update(&self.detections, t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
         let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
         let incidents = self.incidents.messages(events, &frame, tracks.tracks);
@@ -367,6 +391,9 @@ pub fn run_camera(
         let analysed = analysis.frame(frame, watch.as_deref_mut());
         stats.add_inference(started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+        if analysis.gated() {
+            stats.frames_gated.fetch_add(1, Ordering::Relaxed);
+        }
         match analysed {
             Ok(more) => incidents.extend(more),
             Err(e) => {
@@ -470,6 +497,8 @@ fn find_camera<'c>(config: &'c Config, camera_id: &str) -> Result<&'c CameraConf
 pub struct ReplaySummary {
     pub frames_decoded: u64,
     pub frames_analysed: u64,
+    /// Analysed frames on which the motion gate spared the detectors.
+    pub frames_gated: u64,
     pub seconds: f64,
     pub incidents: usize,
 }
@@ -528,6 +557,7 @@ pub fn replay(
     Ok(ReplaySummary {
         frames_decoded: stats.frames_in.load(Ordering::Relaxed),
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
+        frames_gated: stats.frames_gated.load(Ordering::Relaxed),
         seconds,
         incidents,
     })

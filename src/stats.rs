@@ -27,6 +27,8 @@ pub struct CameraStats {
     /// Frames the sampler kept for analysis (at `analysis_fps`).
     pub frames_sampled: AtomicU64,
     pub frames_analysed: AtomicU64,
+    /// Analysed frames the motion gate spared the detectors (`analysis.motion_gate`).
+    pub frames_gated: AtomicU64,
     /// Time spent running the camera's models, in microseconds.
     pub inference_us: AtomicU64,
     /// Analysed frames by time taken: at most `INFERENCE_BUCKETS_MS[i]`, the last one more.
@@ -203,6 +205,7 @@ impl NodeStats {
                     frames_in: total.frames_in,
                     frames_analysed: total.frames_analysed,
                     frames_dropped: total.frames_sampled.saturating_sub(total.frames_analysed),
+                    frames_gated: camera.frames_gated.load(Ordering::Relaxed),
                     incidents,
                 };
                 (id.clone(), report)
@@ -269,6 +272,12 @@ impl NodeStats {
             "counter",
             "Frames analysed.",
             per_camera(&|c| count(&c.frames_analysed)),
+        );
+        family(
+            "cityeye_frames_gated_total",
+            "counter",
+            "Frames analysed without running the detectors: no motion in the zones.",
+            per_camera(&|c| count(&c.frames_gated)),
         );
         family(
             "cityeye_frames_dropped_total",
@@ -395,6 +404,8 @@ struct CameraReport {
     frames_analysed: u64,
     /// Frames sampled for analysis but replaced by a newer one before analysis got to them.
     frames_dropped: u64,
+    /// Analysed frames on which the motion gate spared the detectors.
+    frames_gated: u64,
     incidents: BTreeMap<String, u64>,
 }
 

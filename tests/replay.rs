@@ -101,3 +101,53 @@ fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no camera `gate`; cameras: kerb"));
 }
+
+/// Replays vtest.avi through `config`; stdout and the incidents as (state, stream time, track).
+fn replay_incidents(config: &std::path::Path, out: &std::path::Path) -> (String, Vec<String>) {
+    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["replay", "--camera", "kerb", "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(shared("testdata/vtest.avi"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout).to_string();
+    assert!(replay.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&replay.stderr));
+    let lines = std::fs::read_to_string(out.join("incidents.jsonl")).unwrap();
+    let incidents = lines
+        .lines()
+        .map(|l| {
+            let p: serde_json::Value = serde_json::from_str(l).unwrap();
+            let object = &p["objects"][0];
+            format!(
+                "{} {} {} {}",
+                p["state"], p["stream_time_s"], object["track_id"], object["class"]
+            )
+        })
+        .collect();
+    (stdout, incidents)
+}
+
+#[test]
+fn motion_gating_skips_most_frames_and_finds_the_same_incidents() {
+    let camera_url = format!("file://{}", shared("testdata/vtest.avi").display());
+    let plain = kerb_config(1883, false, &camera_url, 5.0);
+    let gated = plain.replace("[[models]]", "[analysis]\nmotion_gate = true\n\n[[models]]");
+    let (dir, plain_config) = write_config(&plain);
+    let gated_config = dir.path().join("gated.toml");
+    std::fs::write(&gated_config, gated).unwrap();
+
+    let (_, expected) = replay_incidents(&plain_config, &dir.path().join("plain"));
+    let (stdout, found) = replay_incidents(&gated_config, &dir.path().join("gated"));
+    assert!(expected.iter().filter(|i| i.starts_with("\"start\"")).count() >= 2, "{expected:?}");
+    assert_eq!(found, expected, "the same incidents with and without the gate");
+    let skipped: u64 = stdout
+        .split("detectors skipped on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no gate summary: {stdout}"));
+    assert!(skipped * 2 > 398, "most of the 398 frames skip the detectors: {stdout}");
+}
