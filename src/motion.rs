@@ -106,7 +106,7 @@ fn grey_grid(frame: &Frame, grid: &mut [u8]) {
         }
     }
     for (g, (sum, n)) in grid.iter_mut().zip(sums) {
-        *g = if n == 0 { 0 } else { (sum / n) as u8 };
+        *g = sum.checked_div(n).unwrap_or(0) as u8;
     }
 }
 
