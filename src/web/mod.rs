@@ -28,6 +28,10 @@ use crate::track::TrackState;
 /// How many incidents the page lists, newest first. Each holds its snapshot's frame until the
 /// snapshot is first shown, then only the JPEG.
 pub const KEPT_INCIDENTS: usize = 20;
+/// The most the listed incidents' snapshot frames may take (ten 1080p frames): past it, the
+/// oldest incidents are listed without their snapshot, so a box with large frames and nobody
+/// looking does not hold 20 of them.
+const MAX_SNAPSHOT_FRAME_BYTES: usize = 64 << 20;
 /// A camera's frame is taken for the page at most this often.
 const FRAME_EVERY: Duration = Duration::from_secs(1);
 
@@ -155,6 +159,15 @@ impl Web {
                 });
             }
             // Else an update or end of an incident no longer listed: nothing to show it with.
+        }
+        let mut held = 0;
+        for known in kept.iter_mut() {
+            if let Some(Snapshot::Frame(evidence)) = &known.snapshot {
+                held += evidence.frame.data.len();
+                if held > MAX_SNAPSHOT_FRAME_BYTES {
+                    known.snapshot = None;
+                }
+            }
         }
     }
 
@@ -526,5 +539,25 @@ mod tests {
         assert_eq!(ids, newest);
         let forgotten = Uuid::parse_str(&uuid(1)).unwrap();
         assert_eq!(web.respond(Route::Snapshot(forgotten)).await.0, "404 Not Found");
+    }
+
+    #[test]
+    fn the_oldest_snapshot_frames_are_let_go_past_the_memory_cap() {
+        let web = web();
+        let mut watch = web.watcher("kerb");
+        // 4096×2560 frames, 31.5 MB each (never encoded here): two fit under the cap, three do not.
+        let big = Arc::new(Frame {
+            width: 4096,
+            height: 2560,
+            data: vec![0; 4096 * 2560 * 3],
+            ..*frame(1)
+        });
+        for n in 1..=3 {
+            see(&mut watch, &big, &[incident(&uuid(n), "start", Some(&big))]);
+        }
+        let kept = lock(&web.incidents);
+        let held: Vec<bool> = kept.iter().map(|k| k.snapshot.is_some()).collect();
+        assert_eq!(held, [true, true, false], "newest first");
+        assert_eq!(kept.len(), 3, "the incident itself stays listed");
     }
 }
