@@ -119,16 +119,18 @@ impl Web {
 
     /// The watch hook for camera `camera`'s thread: it keeps the camera's frame at most once a
     /// second (a clone of an `Arc`, nothing encoded) and every incident message.
+    /// Dropped with the camera's thread, it forgets the camera's frame.
     pub fn watcher(self: &Arc<Self>, camera: &str) -> impl FnMut(&Analysed<'_>) + Send + use<> {
-        let (web, camera) = (self.clone(), camera.to_string());
+        let watching = Watching { web: self.clone(), camera: camera.to_string() };
         let mut taken: Option<Instant> = None;
         move |analysed| {
+            let Watching { web, camera } = &watching;
             if !analysed.incidents.is_empty() {
                 web.keep_incidents(analysed);
             }
             if taken.is_none_or(|at| at.elapsed() >= FRAME_EVERY) {
                 taken = Some(Instant::now());
-                web.keep_frame(&camera, analysed);
+                web.keep_frame(camera, analysed);
             }
         }
     }
@@ -295,6 +297,19 @@ impl Web {
             evidence_jpeg(&evidence)
         });
         encoded.await.map_err(|e| format!("JPEG encoding stopped: {e}"))?.map(Arc::from)
+    }
+}
+
+/// A camera's thread ends when a reload removes the camera or restarts its stream: the page
+/// must not go on showing a picture from it.
+struct Watching {
+    web: Arc<Web>,
+    camera: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        lock(&self.web.frames).remove(&self.camera);
     }
 }
 
@@ -493,6 +508,9 @@ mod tests {
         assert!(box_edge[1] > 120 && box_edge[0] < 100, "{box_edge:?}");
         // Asked again, the same encoding.
         assert_eq!(web.respond(Route::Frame("kerb".into())).await.2, jpeg);
+        // The camera's thread ends: its picture goes with it.
+        drop(watch);
+        assert_eq!(web.respond(Route::Frame("kerb".into())).await.0, "404 Not Found");
     }
 
     #[tokio::test]
