@@ -1,5 +1,7 @@
 //! The node's web page in a real browser: Debian's headless Chromium, driven through
-//! ChromeDriver's W3C WebDriver API, against a running node watching the shared footage.
+//! ChromeDriver's W3C WebDriver API, against a running node watching the shared footage. An
+//! installer's round trip: click a zone on the camera's frame, paste its TOML into the config,
+//! reload, and see the camera use it.
 //!
 //! The screenshot it takes lands in the test's temporary folder; with `UPDATE_DOCS=1` it also
 //! replaces `docs/web.png`, the one the README shows.
@@ -161,7 +163,7 @@ fn toml_number(fraction: f64) -> String {
 }
 
 #[test]
-fn the_page_shows_the_camera_and_its_incidents_and_turns_four_clicks_into_a_zone() {
+fn the_page_shows_the_camera_and_its_incidents_and_four_clicks_make_a_zone_the_node_takes() {
     let broker = Mosquitto::start();
     let video = format!("file://{}", shared("testdata/vtest.avi").display());
     let (_dir, config) = write_config(&kerb_config(broker.port, false, &video, 5.0));
@@ -229,9 +231,6 @@ fn the_page_shows_the_camera_and_its_incidents_and_turns_four_clicks_into_a_zone
     let toml =
         browser.script(&format!("return document.querySelector(\"{kerb} pre.toml\").textContent;"));
     assert_eq!(toml.as_str().unwrap(), expected);
-    // What the page wrote is what the config reads.
-    let zone: toml::Value = toml::from_str(&expected).unwrap();
-    assert_eq!(zone["cameras"]["zones"][0]["name"].as_str(), Some("bay \"A\""));
 
     // The parked cars of the footage raise incidents: listed with their snapshots.
     let listed = browser.wait_for(
@@ -252,4 +251,27 @@ fn the_page_shows_the_camera_and_its_incidents_and_turns_four_clicks_into_a_zone
     if std::env::var_os("UPDATE_DOCS").is_some_and(|v| v == "1") {
         std::fs::write(repo("docs/web.png"), &png).unwrap();
     }
+
+    // Pasted at the end of the config (the kerb camera's block) and reloaded, the zone is the
+    // camera's: the page lists it with the polygon clicked.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let staged = config.with_extension("toml.new");
+    std::fs::write(&staged, format!("{text}\n{expected}\n")).unwrap();
+    std::fs::rename(&staged, &config).unwrap();
+    appliance.signal("HUP");
+    let zone = browser.wait_for(
+        "the pasted zone after the reload",
+        Duration::from_secs(30),
+        "return fetch('/api/cameras').then((r) => r.json()).then((j) =>
+           j.cameras.find((c) => c.id === 'kerb').zones.find((z) => z.name === 'bay \"A\"'));",
+    );
+    let clicked = json!([[0.125, 0.5], [0.5, 0.5], [0.5, 0.875], [0.125, 0.875]]);
+    assert_eq!(zone["polygon"], clicked, "{}", appliance.log());
+    browser.wait_for(
+        "the pasted zone's name",
+        Duration::from_secs(10),
+        &format!(
+            "return document.querySelector(\"{kerb} .overlay\").textContent.includes('bay \"A\"');"
+        ),
+    );
 }
