@@ -1,8 +1,10 @@
-//! HTTP on the node, for monitoring: `/metrics` (Prometheus text format) and `/healthz`.
+//! HTTP on the node: `/metrics` (Prometheus text format) and `/healthz` for monitoring, and the
+//! web page ([`crate::web`]) for installers and operators.
 //!
 //! It listens on `http.listen`, loopback by default: the endpoints have no authentication, so
 //! exposing them is an installer's explicit choice. The server is deliberately tiny — GET only,
-//! one request per connection, a few hundred bytes read — since a scraper is its only client.
+//! one request per connection, a few hundred bytes read — since a scraper and a browser or two
+//! are its only clients.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::HttpConfig;
 use crate::stats::NodeStats;
+use crate::web::{self, Web};
 
 /// A camera loop quiet for this long is stuck: `/healthz` answers 503 (the systemd watchdog,
 /// at `WatchdogSec=30`, gives up at the same point).
@@ -20,38 +23,45 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(15);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
+/// Status line, content type and body.
+pub type Response = (&'static str, &'static str, Vec<u8>);
+
 /// Binds `http.listen` now, so a taken port stops the node at start with a clear error.
 pub async fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("http.listen: cannot listen on {}: {e}", config.listen))?;
     if let Ok(address) = listener.local_addr() {
-        tracing::info!("HTTP on http://{address} (/metrics, /healthz)");
+        tracing::info!("HTTP on http://{address} (web page, /metrics, /healthz)");
     }
     Ok(listener)
 }
 
 /// Answers requests until the runtime shuts down.
-pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>) {
+pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>, web: Arc<Web>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: wait rather than spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let stats = stats.clone();
+        let (stats, web) = (stats.clone(), web.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &stats)).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &stats, &web)).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, stats: &NodeStats) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, stats: &NodeStats, web: &Web) -> std::io::Result<()> {
     let request = read_head(&mut stream).await?;
-    let (status, content_type, body) = respond(&request, stats);
+    let (status, content_type, body) = respond(&request, stats, web).await;
+    // The page loads nothing from elsewhere and runs no inline script: the policy says so, and
+    // nothing of it may be framed by another site or sniffed as another type.
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+         Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n\
+         Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -73,8 +83,8 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-/// Status line, content type and body for a request head.
-fn respond(request: &str, stats: &NodeStats) -> (&'static str, &'static str, Vec<u8>) {
+/// The response to a request head.
+async fn respond(request: &str, stats: &NodeStats, web: &Web) -> Response {
     let mut words = request.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
@@ -89,7 +99,10 @@ fn respond(request: &str, stats: &NodeStats) -> (&'static str, &'static str, Vec
             let status = if healthy { "200 OK" } else { "503 Service Unavailable" };
             (status, JSON, body.to_string().into_bytes())
         }
-        ("GET", _) => ("404 Not Found", TEXT, b"not found; try /metrics or /healthz\n".to_vec()),
+        ("GET", path) => match web::route(path) {
+            Some(route) => web.respond(route).await,
+            None => ("404 Not Found", TEXT, b"not found; try /, /metrics or /healthz\n".to_vec()),
+        },
         _ => ("405 Method Not Allowed", TEXT, b"only GET\n".to_vec()),
     }
 }
@@ -98,14 +111,27 @@ fn respond(request: &str, stats: &NodeStats) -> (&'static str, &'static str, Vec
 mod tests {
     use super::*;
 
-    #[test]
-    fn routes() {
-        let stats = NodeStats::new("edge-1", ["kerb"]);
-        let status = |request: &str| respond(request, &stats).0;
-        assert_eq!(status("GET /metrics HTTP/1.1\r\n\r\n"), "200 OK");
-        assert_eq!(status("GET /healthz?verbose HTTP/1.1\r\n\r\n"), "200 OK");
-        assert_eq!(status("GET /admin HTTP/1.1\r\n\r\n"), "404 Not Found");
-        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), "405 Method Not Allowed");
-        assert_eq!(status(""), "405 Method Not Allowed");
+    #[tokio::test]
+    async fn routes() {
+        let stats = Arc::new(NodeStats::new("edge-1", ["kerb"]));
+        let web = Web::new(stats.clone());
+        let respond = async |request: &str| respond(request, &stats, &web).await;
+        assert_eq!(respond("GET /metrics HTTP/1.1\r\n\r\n").await.0, "200 OK");
+        assert_eq!(respond("GET /healthz?verbose HTTP/1.1\r\n\r\n").await.0, "200 OK");
+        let page = respond("GET /?camera=kerb HTTP/1.1\r\n\r\n").await;
+        assert_eq!((page.0, page.1), ("200 OK", "text/html; charset=utf-8"));
+        assert!(String::from_utf8(page.2).unwrap().contains("<script src=\"/page.js\""));
+        let cameras = respond("GET /api/cameras HTTP/1.1\r\n\r\n").await;
+        assert_eq!((cameras.0, cameras.1), ("200 OK", "application/json"));
+        let no_frame = respond("GET /cameras/kerb/frame.jpg?t=1 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(no_frame.0, "404 Not Found");
+        assert_eq!(respond("GET /admin HTTP/1.1\r\n\r\n").await.0, "404 Not Found");
+        assert_eq!(
+            respond("GET /cameras/../etc/frame.jpg HTTP/1.1\r\n\r\n").await.0,
+            "404 Not Found"
+        );
+        assert_eq!(respond("POST /metrics HTTP/1.1\r\n\r\n").await.0, "405 Method Not Allowed");
+        assert_eq!(respond("DELETE / HTTP/1.1\r\n\r\n").await.0, "405 Method Not Allowed");
+        assert_eq!(respond("").await.0, "405 Method Not Allowed");
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Beside them, [`clip`] keeps each camera's encoded stream and cuts an MP4 clip per incident.
 //! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
-//! the counters every stage adds to, published on the stats topic.
+//! the counters every stage adds to, published on the stats topic; [`http`] serves them and
+//! the [`web`] page.
 
 pub mod clip;
 pub mod config;
@@ -33,3 +34,4 @@ pub mod stats;
 pub mod systemd;
 pub mod tail;
 pub mod track;
+pub mod web;

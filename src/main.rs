@@ -221,7 +221,7 @@ fn check(path: &std::path::Path, probe: bool) -> ExitCode {
         config.node.id
     );
     if config.http.enabled {
-        println!("http http://{} (/metrics, /healthz)", config.http.listen);
+        println!("http http://{} (web page, /metrics, /healthz)", config.http.listen);
     }
     for model in &config.models {
         let summary = match (models.detectors.get(&model.name), models.classifiers.get(&model.name))

@@ -28,10 +28,11 @@ use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
 use crate::http;
 use crate::incident::rfc3339_millis;
 use crate::ingest::Mode;
-use crate::pipeline::{Analysis, Models, Outputs, reload_models, run_camera};
+use crate::pipeline::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
 use crate::publish::{self, CHANNEL_CAPACITY, ConfigReport, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
+use crate::web::Web;
 
 /// How often the config file is read to see whether it changed.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -63,7 +64,9 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let stats =
         Arc::new(NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str())));
     let config = Arc::new(config);
-    let cameras = Cameras::start(config.clone(), models, tx, stats.clone());
+    // With HTTP on, the web page watches every camera's analysed frames.
+    let web = http.as_ref().map(|_| Arc::new(Web::new(stats.clone())));
+    let cameras = Cameras::start(config.clone(), models, tx, stats.clone(), web.clone());
     let supervisor = {
         let (stop, hangup) = (stop.clone(), hangup.clone());
         std::thread::Builder::new()
@@ -71,8 +74,8 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
             .spawn(move || cameras.run(&stop, &hangup))
             .map_err(|e| format!("cannot start the config thread: {e}"))?
     };
-    if let Some(listener) = http {
-        runtime.spawn(http::serve(listener, stats.clone()));
+    if let (Some(listener), Some(web)) = (http, web) {
+        runtime.spawn(http::serve(listener, stats.clone(), web));
     }
     let notifier = Arc::new(Notifier::from_env());
     runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
@@ -136,6 +139,7 @@ struct Cameras {
     running: BTreeMap<String, CameraThread>,
     tx: mpsc::Sender<Outbound>,
     stats: Arc<NodeStats>,
+    web: Option<Arc<Web>>,
     report: ConfigReport,
     /// SHA-256 of the file's text when last read, applied or not: a refused file is reported
     /// once, not at every look.
@@ -149,6 +153,7 @@ impl Cameras {
         models: Models,
         tx: mpsc::Sender<Outbound>,
         stats: Arc<NodeStats>,
+        web: Option<Arc<Web>>,
     ) -> Self {
         let report = ConfigReport {
             sha256: config.sha256.clone(),
@@ -156,8 +161,8 @@ impl Cameras {
             ..ConfigReport::default()
         };
         let last_seen = config.sha256.clone();
-        let mut cameras =
-            Cameras { config, models, running: BTreeMap::new(), tx, stats, report, last_seen };
+        let running = BTreeMap::new();
+        let mut cameras = Cameras { config, models, running, tx, stats, web, report, last_seen };
         for camera in cameras.config.cameras.clone() {
             match Analysis::new(&cameras.config, &camera, &cameras.models) {
                 Ok(analysis) => cameras.spawn(camera, analysis),
@@ -298,12 +303,15 @@ impl Cameras {
         let models = analysis.models();
         let (config, tx, stats) = (self.config.clone(), self.tx.clone(), self.stats.clone());
         let (id, thread_stop, thread_camera) = (camera.id.clone(), stop.clone(), camera.clone());
+        let web = self.web.clone();
         let spawned =
             std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
                 let camera = thread_camera;
                 let camera_stats = stats.camera(&camera.id);
                 let clips = clip::Settings::live(&config, &camera.id);
-                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch: None };
+                let mut watch = web.map(|web| web.watcher(&camera.id));
+                let watch = watch.as_mut().map(|w| w as &mut Watch<'_>);
+                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch };
                 let mode = Mode::Live;
                 let stop = &thread_stop;
                 if let Err(e) =

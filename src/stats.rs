@@ -139,6 +139,10 @@ impl NodeStats {
         }
     }
 
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn set_outbox(&self, outbox: OutboxStats) {
         *lock(&self.outbox) = outbox;
     }
@@ -354,12 +358,16 @@ impl NodeStats {
         text
     }
 
+    /// Each camera's id and state (`connecting`, `online` or `offline`), by id.
+    pub fn camera_states(&self) -> BTreeMap<String, &'static str> {
+        self.cameras().into_iter().map(|(id, c)| (id, lock(&c.state).0)).collect()
+    }
+
     /// `/healthz`: healthy unless a camera's loop is stuck (as the systemd watchdog sees it),
     /// with each camera's state and the broker link.
     pub fn health(&self, stuck_after: Duration) -> (bool, serde_json::Value) {
         let stuck = self.stuck_camera(stuck_after);
-        let cameras: BTreeMap<String, &str> =
-            self.cameras().into_iter().map(|(id, c)| (id, lock(&c.state).0)).collect();
+        let cameras = self.camera_states();
         let body = serde_json::json!({
             "status": if stuck.is_some() { "stuck" } else { "ok" },
             "stuck_camera": stuck.as_ref().map(|(id, _)| id),

@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The port the node logged for its HTTP endpoints (the test configs ask for any free one).
-fn http_port(appliance: &Appliance) -> Option<u16> {
-    let log = appliance.log();
-    let line = log.lines().find(|l| l.contains("HTTP on http://127.0.0.1:"))?;
-    let rest = &line[line.find("127.0.0.1:")? + "127.0.0.1:".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
 /// Status code and body of `GET path`.
 fn get(port: u16, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -46,7 +38,7 @@ fn metrics_and_health_follow_the_running_node() {
         appliance.log()
     );
     let port =
-        http_port(&appliance).unwrap_or_else(|| panic!("no HTTP port:\n{}", appliance.log()));
+        appliance.http_port().unwrap_or_else(|| panic!("no HTTP port:\n{}", appliance.log()));
 
     let (status, page) = get(port, "/metrics");
     assert_eq!(status, 200);

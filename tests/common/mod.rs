@@ -369,6 +369,14 @@ impl Appliance {
         None
     }
 
+    /// The port it logged for its HTTP endpoints (the test configs ask for any free one).
+    pub fn http_port(&self) -> Option<u16> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("HTTP on http://127.0.0.1:"))?;
+        let rest = &line[line.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

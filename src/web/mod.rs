@@ -1,0 +1,581 @@
+//! The node's web page, for installers and operators at the box: each camera's latest analysed
+//! frame with its zones, lines and tracked objects, the last incidents with their snapshots, and
+//! a zone editor that turns clicks on a frame into a `[[cameras.zones]]` block for the config.
+//!
+//! Each camera thread hands its analysed frames to the [`Web`] store through the pipeline's watch
+//! hook ([`Web::watcher`]). The store keeps at most one frame per camera, taken at most once a
+//! second, and the last [`KEPT_INCIDENTS`] incidents. Pictures are encoded to JPEG only when a
+//! browser asks for them, on a blocking thread and one at a time, so the cameras never pay for
+//! the page. [`crate::http`] serves it; the page itself is static HTML, CSS and JavaScript built
+//! into the binary (no build step, nothing fetched from elsewhere), which reads the JSON API.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::geometry::BBox;
+use crate::http::Response;
+use crate::incident::{Evidence, IncidentPayload, IncidentState, evidence_jpeg, rfc3339_millis};
+use crate::ingest::Frame;
+use crate::pipeline::{Analysed, Overlay};
+use crate::stats::NodeStats;
+use crate::track::TrackState;
+
+/// How many incidents the page lists, newest first. Each holds its snapshot's frame until the
+/// snapshot is first shown, then only the JPEG.
+pub const KEPT_INCIDENTS: usize = 20;
+/// The most the listed incidents' snapshot frames may take (ten 1080p frames): past it, the
+/// oldest incidents are listed without their snapshot, so a box with large frames and nobody
+/// looking does not hold 20 of them.
+const MAX_SNAPSHOT_FRAME_BYTES: usize = 64 << 20;
+/// A camera's frame is taken for the page at most this often.
+const FRAME_EVERY: Duration = Duration::from_secs(1);
+
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("page.js");
+const STYLE: &str = include_str!("page.css");
+const JSON: &str = "application/json";
+const JPEG: &str = "image/jpeg";
+
+/// What the page shows, fed by the camera threads and read by HTTP requests.
+pub struct Web {
+    stats: Arc<NodeStats>,
+    frames: Mutex<HashMap<String, Latest>>,
+    /// Newest first.
+    incidents: Mutex<VecDeque<Kept>>,
+    /// The page's JPEG encodes take turns: they never take more than one core from the cameras.
+    encoder: Arc<Semaphore>,
+}
+
+/// A camera's latest frame for the page.
+struct Latest {
+    frame: Arc<Frame>,
+    /// Taken from each frame's analysis, which a reload may have replaced.
+    overlay: Overlay,
+    /// Objects tracked in this frame.
+    boxes: Vec<BBox>,
+    /// Encoded on the first request for this frame, for the requests after it.
+    jpeg: Option<Arc<[u8]>>,
+}
+
+/// An incident as the page lists it.
+struct Kept {
+    started_at: String,
+    /// Its latest message: state, objects and facts as they are now.
+    message: IncidentPayload,
+    snapshot: Option<Snapshot>,
+}
+
+enum Snapshot {
+    Frame(Evidence),
+    /// Once encoded, the JPEG alone is kept: much smaller than the frame.
+    Jpeg(Arc<[u8]>),
+}
+
+/// The requests the page answers; anything else is not found.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Asset { content_type: &'static str, body: &'static str },
+    Cameras,
+    Incidents,
+    Frame(String),
+    Snapshot(Uuid),
+}
+
+/// The page's route for a request path (without its query), if it has one. Camera ids keep to
+/// the config's alphabet and incident ids must be UUIDs: nothing else reaches a lookup.
+pub fn route(path: &str) -> Option<Route> {
+    let asset = |content_type, body| Some(Route::Asset { content_type, body });
+    match path {
+        "/" => return asset("text/html; charset=utf-8", PAGE),
+        "/page.js" => return asset("text/javascript; charset=utf-8", SCRIPT),
+        "/page.css" => return asset("text/css; charset=utf-8", STYLE),
+        "/api/cameras" => return Some(Route::Cameras),
+        "/api/incidents" => return Some(Route::Incidents),
+        _ => {}
+    }
+    if let Some(id) = path.strip_prefix("/cameras/").and_then(|p| p.strip_suffix("/frame.jpg")) {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let valid = !id.is_empty() && id.len() <= 64 && id.chars().all(plain);
+        return valid.then(|| Route::Frame(id.to_string()));
+    }
+    let id = path.strip_prefix("/incidents/")?.strip_suffix("/snapshot.jpg")?;
+    Uuid::try_parse(id).ok().map(Route::Snapshot)
+}
+
+impl Web {
+    pub fn new(stats: Arc<NodeStats>) -> Self {
+        Web {
+            stats,
+            frames: Mutex::default(),
+            incidents: Mutex::default(),
+            encoder: Arc::new(Semaphore::new(1)),
+        }
+    }
+
+    /// The watch hook for camera `camera`'s thread: it keeps the camera's frame at most once a
+    /// second (a clone of an `Arc`, nothing encoded) and every incident message.
+    /// Dropped with the camera's thread, it forgets the camera's frame.
+    pub fn watcher(self: &Arc<Self>, camera: &str) -> impl FnMut(&Analysed<'_>) + Send + use<> {
+        let watching = Watching { web: self.clone(), camera: camera.to_string() };
+        let mut taken: Option<Instant> = None;
+        move |analysed| {
+            let Watching { web, camera } = &watching;
+            if !analysed.incidents.is_empty() {
+                web.keep_incidents(analysed);
+            }
+            if taken.is_none_or(|at| at.elapsed() >= FRAME_EVERY) {
+                taken = Some(Instant::now());
+                web.keep_frame(camera, analysed);
+            }
+        }
+    }
+
+    fn keep_frame(&self, camera: &str, analysed: &Analysed<'_>) {
+        let seen = analysed.tracks.iter().filter(|t| t.state == TrackState::Confirmed);
+        let latest = Latest {
+            frame: analysed.frame.clone(),
+            overlay: analysed.overlay.clone(),
+            boxes: seen.map(|t| t.bbox).collect(),
+            jpeg: None,
+        };
+        lock(&self.frames).insert(camera.to_string(), latest);
+    }
+
+    fn keep_incidents(&self, analysed: &Analysed<'_>) {
+        let mut kept = lock(&self.incidents);
+        for incident in analysed.incidents {
+            let message = &incident.payload;
+            if let Some(known) = kept.iter_mut().find(|k| k.message.id == message.id) {
+                known.message = message.clone();
+            } else if message.state == IncidentState::Start {
+                kept.truncate(KEPT_INCIDENTS - 1);
+                kept.push_front(Kept {
+                    started_at: message.detected_at.clone(),
+                    message: message.clone(),
+                    snapshot: incident.evidence.clone().map(Snapshot::Frame),
+                });
+            }
+            // Else an update or end of an incident no longer listed: nothing to show it with.
+        }
+        let mut held = 0;
+        for known in kept.iter_mut() {
+            if let Some(Snapshot::Frame(evidence)) = &known.snapshot {
+                held += evidence.frame.data.len();
+                if held > MAX_SNAPSHOT_FRAME_BYTES {
+                    known.snapshot = None;
+                }
+            }
+        }
+    }
+
+    /// The answer to a request the page routes.
+    pub async fn respond(&self, route: Route) -> Response {
+        match route {
+            Route::Asset { content_type, body } => ("200 OK", content_type, body.into()),
+            Route::Cameras => ("200 OK", JSON, self.cameras_json().into_bytes()),
+            Route::Incidents => ("200 OK", JSON, self.incidents_json().into_bytes()),
+            Route::Frame(camera) => self.frame_jpeg(&camera).await,
+            Route::Snapshot(id) => self.snapshot_jpeg(&id.to_string()).await,
+        }
+    }
+
+    /// `/api/cameras`: every camera of the node with its state, latest frame and overlay.
+    fn cameras_json(&self) -> String {
+        let frames = lock(&self.frames);
+        let cameras: Vec<_> = self
+            .stats
+            .camera_states()
+            .into_iter()
+            .map(|(id, state)| {
+                let latest = frames.get(&id);
+                let overlay = latest.map(|l| &l.overlay);
+                let frame = latest.map(|l| FrameJson {
+                    url: format!("/cameras/{id}/frame.jpg"),
+                    width: l.frame.width,
+                    height: l.frame.height,
+                    captured_at: rfc3339_millis(l.frame.captured_at),
+                    stream_time_s: l.frame.stream_time_s,
+                    objects: l.boxes.len(),
+                });
+                CameraJson {
+                    id,
+                    state,
+                    frame,
+                    zones: overlay.map_or_else(Vec::new, |o| {
+                        o.zones
+                            .iter()
+                            .map(|(name, polygon)| ZoneJson {
+                                name,
+                                polygon: polygon.points().iter().map(|p| [p.x, p.y]).collect(),
+                            })
+                            .collect()
+                    }),
+                    lines: overlay.map_or(&[], |o| &o.lines),
+                }
+            })
+            .collect();
+        // Straight from the structs, not through `json!`: f32s keep their short form (0.9).
+        let body = CamerasJson { node: self.stats.node(), cameras };
+        serde_json::to_string(&body).expect("plain data serializes")
+    }
+
+    /// `/api/incidents`: the kept incidents, newest first.
+    fn incidents_json(&self) -> String {
+        let kept = lock(&self.incidents);
+        let incidents: Vec<_> = kept
+            .iter()
+            .map(|k| IncidentJson {
+                started_at: &k.started_at,
+                snapshot: k
+                    .snapshot
+                    .as_ref()
+                    .map(|_| format!("/incidents/{}/snapshot.jpg", k.message.id)),
+                message: &k.message,
+            })
+            .collect();
+        serde_json::to_string(&IncidentsJson { incidents }).expect("plain data serializes")
+    }
+
+    /// The camera's latest frame with its zones and lines in yellow and its objects in green.
+    async fn frame_jpeg(&self, camera: &str) -> Response {
+        let evidence = {
+            let frames = lock(&self.frames);
+            let Some(latest) = frames.get(camera) else {
+                return not_found("no frame from this camera (yet)");
+            };
+            if let Some(jpeg) = &latest.jpeg {
+                return ("200 OK", JPEG, jpeg.to_vec());
+            }
+            latest.overlay.evidence(latest.frame.clone(), latest.boxes.clone())
+        };
+        let frame = evidence.frame.clone();
+        let jpeg = match self.encode(evidence).await {
+            Ok(jpeg) => jpeg,
+            Err(e) => return failed(&e),
+        };
+        // Unless a newer frame came in meanwhile, the next request gets this one as it is.
+        if let Some(latest) = lock(&self.frames).get_mut(camera)
+            && Arc::ptr_eq(&latest.frame, &frame)
+        {
+            latest.jpeg = Some(jpeg.clone());
+        }
+        ("200 OK", JPEG, jpeg.to_vec())
+    }
+
+    /// An incident's snapshot, as MQTT carried it.
+    async fn snapshot_jpeg(&self, id: &str) -> Response {
+        let evidence = {
+            let kept = lock(&self.incidents);
+            match kept.iter().find(|k| k.message.id == id).map(|k| &k.snapshot) {
+                Some(Some(Snapshot::Jpeg(jpeg))) => return ("200 OK", JPEG, jpeg.to_vec()),
+                Some(Some(Snapshot::Frame(evidence))) => evidence.clone(),
+                Some(None) => return not_found("this incident has no snapshot"),
+                None => return not_found("no such incident among the last ones"),
+            }
+        };
+        let jpeg = match self.encode(evidence).await {
+            Ok(jpeg) => jpeg,
+            Err(e) => return failed(&e),
+        };
+        if let Some(known) = lock(&self.incidents).iter_mut().find(|k| k.message.id == id) {
+            known.snapshot = Some(Snapshot::Jpeg(jpeg.clone()));
+        }
+        ("200 OK", JPEG, jpeg.to_vec())
+    }
+
+    /// Encodes on a blocking thread, one picture at a time. The turn goes with the work, so a
+    /// request that times out does not let another encode start beside it.
+    async fn encode(&self, evidence: Evidence) -> Result<Arc<[u8]>, String> {
+        let turn = self.encoder.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            evidence_jpeg(&evidence)
+        });
+        encoded.await.map_err(|e| format!("JPEG encoding stopped: {e}"))?.map(Arc::from)
+    }
+}
+
+/// A camera's thread ends when a reload removes the camera or restarts its stream: the page
+/// must not go on showing a picture from it.
+struct Watching {
+    web: Arc<Web>,
+    camera: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        lock(&self.web.frames).remove(&self.camera);
+    }
+}
+
+fn not_found(why: &str) -> Response {
+    ("404 Not Found", "text/plain; charset=utf-8", format!("{why}\n").into_bytes())
+}
+
+fn failed(why: &str) -> Response {
+    tracing::warn!("web page: {why}");
+    ("500 Internal Server Error", "text/plain; charset=utf-8", format!("{why}\n").into_bytes())
+}
+
+/// A poisoned lock only means a thread panicked while it held it; what it guards stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Serialize)]
+struct CamerasJson<'a> {
+    node: &'a str,
+    cameras: Vec<CameraJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CameraJson<'a> {
+    id: String,
+    state: &'static str,
+    frame: Option<FrameJson>,
+    zones: Vec<ZoneJson<'a>>,
+    lines: &'a [[[f32; 2]; 2]],
+}
+
+#[derive(Serialize)]
+struct FrameJson {
+    url: String,
+    width: usize,
+    height: usize,
+    captured_at: String,
+    stream_time_s: f64,
+    objects: usize,
+}
+
+#[derive(Serialize)]
+struct ZoneJson<'a> {
+    name: &'a str,
+    polygon: Vec<[f32; 2]>,
+}
+
+#[derive(Serialize)]
+struct IncidentsJson<'a> {
+    incidents: Vec<IncidentJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct IncidentJson<'a> {
+    started_at: &'a str,
+    snapshot: Option<String>,
+    message: &'a IncidentPayload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Point, Polygon};
+    use crate::incident::Incident;
+    use crate::track::Track;
+    use std::time::SystemTime;
+
+    fn frame(second: u64) -> Arc<Frame> {
+        Arc::new(Frame {
+            width: 80,
+            height: 60,
+            data: vec![40; 80 * 60 * 3],
+            stream_time_s: second as f64,
+            captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + second),
+        })
+    }
+
+    fn overlay() -> Overlay {
+        let square = [(0.5, 0.0), (1.0, 0.0), (1.0, 0.5), (0.5, 0.5)];
+        let polygon = Polygon::new(square.iter().map(|&(x, y)| Point { x, y }).collect());
+        Overlay {
+            zones: vec![("no-parking".into(), polygon)],
+            lines: vec![[[0.0, 0.9], [1.0, 0.9]]],
+        }
+    }
+
+    fn track(state: TrackState) -> Track {
+        Track {
+            id: 1,
+            class: "car".into(),
+            confidence: 0.8,
+            bbox: BBox { x: 0.1, y: 0.1, w: 0.2, h: 0.2 },
+            state,
+            first_seen_s: 0.0,
+            last_seen_s: 0.0,
+        }
+    }
+
+    fn incident(id: &str, state: &str, frame: Option<&Arc<Frame>>) -> Incident {
+        let payload = serde_json::json!({
+            "schema": "cityeye.incident.v1", "id": id, "node": "edge-1", "camera": "kerb",
+            "algorithm": "illegal_parking", "category": "street_order", "name_zh": "机动车违停",
+            "name_en": "Illegal parking", "severity": "warning", "state": state,
+            "zone": "no-parking", "detected_at": "2026-11-18T11:06:40.120Z",
+            "stream_time_s": 20.0, "objects": [],
+            "model": {"name": "coco", "sha256": "00"}
+        });
+        Incident {
+            payload: serde_json::from_value(payload).unwrap(),
+            evidence: frame.map(|f| overlay().evidence(f.clone(), vec![])),
+        }
+    }
+
+    fn web() -> Arc<Web> {
+        Arc::new(Web::new(Arc::new(NodeStats::new("edge-1", ["kerb", "gate"]))))
+    }
+
+    fn see(watch: &mut impl FnMut(&Analysed<'_>), frame: &Arc<Frame>, incidents: &[Incident]) {
+        let tracks = [track(TrackState::Confirmed), track(TrackState::Lost)];
+        let overlay = overlay();
+        watch(&Analysed { frame, tracks: &tracks, incidents, overlay: &overlay });
+    }
+
+    fn body(response: Response) -> serde_json::Value {
+        assert_eq!(response.0, "200 OK");
+        serde_json::from_slice(&response.2).unwrap()
+    }
+
+    fn uuid(n: u32) -> String {
+        format!("01a1ffae-a177-7f4d-85bd-{n:012}")
+    }
+
+    #[test]
+    fn routes_take_only_plain_camera_ids_and_uuids() {
+        assert!(matches!(route("/"), Some(Route::Asset { content_type, .. })
+            if content_type.starts_with("text/html")));
+        assert!(matches!(route("/page.js"), Some(Route::Asset { .. })));
+        assert_eq!(route("/api/cameras"), Some(Route::Cameras));
+        assert_eq!(route("/api/incidents"), Some(Route::Incidents));
+        assert_eq!(route("/cameras/kerb-2.a_b/frame.jpg"), Some(Route::Frame("kerb-2.a_b".into())));
+        let id = Uuid::parse_str(&uuid(7)).unwrap();
+        assert_eq!(route(&format!("/incidents/{id}/snapshot.jpg")), Some(Route::Snapshot(id)));
+        for path in [
+            "/cameras//frame.jpg",
+            "/cameras/a/b/frame.jpg",
+            "/cameras/%2e%2e/frame.jpg",
+            "/cameras/<script>/frame.jpg",
+            "/cameras/kerb/frame.jpg/x",
+            "/incidents/not-a-uuid/snapshot.jpg",
+            "/incidents/../snapshot.jpg",
+            "/page.html",
+            "/api",
+        ] {
+            assert_eq!(route(path), None, "{path}");
+        }
+        assert_eq!(route(&format!("/cameras/{}/frame.jpg", "a".repeat(65))), None);
+    }
+
+    #[tokio::test]
+    async fn a_camera_shows_its_latest_frame_taken_at_most_once_a_second() {
+        let web = web();
+        let cameras = body(web.respond(Route::Cameras).await);
+        assert_eq!(cameras["node"], "edge-1");
+        assert_eq!(cameras["cameras"][1]["id"], "kerb");
+        assert_eq!(cameras["cameras"][1]["state"], "connecting");
+        assert!(cameras["cameras"][1]["frame"].is_null(), "{cameras}");
+        let (status, _, _) = web.respond(Route::Frame("kerb".into())).await;
+        assert_eq!(status, "404 Not Found");
+
+        let mut watch = web.watcher("kerb");
+        see(&mut watch, &frame(1), &[]);
+        see(&mut watch, &frame(2), &[]); // within the second: not taken
+        let cameras = body(web.respond(Route::Cameras).await);
+        let kerb = &cameras["cameras"][1];
+        assert_eq!(kerb["frame"]["captured_at"], "2026-11-18T11:06:41.000Z", "{kerb}");
+        assert_eq!(kerb["frame"]["url"], "/cameras/kerb/frame.jpg");
+        assert_eq!(
+            (kerb["frame"]["width"].as_u64(), kerb["frame"]["height"].as_u64()),
+            (Some(80), Some(60))
+        );
+        assert_eq!(kerb["frame"]["objects"], 1, "confirmed tracks only: {kerb}");
+        assert_eq!(kerb["zones"][0]["name"], "no-parking");
+        assert_eq!(kerb["zones"][0]["polygon"][2], serde_json::json!([1.0, 0.5]));
+        assert_eq!(kerb["lines"][0], serde_json::json!([[0.0, 0.9], [1.0, 0.9]]));
+        assert!(cameras["cameras"][0]["frame"].is_null(), "gate has none: {cameras}");
+
+        // The picture: the frame's size, the zone's edge yellow, the tracked box green.
+        let (status, content_type, jpeg) = web.respond(Route::Frame("kerb".into())).await;
+        assert_eq!((status, content_type), ("200 OK", JPEG));
+        let picture = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+        assert_eq!(picture.dimensions(), (80, 60));
+        let zone_edge = picture.get_pixel(60, 0);
+        assert!(zone_edge[0] > 180 && zone_edge[1] > 150 && zone_edge[2] < 100, "{zone_edge:?}");
+        let box_edge = picture.get_pixel(12, 6);
+        assert!(box_edge[1] > 120 && box_edge[0] < 100, "{box_edge:?}");
+        // Asked again, the same encoding.
+        assert_eq!(web.respond(Route::Frame("kerb".into())).await.2, jpeg);
+        // The camera's thread ends: its picture goes with it.
+        drop(watch);
+        assert_eq!(web.respond(Route::Frame("kerb".into())).await.0, "404 Not Found");
+    }
+
+    #[tokio::test]
+    async fn incidents_are_listed_newest_first_with_their_latest_state_and_snapshot() {
+        let web = web();
+        let mut watch = web.watcher("kerb");
+        let f = frame(1);
+        // An update or end of an incident the page never saw start is not listed.
+        see(&mut watch, &f, &[incident(&uuid(0), "update", None)]);
+        see(&mut watch, &f, &[incident(&uuid(1), "start", Some(&f))]);
+        see(&mut watch, &f, &[incident(&uuid(2), "start", None), incident(&uuid(1), "end", None)]);
+        let listed = body(web.respond(Route::Incidents).await);
+        let listed = listed["incidents"].as_array().unwrap().clone();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(listed[0]["message"]["id"], uuid(2));
+        assert!(listed[0]["snapshot"].is_null());
+        assert_eq!(listed[1]["message"]["state"], "end");
+        assert_eq!(listed[1]["started_at"], "2026-11-18T11:06:40.120Z");
+        let url = format!("/incidents/{}/snapshot.jpg", uuid(1));
+        assert_eq!(listed[1]["snapshot"], url);
+
+        let Some(Route::Snapshot(id)) = route(&url) else { panic!("{url} is routed") };
+        let (status, content_type, jpeg) = web.respond(Route::Snapshot(id)).await;
+        assert_eq!((status, content_type), ("200 OK", JPEG));
+        assert_eq!(image::load_from_memory(&jpeg).unwrap().width(), 80);
+        // Once shown, only the JPEG is kept.
+        let kept_jpeg =
+            matches!(&lock(&web.incidents)[1].snapshot, Some(Snapshot::Jpeg(j)) if **j == *jpeg);
+        assert!(kept_jpeg);
+        let no_snapshot = Uuid::parse_str(&uuid(2)).unwrap();
+        assert_eq!(web.respond(Route::Snapshot(no_snapshot)).await.0, "404 Not Found");
+
+        for n in 3..30 {
+            see(&mut watch, &f, &[incident(&uuid(n), "start", Some(&f))]);
+        }
+        let listed = body(web.respond(Route::Incidents).await);
+        let ids: Vec<&str> = listed["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["message"]["id"].as_str().unwrap())
+            .collect();
+        let newest: Vec<String> = (10..30).rev().map(uuid).collect();
+        assert_eq!(ids, newest);
+        let forgotten = Uuid::parse_str(&uuid(1)).unwrap();
+        assert_eq!(web.respond(Route::Snapshot(forgotten)).await.0, "404 Not Found");
+    }
+
+    #[test]
+    fn the_oldest_snapshot_frames_are_let_go_past_the_memory_cap() {
+        let web = web();
+        let mut watch = web.watcher("kerb");
+        // 4096×2560 frames, 31.5 MB each (never encoded here): two fit under the cap, three do not.
+        let big = Arc::new(Frame {
+            width: 4096,
+            height: 2560,
+            data: vec![0; 4096 * 2560 * 3],
+            ..*frame(1)
+        });
+        for n in 1..=3 {
+            see(&mut watch, &big, &[incident(&uuid(n), "start", Some(&big))]);
+        }
+        let kept = lock(&web.incidents);
+        let held: Vec<bool> = kept.iter().map(|k| k.snapshot.is_some()).collect();
+        assert_eq!(held, [true, true, false], "newest first");
+        assert_eq!(kept.len(), 3, "the incident itself stays listed");
+    }
+}
