@@ -39,6 +39,7 @@ pub async fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
 
 /// Answers requests until the runtime shuts down.
 pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>, web: Arc<Web>) {
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: wait rather than spin.
@@ -47,14 +48,27 @@ pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>, web: Arc<Web>) 
         };
         let (stats, web) = (stats.clone(), web.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &stats, &web)).await;
+            let answered = answer(stream, loopback, &stats, &web);
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answered).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, stats: &NodeStats, web: &Web) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    loopback: bool,
+    stats: &NodeStats,
+    web: &Web,
+) -> std::io::Result<()> {
     let request = read_head(&mut stream).await?;
-    let (status, content_type, body) = respond(&request, stats, web).await;
+    let (status, content_type, body) = match loopback && !local_host(&request) {
+        true => (
+            "421 Misdirected Request",
+            "text/plain; charset=utf-8",
+            b"use http://127.0.0.1\n".to_vec(),
+        ),
+        false => respond(&request, stats, web).await,
+    };
     // The page loads nothing from elsewhere and runs no inline script: the policy says so, and
     // nothing of it may be framed by another site or sniffed as another type.
     let head = format!(
@@ -67,6 +81,23 @@ async fn answer(mut stream: TcpStream, stats: &NodeStats, web: &Web) -> std::io:
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(&body).await?;
     stream.shutdown().await
+}
+
+/// Whether the request's `Host` is this machine by name or address. On a loopback listener
+/// anything else is a web page elsewhere reaching the node through the viewer's browser with a
+/// rebound DNS name, which must not see the cameras. A request without `Host` is no browser's.
+fn local_host(request: &str) -> bool {
+    let host = request
+        .lines()
+        .skip(1)
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("host")))
+        .map(|(_, value)| value.trim());
+    let Some(host) = host else { return true };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// The request line and headers (the body of a GET is empty).
@@ -133,5 +164,17 @@ mod tests {
         assert_eq!(respond("POST /metrics HTTP/1.1\r\n\r\n").await.0, "405 Method Not Allowed");
         assert_eq!(respond("DELETE / HTTP/1.1\r\n\r\n").await.0, "405 Method Not Allowed");
         assert_eq!(respond("").await.0, "405 Method Not Allowed");
+    }
+
+    #[test]
+    fn only_local_host_names_reach_a_loopback_listener() {
+        let with_host = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        for host in ["127.0.0.1:8630", "localhost:8630", "LOCALHOST", "[::1]:8630", "10.0.0.5"] {
+            assert!(local_host(&with_host(host)), "{host}");
+        }
+        for host in ["attacker.example:8630", "cityeye.example", "127.0.0.1.nip.io"] {
+            assert!(!local_host(&with_host(host)), "{host}");
+        }
+        assert!(local_host("GET /metrics HTTP/1.0\r\n\r\n"), "no Host header: not a browser");
     }
 }
