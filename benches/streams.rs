@@ -7,7 +7,8 @@
 //!   two 1-thread sessions running concurrently on two threads. The best is the ceiling;
 //! - **decode ceiling**: GStreamer decoding vtest.avi into a BGR appsink with nothing downstream;
 //! - **cityeye replay** of vtest.avi with the demo camera, analysing every frame
-//!   (`analysis_fps` 10, vtest's own rate) and at the demo's 5 fps;
+//!   (`analysis_fps` 10, vtest's own rate), at the demo's 5 fps, and every frame with the
+//!   motion gate (`analysis.motion_gate`; the demo's only zone is the kerb);
 //!
 //! and prints a Markdown table for BENCHMARKS.md.
 //!
@@ -90,8 +91,12 @@ fn run() -> Result<()> {
     eprintln!("cityeye replay ...");
     let mut config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
     let models = pipeline::load_models(&config).map_err(|e| e.to_string())?;
-    let every_frame = replay(&mut config, &models, decode.native_fps().round())?;
+    let native = decode.native_fps().round();
+    let every_frame = replay(&mut config, &models, native)?;
     let demo_rate = replay(&mut config, &models, 5.0)?;
+    // The demo's only zone is the kerb: the motion gate's case.
+    config.analysis.motion_gate = true;
+    let gated = replay(&mut config, &models, native)?;
 
     let mut rows: Vec<Row> = ceilings
         .iter()
@@ -107,12 +112,15 @@ fn run() -> Result<()> {
         fps: decode.fps(),
         ratio: None,
     });
-    for (summary, analysis_fps) in [(&every_frame, decode.native_fps().round()), (&demo_rate, 5.0)]
-    {
+    for (summary, analysis_fps) in [(&every_frame, native), (&demo_rate, 5.0), (&gated, native)] {
         let real_time = decode.video_seconds / summary.seconds;
+        let gate = match summary.frames_gated {
+            0 => String::new(),
+            n => format!(", motion gate: detectors skipped on {n}"),
+        };
         rows.push(Row {
             configuration: format!(
-                "cityeye replay, analysis_fps {analysis_fps} ({} of {} frames, {real_time:.1}× real time)",
+                "cityeye replay, analysis_fps {analysis_fps} ({} of {} frames{gate}, {real_time:.1}× real time)",
                 summary.frames_analysed, summary.frames_decoded
             ),
             fps: summary.analysed_fps(),

@@ -263,6 +263,9 @@ pub struct ModelConfig {
     /// measured more frames/s on a 2-core box than two inference threads.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Sessions of the model run side by side, so cameras sharing it (and one camera's next
+    /// frame) need not wait for each other; one per `threads` cores when absent.
+    pub sessions: Option<usize>,
     /// Expected SHA-256 of the model file; a mismatch (wrong or corrupt file) is a config error.
     pub sha256: Option<String>,
 }
@@ -293,6 +296,15 @@ pub struct CameraConfig {
     pub zones: Vec<ZoneConfig>,
     #[serde(default)]
     pub algorithms: Vec<AlgorithmConfig>,
+}
+
+impl ModelConfig {
+    /// How many sessions of the model to run: `sessions`, or as many as the cores hold at
+    /// `threads` each.
+    pub fn session_count(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.sessions.unwrap_or((cores / self.threads.max(1)).max(1))
+    }
 }
 
 impl CameraConfig {
@@ -871,6 +883,9 @@ impl Config {
         }
         if model.threads == 0 {
             errors.push(self.error(key("threads"), "must be at least 1"));
+        }
+        if model.sessions.is_some_and(|n| !(1..=16).contains(&n)) {
+            errors.push(self.error(key("sessions"), "must be 1 to 16"));
         }
         if let Some([w, h]) = model.input_size
             && (w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0)

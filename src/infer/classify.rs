@@ -5,7 +5,7 @@
 //! score per label `[1, C]`, already through its softmax or sigmoid. The crop is letterboxed to
 //! the input keeping its aspect, RGB scaled to 0..1, the usual layout of exported classifiers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::letterbox::{ChannelOrder, InputSpec, Placement};
 use super::{
@@ -35,8 +35,8 @@ impl Classifier {
         if config.format != ModelKind::Classifier {
             return Err(load_error("format", "not a classifier"));
         }
-        let Opened { session, input_name, width, height, classes, summary } = open(config)?;
-        let shape = output_shape(&session)?;
+        let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
+        let shape = output_shape(&sessions[0])?;
         let fits = matches!(shape[..], [n, c] if (n == 1 || n == -1) && (c == -1 || c == classes.len() as i64));
         if !fits {
             return Err(load_error(
@@ -52,17 +52,17 @@ impl Classifier {
             name: config.name.clone(),
             summary,
             labels: classes.into_iter().map(Arc::from).collect(),
-            model: ImageSession {
-                session: Mutex::new(session),
+            model: ImageSession::new(
+                sessions,
                 input_name,
-                input: InputSpec {
+                InputSpec {
                     width,
                     height,
                     order: ChannelOrder::Rgb,
                     scale: 1.0 / 255.0,
                     placement: Placement::Centre,
                 },
-            },
+            ),
         };
         // Proves the model runs, and moves ONNX Runtime's first-run set-up to start-up.
         let blank = Frame {

@@ -14,7 +14,8 @@ pub mod letterbox;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
@@ -100,8 +101,11 @@ pub struct Detector {
 /// A session with one image input: pixels are letterboxed into its tensor, it runs, and the
 /// caller reads its first output. Shared by detectors and classifiers.
 struct ImageSession {
-    // `Session::run` takes `&mut self`; cameras sharing a model take turns.
-    session: Mutex<Session>,
+    // `Session::run` takes `&mut self`: each call takes a session no other call is using, or
+    // waits its turn when all are busy.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next call starts looking, so calls spread over the sessions.
+    next: AtomicUsize,
     input_name: String,
     input: InputSpec,
 }
@@ -123,7 +127,7 @@ impl ImageSession {
         let letterbox = letterbox_into(pixels, width, height, &self.input, tensor);
         let input = TensorRef::from_array_view(([1usize, 3, h, w], &tensor[..]))
             .map_err(|e| format!("cannot make the input tensor: {e}"))?;
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = self.free_session();
         let outputs = session
             .run(ort::inputs![self.input_name.as_str() => input])
             .map_err(|e| format!("inference failed: {e}"))?;
@@ -131,6 +135,24 @@ impl ImageSession {
             .try_extract_tensor::<f32>()
             .map_err(|e| format!("unexpected output: {e}"))?;
         Ok((letterbox, read(shape, data)?))
+    }
+
+    fn new(sessions: Vec<Session>, input_name: String, input: InputSpec) -> Self {
+        ImageSession {
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            next: AtomicUsize::new(0),
+            input_name,
+            input,
+        }
+    }
+
+    /// A session nobody is running, or when all are busy the one whose turn it is.
+    fn free_session(&self) -> MutexGuard<'_, Session> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.sessions.len();
+        (0..n)
+            .find_map(|i| self.sessions[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| self.sessions[start % n].lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -144,7 +166,8 @@ pub struct Scratch {
 /// What every model has once ONNX Runtime has it: the session, its image input and the facts
 /// `cityeye check` shows.
 struct Opened {
-    session: Session,
+    /// `ModelConfig::session_count` of them, the same model each.
+    sessions: Vec<Session>,
     input_name: String,
     width: usize,
     height: usize,
@@ -172,20 +195,25 @@ fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
         load_error("path", format!("ONNX Runtime cannot load {}: {e}", config.path.display()))
     };
     // Builder errors carry the builder, which is not Send: keep only their text.
-    let session = Session::builder(environment)
-        .map_err(|e| cannot_load(e.to_string()))?
-        .with_intra_threads(config.threads)
-        .map_err(|e| cannot_load(e.to_string()))?
-        .commit_from_memory(&bytes)
-        .map_err(|e| cannot_load(e.to_string()))?;
-    let (input_name, width, height) = check_input(&session, config.input_size)?;
+    let sessions = (0..config.session_count())
+        .map(|_| {
+            Session::builder(environment)
+                .map_err(|e| cannot_load(e.to_string()))?
+                .with_intra_threads(config.threads)
+                .map_err(|e| cannot_load(e.to_string()))?
+                .commit_from_memory(&bytes)
+                .map_err(|e| cannot_load(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let session = &sessions[0];
+    let (input_name, width, height) = check_input(session, config.input_size)?;
     let summary = ModelSummary {
         inputs: session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
         outputs: session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
         classes: classes.len(),
         sha256,
     };
-    Ok(Opened { session, input_name, width, height, classes, summary })
+    Ok(Opened { sessions, input_name, width, height, classes, summary })
 }
 
 /// The declared shape of a session's first output.
@@ -199,10 +227,11 @@ impl Detector {
         let ModelKind::Detector(format) = config.format else {
             return Err(load_error("format", "a classifier cannot be a camera's detector"));
         };
-        let Opened { session, input_name, width, height, classes, summary } = open(config)?;
-        format.check_output_shape(&output_shape(&session)?, classes.len(), width, height).map_err(
-            |e| load_error("format", format!("{e} (the class list has {} names)", classes.len())),
-        )?;
+        let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
+        let shape = output_shape(&sessions[0])?;
+        format.check_output_shape(&shape, classes.len(), width, height).map_err(|e| {
+            load_error("format", format!("{e} (the class list has {} names)", classes.len()))
+        })?;
         let detector = Detector {
             name: config.name.clone(),
             summary,
@@ -211,11 +240,7 @@ impl Detector {
             confidence: config.confidence,
             nms_iou: config.nms_iou,
             cross_class_iou: config.cross_class_iou,
-            model: ImageSession {
-                session: Mutex::new(session),
-                input_name,
-                input: input_spec(format, width, height),
-            },
+            model: ImageSession::new(sessions, input_name, input_spec(format, width, height)),
         };
         detector.warm_up().map_err(|e| load_error("path", e))?;
         Ok(detector)
@@ -231,7 +256,11 @@ impl Detector {
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
         };
-        self.detect(&blank, &mut Scratch::default()).map(|_| ())
+        // Calls rotate over the sessions: each gets its own first run.
+        for _ in &self.model.sessions {
+            self.detect(&blank, &mut Scratch::default())?;
+        }
+        Ok(())
     }
 
     /// Detections in one frame, boxes normalized to the frame, best first.
