@@ -255,7 +255,7 @@ impl Messages {
         let Some(mut w) = waiting.remove(id) else { return };
         let Some(clip) = clip else {
             if let Some(end) = w.end {
-                self.send(end);
+                self.send(Incident { seen_at: None, ..end });
             }
             return;
         };
@@ -264,7 +264,7 @@ impl Messages {
             Some(end) => IncidentPayload { evidence, ..end.payload },
             None => IncidentPayload { state: IncidentState::Update, evidence, ..w.latest },
         };
-        self.send(Incident { payload, evidence: None });
+        self.send(Incident { payload, evidence: None, seen_at: None });
     }
 }
 
@@ -705,7 +705,8 @@ mod tests {
             payload["evidence"] =
                 serde_json::json!({"topic": "e/kerb/evidence", "width": 768, "height": 576});
         }
-        Incident { payload: serde_json::from_value(payload).unwrap(), evidence: None }
+        let payload = serde_json::from_value(payload).unwrap();
+        Incident { payload, evidence: None, seen_at: None }
     }
 
     fn clip() -> ClipRef {

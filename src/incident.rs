@@ -135,6 +135,9 @@ pub struct Evidence {
 pub struct Incident {
     pub payload: IncidentPayload,
     pub evidence: Option<Evidence>,
+    /// When the frame that raised it arrived, for the frame-to-broker latency; none for a
+    /// message that waited on purpose (for its clip).
+    pub seen_at: Option<SystemTime>,
 }
 
 /// What the payload says about an algorithm, and what its snapshots draw.
@@ -281,7 +284,7 @@ impl Incidents {
             model: self.models[0].clone(),
             models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },
         };
-        Some(Incident { payload, evidence })
+        Some(Incident { payload, evidence, seen_at: Some(frame.captured_at) })
     }
 }
 

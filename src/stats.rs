@@ -18,6 +18,81 @@ use crate::publish::OutboxStats;
 
 /// Upper bounds of the inference-time histogram on `/metrics`, in milliseconds.
 const INFERENCE_BUCKETS_MS: [f64; 8] = [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 1000.0];
+/// Upper bounds of the publish latency histogram's buckets, milliseconds.
+const LATENCY_BUCKETS_MS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0];
+/// Latencies kept between two stats reports for their percentiles; beyond, the rest only count
+/// in the histogram.
+const LATENCY_SAMPLES: usize = 65_536;
+
+/// Prometheus histogram samples (`_bucket`, `_sum`, `_count`) from per-bucket counts, the last
+/// one above every bound; `label` is added to each (`camera="kerb"`, or empty).
+fn histogram_samples(
+    label: &str,
+    bounds_ms: &[f64],
+    counts: impl Iterator<Item = u64>,
+    sum_s: f64,
+) -> Vec<(String, String)> {
+    let with = |extra: &str| match (label.is_empty(), extra.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("{{{extra}}}"),
+        (false, true) => format!("{{{label}}}"),
+        (false, false) => format!("{{{label},{extra}}}"),
+    };
+    let mut samples = Vec::new();
+    let mut cumulative = 0;
+    let bounds = bounds_ms.iter().map(|ms| format!("{}", ms / 1e3)).chain(["+Inf".into()]);
+    for (count, le) in counts.zip(bounds) {
+        cumulative += count;
+        samples.push((format!("_bucket{}", with(&format!("le=\"{le}\""))), cumulative.to_string()));
+    }
+    samples.push((format!("_sum{}", with("")), sum_s.to_string()));
+    samples.push((format!("_count{}", with("")), cumulative.to_string()));
+    samples
+}
+
+/// Frame-to-broker latencies of incident messages.
+#[derive(Debug, Default)]
+struct Latency {
+    /// Since the start, per `LATENCY_BUCKETS_MS` bucket.
+    buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    sum_s: f64,
+    /// Since the last report, milliseconds.
+    recent: Vec<f64>,
+}
+
+/// The interval's latency percentiles in the stats report.
+#[derive(Debug, Serialize)]
+struct LatencyReport {
+    count: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn add(&mut self, took: Duration) {
+        let ms = took.as_secs_f64() * 1e3;
+        let bucket = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b);
+        self.buckets[bucket.unwrap_or(LATENCY_BUCKETS_MS.len())] += 1;
+        self.sum_s += took.as_secs_f64();
+        if self.recent.len() < LATENCY_SAMPLES {
+            self.recent.push(ms);
+        }
+    }
+
+    /// Percentiles of the latencies since the last call, which starts a new interval.
+    fn report(&mut self) -> Option<LatencyReport> {
+        let mut recent = std::mem::take(&mut self.recent);
+        recent.sort_by(f64::total_cmp);
+        let at = |q: f64| round1(recent[((recent.len() - 1) as f64 * q).round() as usize]);
+        (!recent.is_empty()).then(|| LatencyReport {
+            count: recent.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        })
+    }
+}
 
 /// One camera's counters since the node started.
 #[derive(Debug, Default)]
@@ -121,6 +196,7 @@ pub struct NodeStats {
     /// Changes only when a reloaded config adds or removes cameras.
     cameras: RwLock<BTreeMap<String, Arc<CameraStats>>>,
     outbox: Mutex<OutboxStats>,
+    latency: Mutex<Latency>,
     mqtt_connected: AtomicBool,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
 }
@@ -134,6 +210,7 @@ impl NodeStats {
                 cameras.into_iter().map(|id| (id.to_string(), Arc::default())).collect(),
             ),
             outbox: Mutex::default(),
+            latency: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
             last: Mutex::new(None),
         }
@@ -145,6 +222,11 @@ impl NodeStats {
 
     pub fn set_outbox(&self, outbox: OutboxStats) {
         *lock(&self.outbox) = outbox;
+    }
+
+    /// The broker acknowledged an incident message `took` after its frame arrived.
+    pub fn add_publish_latency(&self, took: Duration) {
+        lock(&self.latency).add(took);
     }
 
     pub fn set_mqtt_connected(&self, connected: bool) {
@@ -225,6 +307,7 @@ impl NodeStats {
             cameras,
             incidents: node_incidents,
             outbox: *lock(&self.outbox),
+            latency_ms: lock(&self.latency).report(),
         };
         serde_json::to_vec(&payload).expect("stats serialize")
     }
@@ -294,18 +377,10 @@ impl NodeStats {
         );
         let mut histogram = Vec::new();
         for (id, c) in &all {
-            let mut cumulative = 0;
-            let bounds = INFERENCE_BUCKETS_MS.iter().map(|ms| format!("{}", ms / 1e3));
-            for (bucket, le) in c.inference_buckets.iter().zip(bounds.chain(["+Inf".into()])) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                histogram.push((
-                    format!("_bucket{{camera=\"{id}\",le=\"{le}\"}}"),
-                    cumulative.to_string(),
-                ));
-            }
+            let counts = c.inference_buckets.iter().map(|b| b.load(Ordering::Relaxed));
             let sum = c.inference_us.load(Ordering::Relaxed) as f64 / 1e6;
-            histogram.push((format!("_sum{{camera=\"{id}\"}}"), sum.to_string()));
-            histogram.push((format!("_count{{camera=\"{id}\"}}"), cumulative.to_string()));
+            let label = format!("camera=\"{id}\"");
+            histogram.extend(histogram_samples(&label, &INFERENCE_BUCKETS_MS, counts, sum));
         }
         family(
             "cityeye_inference_seconds",
@@ -313,6 +388,15 @@ impl NodeStats {
             "Time per analysed frame in the camera's models, tracker and rules.",
             histogram,
         );
+        let latency = lock(&self.latency);
+        let counts = latency.buckets.iter().copied();
+        family(
+            "cityeye_publish_latency_seconds",
+            "histogram",
+            "From a frame's arrival to the broker's acknowledgement of the incident message it raised.",
+            histogram_samples("", &LATENCY_BUCKETS_MS, counts, latency.sum_s),
+        );
+        drop(latency);
         let incidents = all
             .iter()
             .flat_map(|(id, c)| {
@@ -398,6 +482,9 @@ struct StatsPayload<'a> {
     /// New incidents by algorithm since the node started, all cameras together.
     incidents: BTreeMap<String, u64>,
     outbox: OutboxStats,
+    /// Frame-to-broker latency of the incident messages acknowledged in the interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<LatencyReport>,
 }
 
 #[derive(Serialize)]
@@ -420,6 +507,25 @@ struct CameraReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_latency_is_reported_as_percentiles_and_a_histogram() {
+        let stats = NodeStats::new("edge-1", ["kerb"]);
+        for ms in 1..=100 {
+            stats.add_publish_latency(Duration::from_millis(ms));
+        }
+        let report: serde_json::Value = serde_json::from_slice(&stats.report()).unwrap();
+        let latency = &report["latency_ms"];
+        assert_eq!(latency["count"], 100);
+        assert_eq!((latency["p50"].as_f64(), latency["p99"].as_f64()), (Some(51.0), Some(99.0)));
+        assert_eq!(latency["max"], 100.0);
+        let again: serde_json::Value = serde_json::from_slice(&stats.report()).unwrap();
+        assert!(again.get("latency_ms").is_none(), "a new interval starts empty");
+        let metrics = stats.prometheus();
+        assert!(metrics.contains("cityeye_publish_latency_seconds_bucket{le=\"0.01\"} 10\n"));
+        assert!(metrics.contains("cityeye_publish_latency_seconds_bucket{le=\"0.1\"} 100\n"));
+        assert!(metrics.contains("cityeye_publish_latency_seconds_count 100\n"), "{metrics}");
+    }
 
     #[test]
     fn a_report_has_rates_over_the_interval_and_totals_since_the_start() {

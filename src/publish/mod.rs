@@ -246,7 +246,12 @@ pub async fn mqtt_sink(
                     outbox.push_front(Publication::status(topics.node_status(), status));
                 }
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
-                Some(LinkEvent::Acknowledged(pkid)) => outbox.acknowledged(pkid),
+                Some(LinkEvent::Acknowledged(pkid)) => {
+                    let seen_at = outbox.acknowledged(pkid);
+                    if let Some(took) = seen_at.and_then(|t| t.elapsed().ok()) {
+                        stats.add_publish_latency(took);
+                    }
+                }
                 Some(LinkEvent::Down { error, retry_in }) => {
                     let resent = outbox.resend_unacknowledged();
                     let retry_in = retry_in.as_secs_f64();
@@ -304,8 +309,8 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             let p = &incident.payload;
             publications.extend(clip_publication(p));
             let body = serde_json::to_vec(p).expect("payload serializes");
-            publications
-                .push(Publication::incident(topics.incident(&p.camera, &p.algorithm), body));
+            let topic = topics.incident(&p.camera, &p.algorithm);
+            publications.push(Publication::incident(topic, body).seen_at(incident.seen_at));
             publications
         }
         Outbound::CameraStatus { camera, state, at } => vec![Publication::status(

@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -58,22 +59,29 @@ pub struct Publication {
     pub payload: Vec<u8>,
     pub retain: bool,
     kind: Kind,
+    /// When the frame behind it arrived: its acknowledgement gives the frame-to-broker latency.
+    seen_at: Option<SystemTime>,
 }
 
 impl Publication {
     /// An incident message: stored until the broker has it, never dropped.
     pub fn incident(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: false, kind: Kind::Incident }
+        Publication { topic, payload, retain: false, kind: Kind::Incident, seen_at: None }
+    }
+
+    /// The same, from a frame that arrived at `seen_at`.
+    pub fn seen_at(self, seen_at: Option<SystemTime>) -> Self {
+        Publication { seen_at, ..self }
     }
 
     /// Evidence of an incident: stored until the broker has it, dropped first when full.
     pub fn evidence(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: false, kind: Kind::Evidence }
+        Publication { topic, payload, retain: false, kind: Kind::Evidence, seen_at: None }
     }
 
     /// A status or the stats: retained by the broker, not kept across a restart.
     pub fn status(topic: String, payload: Vec<u8>) -> Self {
-        Publication { topic, payload, retain: true, kind: Kind::Status }
+        Publication { topic, payload, retain: true, kind: Kind::Status, seen_at: None }
     }
 }
 
@@ -85,6 +93,7 @@ struct Entry {
     size: u64,
     row: Option<i64>,
     payload: Option<Vec<u8>>,
+    seen_at: Option<SystemTime>,
 }
 
 /// What the outbox holds and what it had to drop, for the stats topic.
@@ -197,6 +206,7 @@ impl Outbox {
                         size,
                         row,
                         payload,
+                        seen_at: p.seen_at,
                     });
                 }
                 self.warn_when_over_cap();
@@ -265,9 +275,10 @@ impl Outbox {
     }
 
     /// The broker has the publication sent under `pkid`: it leaves the outbox, and soon the
-    /// disk (see [`Outbox::forget_delivered`]).
-    pub fn acknowledged(&mut self, pkid: u16) {
-        let Some(at) = self.in_flight.iter().position(|(id, _)| *id == Some(pkid)) else { return };
+    /// disk (see [`Outbox::forget_delivered`]). Returns when the frame behind it arrived, if
+    /// known.
+    pub fn acknowledged(&mut self, pkid: u16) -> Option<SystemTime> {
+        let at = self.in_flight.iter().position(|(id, _)| *id == Some(pkid))?;
         let (_, entry) = self.in_flight.remove(at).expect("found above");
         self.in_memory -= usize::from(entry.payload.is_some());
         if let Some(row) = entry.row {
@@ -276,6 +287,7 @@ impl Outbox {
         if self.delivered.len() >= WINDOW {
             self.forget_delivered();
         }
+        entry.seen_at
     }
 
     /// Deletes the delivered rows from disk in one transaction. Called every window's worth of
@@ -322,7 +334,8 @@ impl Outbox {
             (None, None) => unreachable!("an entry has its payload in memory or on disk"),
         };
         let retain = entry.kind == Kind::Status;
-        Ok(Publication { topic: entry.topic.clone(), payload, retain, kind: entry.kind })
+        let (topic, kind, seen_at) = (entry.topic.clone(), entry.kind, entry.seen_at);
+        Ok(Publication { topic, payload, retain, kind, seen_at })
     }
 
     /// Drops the evidence of the oldest queued incidents until `incoming` more bytes fit.
@@ -444,7 +457,8 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 
 fn in_memory(p: Publication) -> Entry {
     let size = p.payload.len() as u64;
-    Entry { topic: p.topic, kind: p.kind, size, row: None, payload: Some(p.payload) }
+    let (topic, kind, seen_at) = (p.topic, p.kind, p.seen_at);
+    Entry { topic, kind, size, row: None, payload: Some(p.payload), seen_at }
 }
 
 /// The queue an earlier run left: topics and sizes, payloads stay on disk.
@@ -458,6 +472,8 @@ fn load(store: &Connection) -> rusqlite::Result<VecDeque<Entry>> {
             size: r.get::<_, i64>(2)? as u64,
             kind: Kind::from_column(r.get(3)?),
             payload: None,
+            // From an earlier run: its delay is not this run's latency.
+            seen_at: None,
         })
     })?;
     stored.collect()

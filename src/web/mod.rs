@@ -421,6 +421,7 @@ mod tests {
         Incident {
             payload: serde_json::from_value(payload).unwrap(),
             evidence: frame.map(|f| overlay().evidence(f.clone(), vec![])),
+            seen_at: None,
         }
     }
 
