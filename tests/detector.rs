@@ -118,3 +118,59 @@ fn models_inspect_tells_the_format_from_the_shapes() {
     let (ok, _, error) = inspect(&repo("Cargo.toml"));
     assert!(!ok && error.contains("ONNX Runtime cannot load"), "{error}");
 }
+
+/// Written by `scripts/quantize-model` (scripts/test runs it): YOLOX-Nano in INT8, QDQ format.
+const INT8_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/models/yolox_nano.int8.onnx");
+
+/// The share of `reference`'s detections that `other` has too: same class, IoU at least 0.5.
+fn agreement(
+    reference: &[cityeye::geometry::Detection],
+    other: &[cityeye::geometry::Detection],
+) -> (usize, usize) {
+    let found = reference
+        .iter()
+        .filter(|r| other.iter().any(|o| o.class == r.class && o.bbox.iou(&r.bbox) >= 0.5))
+        .count();
+    (found, reference.len())
+}
+
+#[test]
+fn an_int8_model_finds_what_the_fp32_model_finds() {
+    assert!(
+        std::path::Path::new(INT8_MODEL).is_file(),
+        "{INT8_MODEL} is missing: run scripts/quantize-model ../shared/models/yolox_nano.onnx \
+         ../shared/testdata/vtest.avi {INT8_MODEL} (scripts/test does)"
+    );
+    let url = format!("file://{}", shared("testdata/vtest.avi").display());
+    let (_dir, path) = write_config(&kerb_config(1883, false, &url, 5.0));
+    let config = Config::load(&path).unwrap();
+    let fp32 = Detector::load(&config.models[0]).unwrap();
+    let mut int8_config = Config::load(&path).unwrap();
+    int8_config.models[0].path = INT8_MODEL.into();
+    int8_config.models[0].sha256 = None;
+    let int8 = Detector::load(&int8_config.models[0]).unwrap();
+
+    let sampled: Vec<usize> = (0..795).step_by(20).collect();
+    let frames = frames(&config, &sampled);
+    let (mut recall, mut precision) = ((0, 0), (0, 0));
+    for index in &sampled {
+        let a = fp32.detect(&frames[index], &mut Scratch::default()).unwrap();
+        let b = int8.detect(&frames[index], &mut Scratch::default()).unwrap();
+        let (found, of) = agreement(&a, &b);
+        recall = (recall.0 + found, recall.1 + of);
+        let (found, of) = agreement(&b, &a);
+        precision = (precision.0 + found, precision.1 + of);
+    }
+    let share = |(found, of): (usize, usize)| found as f64 / of as f64;
+    eprintln!(
+        "INT8 vs FP32 on {} frames: {} of {} FP32 detections found ({:.3}), {} of {} INT8 detections confirmed ({:.3})",
+        sampled.len(),
+        recall.0,
+        recall.1,
+        share(recall),
+        precision.0,
+        precision.1,
+        share(precision)
+    );
+    assert!(share(recall) >= 0.8 && share(precision) >= 0.8, "{recall:?} {precision:?}");
+}
