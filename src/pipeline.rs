@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, Source};
+use crate::drone::Drone;
 use crate::http;
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
@@ -72,6 +73,8 @@ pub struct Analysis {
     verdicts: Verdicts,
     rules: Rules,
     incidents: Incidents,
+    /// A drone camera's telemetry and geo-fences.
+    drone: Option<Drone>,
 }
 
 impl Analysis {
@@ -112,6 +115,7 @@ impl Analysis {
             crop_scratch: CropScratch::default(),
             verdicts: Verdicts::new(),
             detectors,
+            drone: Drone::for_camera(config, camera)?,
         })
     }
 
@@ -122,13 +126,18 @@ impl Analysis {
             detections.extend(detector.detect(&frame, &mut self.scratch)?);
         }
         let t = frame.stream_time_s;
+        let fix = self.drone.as_mut().map(|drone| drone.locate(&frame, &mut self.rules));
         let tracks = self.tracker.update(&detections, t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
         let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.incidents.messages(events, &Arc::new(frame), tracks.tracks))
+        let incidents = match events.is_empty() {
+            true => Vec::new(),
+            false => self.incidents.messages(events, &Arc::new(frame), tracks.tracks),
+        };
+        Ok(match (&mut self.drone, fix) {
+            (Some(drone), Some(fix)) => drone.tag(incidents, &fix, t),
+            _ => incidents,
+        })
     }
 }
 

@@ -221,6 +221,13 @@ impl Rules {
         events
     }
 
+    /// Replaces algorithm `rule`'s zone: a drone's geo-fence as this frame's image shows it.
+    pub fn set_zone(&mut self, rule: usize, zone: Polygon) {
+        if let Some(algorithm) = self.algorithms.get_mut(rule) {
+            algorithm.spec.zone = Some(zone);
+        }
+    }
+
     /// The classes each classifier must see crops of: the cascade algorithms' classes.
     pub fn classified_classes(&self) -> Vec<(String, Vec<Arc<str>>)> {
         let mut wanted: Vec<(String, Vec<Arc<str>>)> = Vec::new();

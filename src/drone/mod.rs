@@ -1,0 +1,376 @@
+//! Drone cameras: incidents placed on the ground.
+//!
+//! A drone's camera moves, so what matters is where on the ground an incident is. For a camera
+//! with `kind = "drone"` this module, between ingest and the incidents:
+//!
+//! - takes the camera's telemetry ([`telemetry`]): MISB ST 0601 KLV from the stream
+//!   ([`klv`]), or JSON from an MQTT topic, and matches each frame with the nearest sample;
+//! - projects image points to the ground from the pose ([`geo`]: method and error bounds);
+//! - turns the camera's geo-fences into this frame's image zones, so every algorithm's "in the
+//!   zone" means "standing inside the fence on the ground";
+//! - gives each incident message a `geo` block: the telemetry's state, the platform's position,
+//!   and each object's ground position with its uncertainty. Without usable telemetry the
+//!   incidents still go out, their `geo` saying why there is no position;
+//! - with `dedup_radius_m`, holds back each geo-tagged incident's end for its algorithm's
+//!   `cooldown_s`: the same thing seen again within the radius (the next pass over the same
+//!   debris) continues that incident as an `update` instead of starting another.
+
+pub mod config;
+pub mod geo;
+pub mod klv;
+pub mod telemetry;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CameraConfig, Config};
+use crate::geometry::Polygon;
+use crate::incident::{Incident, IncidentState, round};
+use crate::ingest::Frame;
+use crate::rules::{Rules, catalog};
+use config::{CameraKind, TelemetryConfig, TelemetrySource};
+use geo::{GeoPolygon, LatLon, Pose};
+use telemetry::{MqttFeed, Samples};
+
+/// The `geo` block of a drone camera's incident message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeoPayload {
+    /// `ok`, `missing` (no sample yet), `stale` (none within `max_age_s` of the frame) or
+    /// `incomplete` (the sample lacks a value a position needs).
+    pub telemetry: String,
+    /// `klv` or `mqtt`.
+    pub source: String,
+    /// Frame time minus the sample's time, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformPayload>,
+    /// The ground altitude the projection used (the KLV frame centre's, or the config's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_altitude_m: Option<f64>,
+    /// Where the image centre is by the drone's own reckoning (KLV), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_centre: Option<LatLon>,
+    /// Each of the incident's objects that has a ground position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<GroundPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformPayload {
+    pub lat: f64,
+    pub lon: f64,
+    pub altitude_m: f64,
+    pub heading_deg: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundPayload {
+    pub track_id: u64,
+    pub lat: f64,
+    pub lon: f64,
+    /// 1-sigma horizontal uncertainty, metres.
+    pub uncertainty_m: f64,
+}
+
+/// What a frame's telemetry is.
+#[derive(Debug, Clone)]
+pub struct Fix {
+    status: &'static str,
+    age_s: Option<f64>,
+    pose: Option<Pose>,
+    frame_centre: Option<LatLon>,
+}
+
+/// Where the samples come from.
+enum Feed {
+    Klv { samples: Samples, errors: u64 },
+    Mqtt(MqttFeed),
+}
+
+/// An incident whose end is held back while the same place may be seen again.
+struct Held {
+    end: Incident,
+    algorithm: String,
+    at: LatLon,
+    until_s: f64,
+}
+
+/// One drone camera's telemetry, geo-fences and places.
+pub struct Drone {
+    camera: String,
+    config: TelemetryConfig,
+    feed: Feed,
+    /// Algorithm index and the geo-fence it watches.
+    fences: Vec<(usize, GeoPolygon)>,
+    last_status: &'static str,
+    dedup_radius_m: Option<f64>,
+    cooldowns: HashMap<String, f64>,
+    /// Open incidents by id: algorithm and place.
+    open: HashMap<String, (String, LatLon)>,
+    held: Vec<Held>,
+    /// Incident ids continued under another's id, and how many ids an incident stands for.
+    alias: HashMap<String, String>,
+    members: HashMap<String, usize>,
+}
+
+impl Drone {
+    /// The drone side of a camera, `None` for a fixed camera. Fails when an MQTT feed cannot
+    /// start.
+    pub fn for_camera(node: &Config, camera: &CameraConfig) -> Result<Option<Drone>, String> {
+        let (CameraKind::Drone, Some(config)) = (camera.kind, &camera.telemetry) else {
+            return Ok(None);
+        };
+        let feed = match config.source {
+            TelemetrySource::Klv => Feed::Klv { samples: Samples::default(), errors: 0 },
+            TelemetrySource::Mqtt => {
+                let broker = config.broker.as_ref().unwrap_or(&node.mqtt.url);
+                let topic = config.topic.as_deref().unwrap_or_default();
+                let fields = config.fields.clone().into_iter().collect();
+                Feed::Mqtt(MqttFeed::start(&camera.id, broker, topic, fields)?)
+            }
+        };
+        let fences = camera
+            .algorithms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let zone = camera.zones.iter().find(|z| Some(&z.name) == a.zone.as_ref())?;
+                Some((i, zone.geo_polygon.clone()?))
+            })
+            .collect();
+        let cooldowns = camera
+            .algorithms
+            .iter()
+            .filter_map(|a| {
+                let entry = catalog::find(&a.kind)?;
+                Some((entry.id.clone(), a.cooldown_s.unwrap_or(entry.cooldown_s)))
+            })
+            .collect();
+        Ok(Some(Drone {
+            camera: camera.id.clone(),
+            config: config.clone(),
+            feed,
+            fences,
+            last_status: "",
+            dedup_radius_m: camera.dedup_radius_m,
+            cooldowns,
+            open: HashMap::new(),
+            held: Vec::new(),
+            alias: HashMap::new(),
+            members: HashMap::new(),
+        }))
+    }
+
+    /// Takes in the frame's telemetry, finds the frame's pose and sets the geo-fenced
+    /// algorithms' zones to what the image shows of their fences (nothing, without a pose).
+    pub fn locate(&mut self, frame: &Frame, rules: &mut Rules) -> Fix {
+        let nearest = match &mut self.feed {
+            Feed::Klv { samples, errors } => {
+                for metadata in &frame.metadata {
+                    for parsed in klv::parse_buffer(&metadata.data) {
+                        match parsed {
+                            Ok(sample) => samples.push(metadata.pts_s, sample),
+                            Err(e) => {
+                                *errors += 1;
+                                // The first and then one in a hundred: a broken link must not
+                                // flood the log.
+                                if *errors % 100 == 1 {
+                                    tracing::warn!(camera = %self.camera, errors = *errors, "KLV rejected: {e}");
+                                }
+                            }
+                        }
+                    }
+                }
+                samples.nearest(frame.stream_time_s).map(|(a, s)| (a, s.clone()))
+            }
+            Feed::Mqtt(feed) => {
+                let t = telemetry::epoch_s(frame.captured_at);
+                let samples = feed.samples.lock().unwrap_or_else(|e| e.into_inner());
+                samples.nearest(t).map(|(a, s)| (a, s.clone()))
+            }
+        };
+        let aspect = frame.height as f64 / frame.width.max(1) as f64;
+        let fix = match nearest {
+            None => Fix { status: "missing", age_s: None, pose: None, frame_centre: None },
+            Some((age, _)) if age.abs() > self.config.max_age_s => {
+                Fix { status: "stale", age_s: Some(age), pose: None, frame_centre: None }
+            }
+            Some((age, sample)) => {
+                let frame_centre = sample
+                    .frame_centre_latitude_deg
+                    .zip(sample.frame_centre_longitude_deg)
+                    .map(|(lat, lon)| LatLon { lat, lon });
+                match telemetry::pose(&sample, &self.config, aspect) {
+                    Ok(pose) => {
+                        Fix { status: "ok", age_s: Some(age), pose: Some(pose), frame_centre }
+                    }
+                    Err(missing) => {
+                        if self.last_status != "incomplete" {
+                            tracing::warn!(camera = %self.camera, "telemetry lacks the {missing}");
+                        }
+                        Fix { status: "incomplete", age_s: Some(age), pose: None, frame_centre }
+                    }
+                }
+            }
+        };
+        if fix.status != self.last_status {
+            match fix.status {
+                "ok" => tracing::info!(camera = %self.camera, "telemetry: ok"),
+                status => {
+                    tracing::warn!(camera = %self.camera, "telemetry: {status}; incidents go out without positions")
+                }
+            }
+            self.last_status = fix.status;
+        }
+        for (rule, fence) in &self.fences {
+            let zone = fix.pose.as_ref().map_or_else(Polygon::default, |p| p.fence_in_image(fence));
+            rules.set_zone(*rule, zone);
+        }
+        fix
+    }
+
+    /// Gives each message its `geo` block, merges messages about a place already reported
+    /// (with `dedup_radius_m`), and adds the held ends whose time is up at stream time `t`.
+    pub fn tag(&mut self, incidents: Vec<Incident>, fix: &Fix, t: f64) -> Vec<Incident> {
+        let mut out = Vec::new();
+        for mut incident in incidents {
+            incident.payload.geo = Some(self.geo(&incident, fix));
+            match self.dedup_radius_m {
+                Some(radius) => self.dedup(incident, radius, t, &mut out),
+                None => out.push(incident),
+            }
+        }
+        let (due, kept): (Vec<Held>, Vec<Held>) =
+            std::mem::take(&mut self.held).into_iter().partition(|h| h.until_s <= t);
+        self.held = kept;
+        out.extend(due.into_iter().map(|h| h.end));
+        out
+    }
+
+    fn geo(&self, incident: &Incident, fix: &Fix) -> GeoPayload {
+        let sigmas = self.config.sigmas();
+        let objects = match &fix.pose {
+            Some(pose) => incident
+                .payload
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    let [x, y, w, h] = o.bbox;
+                    let foot = crate::geometry::Point { x: x + w / 2.0, y: y + h };
+                    let g = pose.ground(foot, &sigmas)?;
+                    Some(GroundPayload {
+                        track_id: o.track_id,
+                        lat: round(g.at.lat, 7),
+                        lon: round(g.at.lon, 7),
+                        uncertainty_m: round(g.uncertainty_m, 1),
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        GeoPayload {
+            telemetry: fix.status.into(),
+            source: match self.config.source {
+                TelemetrySource::Klv => "klv",
+                TelemetrySource::Mqtt => "mqtt",
+            }
+            .into(),
+            age_s: fix.age_s.map(|a| round(a, 3)),
+            platform: fix.pose.as_ref().map(|p| PlatformPayload {
+                lat: round(p.sensor.lat, 7),
+                lon: round(p.sensor.lon, 7),
+                altitude_m: round(p.altitude_m, 1),
+                heading_deg: round(p.heading_deg.rem_euclid(360.0), 1),
+            }),
+            ground_altitude_m: fix.pose.as_ref().map(|p| round(p.ground_altitude_m, 1)),
+            frame_centre: fix
+                .frame_centre
+                .map(|c| LatLon { lat: round(c.lat, 7), lon: round(c.lon, 7) }),
+            objects,
+        }
+    }
+
+    /// Dedup by place: see the module's documentation.
+    fn dedup(&mut self, mut incident: Incident, radius: f64, t: f64, out: &mut Vec<Incident>) {
+        let p = &mut incident.payload;
+        if let Some(earlier) = self.alias.get(&p.id).cloned() {
+            if p.state == IncidentState::End {
+                self.alias.remove(&p.id);
+            }
+            p.id = earlier;
+            p.evidence = None;
+        }
+        let place = p
+            .geo
+            .as_ref()
+            .and_then(|g| g.objects.first())
+            .map(|o| LatLon { lat: o.lat, lon: o.lon });
+        match p.state {
+            IncidentState::Start => {
+                let same = |algorithm: &str, at: LatLon| {
+                    algorithm == p.algorithm
+                        && place.is_some_and(|q| geo::distance_m(at, q) <= radius)
+                };
+                // An open incident there gains a sighting; one whose end is held back is
+                // revived, its end forgotten.
+                let open = self.open.iter().find(|(_, (a, at))| same(a, *at));
+                let earlier = match open {
+                    Some((id, _)) => {
+                        *self.members.entry(id.clone()).or_insert(1) += 1;
+                        Some(id.clone())
+                    }
+                    None => self.held.iter().position(|h| same(&h.algorithm, h.at)).map(|i| {
+                        let held = self.held.remove(i);
+                        let id = held.end.payload.id;
+                        self.open.insert(id.clone(), (held.algorithm, held.at));
+                        self.members.insert(id.clone(), 1);
+                        id
+                    }),
+                };
+                match earlier {
+                    Some(earlier) => {
+                        self.alias.insert(std::mem::replace(&mut p.id, earlier.clone()), earlier);
+                        p.state = IncidentState::Update;
+                        p.evidence = None;
+                        incident.evidence = None;
+                    }
+                    None => {
+                        if let Some(at) = place {
+                            self.open.insert(p.id.clone(), (p.algorithm.clone(), at));
+                        }
+                    }
+                }
+                out.push(incident);
+            }
+            IncidentState::Update => {
+                if let (Some(at), Some(open)) = (place, self.open.get_mut(&p.id)) {
+                    open.1 = at;
+                }
+                out.push(incident);
+            }
+            IncidentState::End => {
+                let members = self.members.entry(p.id.clone()).or_insert(1);
+                if *members > 1 {
+                    // Another sighting still continues this incident.
+                    *members -= 1;
+                    return;
+                }
+                self.members.remove(&p.id);
+                match self.open.remove(&p.id) {
+                    Some((algorithm, at)) => {
+                        let cooldown = self.cooldowns.get(&algorithm).copied().unwrap_or(0.0);
+                        self.held.push(Held {
+                            end: incident,
+                            algorithm,
+                            at,
+                            until_s: t + cooldown,
+                        });
+                    }
+                    None => out.push(incident),
+                }
+            }
+        }
+    }
+}
