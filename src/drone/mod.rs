@@ -374,3 +374,122 @@ impl Drone {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: LatLon = LatLon { lat: 30.0, lon: 120.0 };
+
+    /// A KLV drone 50 m above the ground looking straight down, whose `illegal_dumping`
+    /// cools down for 60 s, deduplicating within 15 m.
+    fn drone() -> Drone {
+        let config: TelemetryConfig = toml::from_str("source = \"klv\"").unwrap();
+        Drone {
+            camera: "d".into(),
+            config,
+            feed: Feed::Klv { samples: Samples::default(), errors: 0 },
+            fences: Vec::new(),
+            last_status: "",
+            dedup_radius_m: Some(15.0),
+            cooldowns: HashMap::from([("illegal_dumping".to_string(), 60.0)]),
+            open: HashMap::new(),
+            held: Vec::new(),
+            alias: HashMap::new(),
+            members: HashMap::new(),
+        }
+    }
+
+    fn fix() -> Fix {
+        let pose = Pose {
+            sensor: ORIGIN,
+            altitude_m: 50.0,
+            ground_altitude_m: 0.0,
+            heading_deg: 0.0,
+            pitch_deg: 0.0,
+            roll_deg: 0.0,
+            sensor_azimuth_deg: 0.0,
+            sensor_elevation_deg: -90.0,
+            sensor_roll_deg: 0.0,
+            hfov_deg: 90.0,
+            vfov_deg: 90.0,
+        };
+        Fix { status: "ok", age_s: Some(0.0), pose: Some(pose), frame_centre: None }
+    }
+
+    /// A message about one object whose box stands on image point (`x`, `y`): 100 m of ground
+    /// across the image, so 0.1 is 10 m.
+    fn message(id: &str, state: &str, x: f32, y: f32) -> Incident {
+        let payload = serde_json::json!({
+            "schema": "cityeye.incident.v1", "id": id, "node": "n", "camera": "d",
+            "algorithm": "illegal_dumping", "category": "appearance", "name_zh": "z",
+            "name_en": "e", "severity": "warning", "state": state,
+            "detected_at": "2026-11-22T00:00:00.000Z", "stream_time_s": 0.0,
+            "objects": [{"track_id": 1, "class": "garbage", "confidence": 0.9,
+                         "bbox": [x - 0.01, y - 0.02, 0.02, 0.02], "dwell_s": 0.0}],
+            "evidence": {"topic": format!("e/{id}"), "width": 10, "height": 10},
+            "model": {"name": "m", "sha256": "0"}
+        });
+        Incident { payload: serde_json::from_value(payload).unwrap(), evidence: None }
+    }
+
+    fn summary(out: &[Incident]) -> Vec<(String, IncidentState, bool)> {
+        out.iter()
+            .map(|i| (i.payload.id.clone(), i.payload.state, i.payload.evidence.is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn incidents_carry_the_platform_and_each_objects_ground_position() {
+        let out = drone().tag(vec![message("a", "start", 0.6, 0.5)], &fix(), 0.0);
+        let geo = out[0].payload.geo.clone().unwrap();
+        assert_eq!((geo.telemetry.as_str(), geo.source.as_str()), ("ok", "klv"));
+        let platform = geo.platform.unwrap();
+        assert_eq!((platform.lat, platform.lon, platform.altitude_m), (30.0, 120.0, 50.0));
+        let ground = &geo.objects[0];
+        let (north, east) = geo::metres(ORIGIN, LatLon { lat: ground.lat, lon: ground.lon });
+        assert!(north.abs() < 0.02 && (east - 10.0).abs() < 0.02, "{north} {east}");
+        let missing = Fix { status: "missing", age_s: None, pose: None, frame_centre: None };
+        let out = drone().tag(vec![message("b", "start", 0.6, 0.5)], &missing, 0.0);
+        let geo = out[0].payload.geo.clone().unwrap();
+        assert!(geo.platform.is_none() && geo.objects.is_empty() && geo.telemetry == "missing");
+    }
+
+    #[test]
+    fn the_next_pass_over_the_same_place_continues_the_incident() {
+        let mut d = drone();
+        let f = fix();
+        let s = IncidentState::Start;
+        let (u, e) = (IncidentState::Update, IncidentState::End);
+        assert_eq!(
+            summary(&d.tag(vec![message("a", "start", 0.5, 0.5)], &f, 0.0)),
+            [("a".into(), s, true)]
+        );
+        // The first pass ends; its end waits for the cooldown.
+        assert!(d.tag(vec![message("a", "end", 0.5, 0.5)], &f, 10.0).is_empty());
+        // The next pass, 5 m away: the same incident goes on, without a new snapshot.
+        let next = d.tag(vec![message("b", "start", 0.55, 0.5)], &f, 30.0);
+        assert_eq!(summary(&next), [("a".into(), u, false)]);
+        let later = d.tag(vec![message("b", "update", 0.55, 0.5)], &f, 40.0);
+        assert_eq!(summary(&later), [("a".into(), u, false)]);
+        // Something 30 m away is another incident.
+        let other = d.tag(vec![message("c", "start", 0.8, 0.5)], &f, 45.0);
+        assert_eq!(summary(&other), [("c".into(), s, true)]);
+        assert!(d.tag(vec![message("b", "end", 0.55, 0.5)], &f, 50.0).is_empty());
+        assert!(d.tag(vec![], &f, 109.0).is_empty(), "still cooling down");
+        assert_eq!(summary(&d.tag(vec![], &f, 110.0)), [("a".into(), e, false)]);
+    }
+
+    #[test]
+    fn two_sightings_at_once_end_the_incident_once_both_have_ended() {
+        let mut d = drone();
+        let f = fix();
+        d.tag(vec![message("a", "start", 0.5, 0.5)], &f, 0.0);
+        let both = d.tag(vec![message("b", "start", 0.52, 0.5)], &f, 1.0);
+        assert_eq!(summary(&both), [("a".into(), IncidentState::Update, false)]);
+        assert!(d.tag(vec![message("a", "end", 0.5, 0.5)], &f, 2.0).is_empty());
+        assert!(d.tag(vec![message("b", "end", 0.52, 0.5)], &f, 3.0).is_empty());
+        let ended = d.tag(vec![], &f, 63.0);
+        assert_eq!(summary(&ended), [("a".into(), IncidentState::End, false)]);
+    }
+}
