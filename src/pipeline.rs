@@ -119,6 +119,12 @@ impl Analysis {
         })
     }
 
+    /// A drone camera's telemetry state (`ok`, `missing`, `stale`, `incomplete`) after its
+    /// latest frame; `None` for a fixed camera.
+    pub fn telemetry(&self) -> Option<&'static str> {
+        self.drone.as_ref().map(Drone::telemetry)
+    }
+
     /// Runs one frame through infer → track → rules → incidents.
     pub fn frame(&mut self, frame: Frame) -> Result<Vec<Incident>, String> {
         let mut detections = Vec::new();
@@ -179,6 +185,8 @@ pub fn run_camera(
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
     };
+    // A drone camera's telemetry state, as its online status shows it.
+    let telemetry = std::cell::Cell::new(None);
     // Ingest calls the state, frame and encoded-stream callbacks one at a time.
     let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
     let mut on_state = |state: CameraState| {
@@ -191,13 +199,22 @@ pub fn run_camera(
             send(Outbound::CameraStatus {
                 camera: camera.id.clone(),
                 state,
+                telemetry: telemetry.get(),
                 at: SystemTime::now(),
             });
         }
     };
     let mut on_frame = |frame: Frame| {
         let started = Instant::now();
+        let (width, height) = (frame.width, frame.height);
         let analysed = analysis.frame(frame);
+        let now = analysis.telemetry();
+        if now != telemetry.get() && mode == Mode::Live {
+            let state = CameraState::Online { width, height };
+            let at = SystemTime::now();
+            send(Outbound::CameraStatus { camera: camera.id.clone(), state, telemetry: now, at });
+        }
+        telemetry.set(now);
         stats.add_inference(started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         match analysed {

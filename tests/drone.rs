@@ -419,7 +419,16 @@ fn mqtt_telemetry_places_incidents_and_its_loss_is_reported() {
         assert!(offset.abs() <= 0.25, "frame and telemetry {offset:.2} s apart: {incident}");
     }
 
-    // Without telemetry, incidents still go out, marked so and without positions.
+    let telemetry_status = |m: &Message, state: &str| {
+        m.topic == "cityeye/edge-test/drone/status" && m.json()["telemetry"] == state
+    };
+    let ok = subscriber.messages().into_iter().find(|m| telemetry_status(m, "ok"));
+    let ok = ok.expect("the camera's status says its telemetry is ok").json();
+    assert_matches_schema("schemas/status.v1.json", &ok);
+    assert_eq!(ok["state"], "online");
+
+    // Without telemetry, incidents still go out, marked so and without positions, and the
+    // camera's status says so.
     drop(publisher);
     let seen = subscriber.messages().len();
     let messages = subscriber.wait_until(Duration::from_secs(60), |m| {
@@ -436,4 +445,10 @@ fn mqtt_telemetry_places_incidents_and_its_loss_is_reported() {
     assert!(stale["geo"].get("platform").is_none() && stale["geo"].get("objects").is_none());
     assert!(f(&stale["geo"]["age_s"]) > 0.5, "{stale}");
     assert!(appliance.log().contains("telemetry: stale"), "{}", appliance.log());
+    let status = subscriber.wait_until(Duration::from_secs(10), |m| {
+        m[seen..].iter().any(|m| telemetry_status(m, "stale"))
+    });
+    let stale = status[seen..].iter().find(|m| telemetry_status(m, "stale"));
+    let stale = stale.expect("the camera's status says its telemetry is stale").json();
+    assert_matches_schema("schemas/status.v1.json", &stale);
 }

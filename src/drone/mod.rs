@@ -153,7 +153,7 @@ impl Drone {
             config: config.clone(),
             feed,
             fences,
-            last_status: "",
+            last_status: "missing",
             dedup_radius_m: camera.dedup_radius_m,
             cooldowns,
             open: HashMap::new(),
@@ -161,6 +161,11 @@ impl Drone {
             alias: HashMap::new(),
             members: HashMap::new(),
         }))
+    }
+
+    /// The telemetry's state at the latest frame: `ok`, `missing`, `stale` or `incomplete`.
+    pub fn telemetry(&self) -> &'static str {
+        self.last_status
     }
 
     /// Takes in the frame's telemetry, finds the frame's pose and sets the geo-fenced

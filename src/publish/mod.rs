@@ -53,7 +53,14 @@ pub const CHANNEL_CAPACITY: usize = 64;
 #[derive(Debug)]
 pub enum Outbound {
     Incident(Box<Incident>),
-    CameraStatus { camera: String, state: CameraState, at: SystemTime },
+    /// `telemetry`: a drone camera's telemetry (`ok`, `missing`, `stale`, `incomplete`), shown
+    /// while it is online.
+    CameraStatus {
+        camera: String,
+        state: CameraState,
+        telemetry: Option<&'static str>,
+        at: SystemTime,
+    },
 }
 
 /// The node's topic names.
@@ -113,6 +120,8 @@ struct StatusPayload<'a> {
     width: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<&'a str>,
     at: String,
 }
 
@@ -126,12 +135,19 @@ fn node_status(node: &str, online: bool) -> Vec<u8> {
         retry_in_s: None,
         width: None,
         height: None,
+        telemetry: None,
         at: rfc3339_millis(SystemTime::now()),
     };
     serde_json::to_vec(&payload).expect("status serializes")
 }
 
-fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) -> Vec<u8> {
+fn camera_status(
+    node: &str,
+    camera: &str,
+    state: &CameraState,
+    telemetry: Option<&'static str>,
+    at: SystemTime,
+) -> Vec<u8> {
     let mut payload = StatusPayload {
         schema: "cityeye.status.v1",
         node,
@@ -141,6 +157,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
         retry_in_s: None,
         width: None,
         height: None,
+        telemetry: None,
         at: rfc3339_millis(at),
     };
     match state {
@@ -148,6 +165,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
         CameraState::Online { width, height } => {
             payload.state = "online";
             (payload.width, payload.height) = (Some(*width), Some(*height));
+            payload.telemetry = telemetry;
         }
         CameraState::Offline { reason, retry_in_s } => {
             payload.state = "offline";
@@ -272,9 +290,9 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
                 .push(Publication::incident(topics.incident(&p.camera, &p.algorithm), body));
             publications
         }
-        Outbound::CameraStatus { camera, state, at } => vec![Publication::status(
+        Outbound::CameraStatus { camera, state, telemetry, at } => vec![Publication::status(
             topics.camera_status(&camera),
-            camera_status(node, &camera, &state, at),
+            camera_status(node, &camera, &state, telemetry, at),
         )],
     }
 }
@@ -395,7 +413,7 @@ mod tests {
     fn camera_status_says_why_it_is_offline() {
         let state = CameraState::Offline { reason: "refused".into(), retry_in_s: 4 };
         let body: serde_json::Value =
-            serde_json::from_slice(&camera_status("n", "c", &state, SystemTime::UNIX_EPOCH))
+            serde_json::from_slice(&camera_status("n", "c", &state, None, SystemTime::UNIX_EPOCH))
                 .unwrap();
         assert_eq!(body["state"], "offline");
         assert_eq!(body["reason"], "refused");
