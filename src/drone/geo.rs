@@ -11,10 +11,11 @@
 //! of curvature at the sensor.
 //!
 //! **Error bounds.** With exact telemetry over truly flat ground the method is exact but for
-//! the flat-earth step: the earth drops away by d²/2R, 0.08 m at 1 km, and the local radii are
-//! off by under 0.01 % within 10 km. What limits it is the telemetry: an angle error δ moves a
-//! point at depression angle θ by about h·δ/sin²θ along the line of sight, a height error Δh by
-//! Δh/tan θ; the platform's own position error adds as it is. Each projected point carries a
+//! the flat-earth step: the earth drops away by d²/2R (0.08 m at 1 km), which moves a point by
+//! that over tan θ (0.9 m at 5° depression), and the local radii are off by under 0.01 % within
+//! 10 km. What limits it is the telemetry: an angle error δ moves a point at depression angle θ
+//! by about h·δ/sin²θ along the line of sight, a height error Δh by Δh/tan θ; the platform's
+//! own position error adds as it is. Each projected point carries a
 //! 1-sigma radius from these (first order, numerically): the sensor's `angle_sigma_deg` in both
 //! axes of the ray, `altitude_sigma_m`, `position_sigma_m`. Near the horizon the radius grows
 //! without bound, so rays flatter than [`MIN_DEPRESSION_DEG`] or longer than [`MAX_RANGE_M`]
