@@ -95,7 +95,11 @@ impl Analysis {
         let confidence = detectors.iter().map(|d| d.confidence()).fold(1.0, f32::min);
         let entries = catalog::for_camera(camera)?;
         let specs = catalog::specs(camera, &entries, confidence)?;
-        let rules = Rules::new(specs);
+        let mut rules = Rules::new(specs);
+        let drone = Drone::for_camera(config, camera)?;
+        if drone.is_some() {
+            rules.camera_moves();
+        }
         let second_stage = rules
             .classified_classes()
             .into_iter()
@@ -115,7 +119,7 @@ impl Analysis {
             crop_scratch: CropScratch::default(),
             verdicts: Verdicts::new(),
             detectors,
-            drone: Drone::for_camera(config, camera)?,
+            drone,
         })
     }
 
