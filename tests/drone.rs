@@ -463,14 +463,15 @@ fn mqtt_telemetry_places_incidents_and_its_loss_is_reported() {
 
     let incidents = check_fences(&subscriber, &appliance, "mqtt");
     for incident in incidents.iter().map(Message::json) {
-        // The frame's arrival and the sample nearest it: 10 Hz, so within 0.05 s, plus the
-        // time the frame took from the RTSP server to the decoder.
+        // MQTT samples meet frames by wall-clock time: the sample nearest the frame's arrival
+        // (10 Hz, so within 0.05 s), late by the video's own latency (RTSP, decoding; about
+        // 0.1 s here, more on a loaded machine).
         let detected =
             chrono::DateTime::parse_from_rfc3339(incident["detected_at"].as_str().unwrap())
                 .unwrap();
         let since_start = std::time::SystemTime::from(detected).duration_since(start).unwrap();
         let offset = check_geo(&incident, "mqtt") - since_start.as_secs_f64();
-        assert!(offset.abs() <= 0.25, "frame and telemetry {offset:.2} s apart: {incident}");
+        assert!(offset.abs() <= 0.5, "frame and telemetry {offset:.2} s apart: {incident}");
     }
 
     let telemetry_status = |m: &Message, state: &str| {
