@@ -184,9 +184,10 @@ impl Pose {
     }
 
     /// A geo-fence as the image sees it now: the ground polygon clipped to what lies in front
-    /// of the camera, projected into the image. Flat ground maps to the image by a projective
-    /// transform, so an image point is inside this polygon exactly when its ground point is
-    /// inside the fence. Empty (containing nothing) when the fence is wholly behind.
+    /// of the camera, projected into the image and clipped to the frame. Flat ground maps to
+    /// the image by a projective transform, so a point of the frame is inside this polygon
+    /// exactly when its ground point is inside the fence. Empty (containing nothing) when the
+    /// fence is out of view.
     pub fn fence_in_image(&self, fence: &GeoPolygon) -> Polygon {
         let local: Vec<(f64, f64)> = fence.0.iter().map(|p| metres(self.sensor, *p)).collect();
         // Keep the part at least a metre in front of the image plane, so that every kept
@@ -194,20 +195,46 @@ impl Pose {
         let forward = apply(&self.camera_to_ned(), [1.0, 0.0, 0.0]);
         let h = self.height_m();
         let depth = |(n, e): (f64, f64)| forward[0] * n + forward[1] * e + forward[2] * h - 1.0;
-        let mut clipped = Vec::new();
-        for (i, &a) in local.iter().enumerate() {
-            let b = local[(i + 1) % local.len()];
-            let (da, db) = (depth(a), depth(b));
-            if da >= 0.0 {
-                clipped.push(a);
-            }
-            if (da >= 0.0) != (db >= 0.0) {
-                let t = da / (da - db);
-                clipped.push((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)));
-            }
-        }
-        Polygon::new(clipped.into_iter().filter_map(|(n, e)| self.image_point(n, e)).collect())
+        let lerp =
+            |a: (f64, f64), b: (f64, f64), t: f64| (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+        let clipped = clip(&local, depth, lerp);
+        let image = clipped.into_iter().filter_map(|(n, e)| self.image_point(n, e)).collect();
+        Polygon::new(within_frame(image))
     }
+}
+
+/// The part of a polygon inside the frame (0..1 both ways): what rules measure areas of and
+/// snapshots draw.
+fn within_frame(points: Vec<Point>) -> Vec<Point> {
+    let lerp = |a: Point, b: Point, t: f64| {
+        let t = t as f32;
+        Point { x: a.x + t * (b.x - a.x), y: a.y + t * (b.y - a.y) }
+    };
+    let edges: [fn(Point) -> f64; 4] = [
+        |p| f64::from(p.x),
+        |p| 1.0 - f64::from(p.x),
+        |p| f64::from(p.y),
+        |p| 1.0 - f64::from(p.y),
+    ];
+    edges.into_iter().fold(points, |points, inside| clip(&points, inside, lerp))
+}
+
+/// The part of a closed polygon where `inside`, a linear function of the point, is not
+/// negative (Sutherland-Hodgman, one half-plane); `lerp(a, b, t)` is the point `t` of the way
+/// from `a` to `b`.
+fn clip<P: Copy>(points: &[P], inside: impl Fn(P) -> f64, lerp: impl Fn(P, P, f64) -> P) -> Vec<P> {
+    let mut out = Vec::with_capacity(points.len() + 2);
+    for (i, &a) in points.iter().enumerate() {
+        let b = points[(i + 1) % points.len()];
+        let (da, db) = (inside(a), inside(b));
+        if da >= 0.0 {
+            out.push(a);
+        }
+        if (da >= 0.0) != (db >= 0.0) {
+            out.push(lerp(a, b, da / (da - db)));
+        }
+    }
+    out
 }
 
 fn norm(v: [f64; 3]) -> f64 {
@@ -424,6 +451,8 @@ mod tests {
         for (heading, elevation) in [(0.0, -90.0), (0.0, -45.0), (20.0, -30.0), (200.0, -60.0)] {
             let p = pose(heading, elevation, 80.0);
             let image = p.fence_in_image(&fence);
+            let in_frame = |v: f32| (-1e-5..=1.0 + 1e-5).contains(&v);
+            assert!(image.points().iter().all(|q| in_frame(q.x) && in_frame(q.y)), "{image:?}");
             let (mut inside, mut outside) = (0, 0);
             for i in 0..40 {
                 for j in 0..40 {

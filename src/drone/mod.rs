@@ -97,13 +97,20 @@ struct Held {
     until_s: f64,
 }
 
+/// A geo-fenced algorithm's fence, on the ground and as the latest frame shows it.
+struct Fence {
+    rule: usize,
+    zone: String,
+    ground: GeoPolygon,
+    image: Polygon,
+}
+
 /// One drone camera's telemetry, geo-fences and places.
 pub struct Drone {
     camera: String,
     config: TelemetryConfig,
     feed: Feed,
-    /// Algorithm index and the geo-fence it watches.
-    fences: Vec<(usize, GeoPolygon)>,
+    fences: Vec<Fence>,
     last_status: &'static str,
     dedup_radius_m: Option<f64>,
     cooldowns: HashMap<String, f64>,
@@ -135,9 +142,10 @@ impl Drone {
             .algorithms
             .iter()
             .enumerate()
-            .filter_map(|(i, a)| {
+            .filter_map(|(rule, a)| {
                 let zone = camera.zones.iter().find(|z| Some(&z.name) == a.zone.as_ref())?;
-                Some((i, zone.geo_polygon.clone()?))
+                let ground = zone.geo_polygon.clone()?;
+                Some(Fence { rule, zone: zone.name.clone(), ground, image: Polygon::default() })
             })
             .collect();
         let cooldowns = camera
@@ -229,19 +237,28 @@ impl Drone {
             }
             self.last_status = fix.status;
         }
-        for (rule, fence) in &self.fences {
-            let zone = fix.pose.as_ref().map_or_else(Polygon::default, |p| p.fence_in_image(fence));
-            rules.set_zone(*rule, zone);
+        for fence in &mut self.fences {
+            fence.image = fix
+                .pose
+                .as_ref()
+                .map_or_else(Polygon::default, |p| p.fence_in_image(&fence.ground));
+            rules.set_zone(fence.rule, fence.image.clone());
         }
         fix
     }
 
-    /// Gives each message its `geo` block, merges messages about a place already reported
-    /// (with `dedup_radius_m`), and adds the held ends whose time is up at stream time `t`.
+    /// Gives each message its `geo` block and its snapshot the fence as the frame shows it,
+    /// merges messages about a place already reported (with `dedup_radius_m`), and adds the
+    /// held ends whose time is up at stream time `t`.
     pub fn tag(&mut self, incidents: Vec<Incident>, fix: &Fix, t: f64) -> Vec<Incident> {
         let mut out = Vec::new();
         for mut incident in incidents {
             incident.payload.geo = Some(self.geo(&incident, fix));
+            let zone = incident.payload.zone.as_ref();
+            let fence = self.fences.iter().find(|f| Some(&f.zone) == zone);
+            if let (Some(evidence), Some(fence)) = (&mut incident.evidence, fence) {
+                evidence.zones = vec![fence.image.clone()];
+            }
             match self.dedup_radius_m {
                 Some(radius) => self.dedup(incident, radius, t, &mut out),
                 None => out.push(incident),
@@ -458,6 +475,65 @@ mod tests {
         let out = drone().tag(vec![message("b", "start", 0.6, 0.5)], &missing, 0.0);
         let geo = out[0].payload.geo.clone().unwrap();
         assert!(geo.platform.is_none() && geo.objects.is_empty() && geo.telemetry == "missing");
+    }
+
+    /// A frame that came with a KLV packet of a nadir view from 50 m at `ORIGIN`.
+    fn frame_with_klv() -> Frame {
+        let sample = klv::UasSample {
+            sensor_latitude_deg: Some(ORIGIN.lat),
+            sensor_longitude_deg: Some(ORIGIN.lon),
+            sensor_altitude_m: Some(50.0),
+            platform_heading_deg: Some(0.0),
+            sensor_relative_elevation_deg: Some(-90.0),
+            sensor_hfov_deg: Some(90.0),
+            sensor_vfov_deg: Some(90.0),
+            ..klv::UasSample::default()
+        };
+        let metadata = vec![crate::ingest::Metadata { pts_s: 1.0, data: klv::encode(&sample) }];
+        Frame {
+            width: 8,
+            height: 8,
+            data: vec![0; 8 * 8 * 3],
+            stream_time_s: 1.02,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+            metadata,
+        }
+    }
+
+    #[test]
+    fn klv_with_the_frame_places_it_and_the_snapshot_shows_the_fence() {
+        let mut d = drone();
+        // A fence over the east half of the view: 0 to 60 m east, 60 m either side north.
+        let ground = GeoPolygon(vec![
+            geo::offset(ORIGIN, -60.0, 0.0),
+            geo::offset(ORIGIN, -60.0, 60.0),
+            geo::offset(ORIGIN, 60.0, 60.0),
+            geo::offset(ORIGIN, 60.0, 0.0),
+        ]);
+        d.fences.push(Fence { rule: 0, zone: "z".into(), ground, image: Polygon::default() });
+        let frame = frame_with_klv();
+        let mut rules = Rules::new(Vec::new());
+        let fix = d.locate(&frame, &mut rules);
+        assert_eq!((fix.status, fix.age_s.map(|a| (a * 100.0).round())), ("ok", Some(2.0)));
+        assert_eq!(d.telemetry(), "ok");
+        let mut incident = message("a", "start", 0.75, 0.5);
+        incident.payload.zone = Some("z".into());
+        incident.evidence = Some(crate::incident::Evidence {
+            frame: std::sync::Arc::new(frame),
+            zones: Vec::new(),
+            lines: Vec::new(),
+            subjects: Vec::new(),
+            others: Vec::new(),
+        });
+        let out = d.tag(vec![incident], &fix, 1.02);
+        let drawn = &out[0].evidence.as_ref().unwrap().zones[0];
+        // The image's right half: x from 0.5 to 1.
+        let xs: Vec<f32> = drawn.points().iter().map(|p| p.x).collect();
+        let (lo, hi) = xs.iter().fold((1f32, 0f32), |(l, h), x| (l.min(*x), h.max(*x)));
+        assert!((lo - 0.5).abs() < 1e-4 && (hi - 1.0).abs() < 1e-4, "{drawn:?}");
+        let far = Frame { stream_time_s: 3.0, metadata: Vec::new(), ..frame_with_klv() };
+        let stale = d.locate(&far, &mut rules);
+        assert_eq!((stale.status, d.fences[0].image.points().len()), ("stale", 0));
     }
 
     #[test]
