@@ -879,17 +879,24 @@ fn bad_configs_name_file_key_and_mistake() {
 #[test]
 fn drone_cameras_pass_check() {
     let dir = tempfile::tempdir().unwrap();
-    for text in [
-        with_drone(&base_config(), "", ""),
-        with_drone(&base_config(), "source = \"klv\"", MQTT_TELEMETRY),
-        with_drone(
-            &base_config(),
-            "udp://0.0.0.0:5600",
-            "srt://192.0.2.30:9000?passphrase=0123456789",
+    for (text, telemetry) in [
+        (with_drone(&base_config(), "", ""), "telemetry KLV (MISB ST 0601) in the stream"),
+        (
+            with_drone(&base_config(), "source = \"klv\"", MQTT_TELEMETRY),
+            "telemetry MQTT thing/product/DOCK-1/osd on mqtt://127.0.0.1:1883",
+        ),
+        (
+            with_drone(
+                &base_config(),
+                "udp://0.0.0.0:5600",
+                "srt://192.0.2.30:9000?passphrase=0123456789",
+            ),
+            "angle 1°, altitude 2 m, position 3 m",
         ),
     ] {
         let (code, stdout, stderr) = check(dir.path(), &text);
         assert_eq!(code, 0, "{text}\n{stderr}");
+        assert!(stdout.contains(telemetry), "{stdout}");
         assert!(!stdout.contains("0123456789"), "the SRT passphrase is shown:\n{stdout}");
     }
 }

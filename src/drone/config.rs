@@ -83,6 +83,34 @@ pub const FIELDS: [&str; 12] = [
 const REQUIRED_FIELDS: [&str; 5] = ["latitude", "longitude", "altitude", "heading", "gimbal_pitch"];
 
 impl TelemetryConfig {
+    /// One line for `cityeye check`: the source and the settings in force.
+    pub fn describe(&self, node_broker: &BrokerUrl) -> String {
+        let source = match self.source {
+            TelemetrySource::Klv => "KLV (MISB ST 0601) in the stream".to_string(),
+            TelemetrySource::Mqtt => {
+                let b = self.broker.as_ref().unwrap_or(node_broker);
+                let fields: Vec<String> =
+                    self.fields.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                format!(
+                    "MQTT {} on mqtt://{}:{} ({})",
+                    self.topic.as_deref().unwrap_or_default(),
+                    b.host,
+                    b.port,
+                    fields.join(", ")
+                )
+            }
+        };
+        format!(
+            "{source}; max_age_s {}, ground_altitude_m {}; 1 sigma: angle {}°, altitude {} m, \
+             position {} m",
+            self.max_age_s,
+            self.ground_altitude_m,
+            self.angle_sigma_deg,
+            self.altitude_sigma_m,
+            self.position_sigma_m
+        )
+    }
+
     pub fn sigmas(&self) -> Sigmas {
         Sigmas {
             angle_deg: self.angle_sigma_deg,
