@@ -167,10 +167,12 @@ dedup_radius_m = 15
 "#;
 
 /// The drone camera's telemetry over MQTT instead of KLV.
-const MQTT_TELEMETRY: &str = r#"source = "mqtt"
-  topic = "thing/product/DOCK-1/osd"
+const MQTT_TELEMETRY: &str = "source = \"mqtt\"
+  topic = \"thing/product/DOCK-1/osd\"
   hfov_deg = 82
-  fields = { latitude = "/data/latitude", longitude = "/data/longitude", altitude = "/data/height", heading = "/data/attitude_head", gimbal_pitch = "/data/gimbal_pitch" }"#;
+  fields = { latitude = \"/data/latitude\", longitude = \"/data/longitude\", \
+             altitude = \"/data/height\", heading = \"/data/attitude_head\", \
+             gimbal_pitch = \"/data/gimbal_pitch\" }";
 
 /// `text` with the drone camera appended, `from` replaced by `to` in it.
 fn with_drone(text: &str, from: &str, to: &str) -> String {
@@ -693,7 +695,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "geo-fence on a fixed camera",
             edit: |c| {
-                let fence = "  [[cameras.zones]]\n  name = \"fence\"\n  geo_polygon = [[1, 2], [1, 3], [2, 3]]\n\n  [[cameras.algorithms]]";
+                let fence = "  [[cameras.zones]]\n  name = \"fence\"\n  \
+                             geo_polygon = [[1, 2], [1, 3], [2, 3]]\n\n  [[cameras.algorithms]]";
                 replace(c, "  [[cameras.algorithms]]", fence)
             },
             key: "cameras[0].zones[1].geo_polygon",

@@ -383,7 +383,12 @@ fn drone_templates_build() {
             r#"source = "mqtt"
   topic = "t"
   hfov_deg = 60
-  fields = { latitude = "/a", longitude = "/b", altitude = "/c", heading = "/d", gimbal_pitch = "/e" }"#,
+  [cameras.telemetry.fields]
+  latitude = "/a"
+  longitude = "/b"
+  altitude = "/c"
+  heading = "/d"
+  gimbal_pitch = "/e""#,
         );
         let (_dir, path) = write_config(&text);
         let config = cityeye::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -452,7 +457,14 @@ fn mqtt_telemetry_places_incidents_and_its_loss_is_reported() {
         r#"source = "mqtt"
   topic = "{OSD_TOPIC}"
   hfov_deg = {HFOV_DEG}
-  fields = {{ latitude = "/data/latitude", longitude = "/data/longitude", altitude = "/data/height", heading = "/data/attitude_head", gimbal_pitch = "/data/payload/0/gimbal_pitch", gimbal_yaw = "/data/payload/0/gimbal_yaw", timestamp_ms = "/timestamp" }}"#
+  [cameras.telemetry.fields]
+  latitude = "/data/latitude"
+  longitude = "/data/longitude"
+  altitude = "/data/height"
+  heading = "/data/attitude_head"
+  gimbal_pitch = "/data/payload/0/gimbal_pitch"
+  gimbal_yaw = "/data/payload/0/gimbal_yaw"
+  timestamp_ms = "/timestamp""#
     );
     let text = drone_config(broker.port, &camera.url(), &telemetry)
         .replace(&format!("ground_altitude_m = {GROUND_M}"), "ground_altitude_m = 0");

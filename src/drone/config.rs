@@ -193,7 +193,8 @@ pub fn validate_camera(config: &Config, i: usize, camera: &CameraConfig) -> Vec<
         check(
             !(image && drone),
             zkey("polygon"),
-            "a drone's camera moves, so image zones mean nothing: use geo_polygon = [[lat, lon], …]",
+            "a drone's camera moves, so image zones mean nothing: use \
+             geo_polygon = [[lat, lon], …]",
         );
     }
     check(
@@ -282,7 +283,8 @@ pub fn validate_camera(config: &Config, i: usize, camera: &CameraConfig) -> Vec<
             if !t.fields.contains_key("hfov") && t.hfov_deg.is_none() {
                 errors.push(config.error(
                     tkey("hfov_deg"),
-                    "needed when the telemetry has no hfov field: the camera's horizontal field of view",
+                    "needed when the telemetry has no hfov field: the camera's horizontal field \
+                     of view",
                 ));
             }
         }

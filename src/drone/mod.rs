@@ -181,19 +181,20 @@ impl Drone {
     pub fn locate(&mut self, frame: &Frame, rules: &mut Rules) -> Fix {
         let nearest = match &mut self.feed {
             Feed::Klv { samples, errors } => {
-                for metadata in &frame.metadata {
-                    for parsed in klv::parse_buffer(&metadata.data) {
-                        match parsed {
-                            Ok(sample) => samples.push(metadata.pts_s, sample),
-                            Err(e) => {
-                                *errors += 1;
-                                // The first and then one in a hundred: a broken link must not
-                                // flood the log.
-                                if *errors % 100 == 1 {
-                                    tracing::warn!(camera = %self.camera, errors = *errors, "KLV rejected: {e}");
-                                }
-                            }
+                let parsed = frame.metadata.iter().flat_map(|m| {
+                    klv::parse_buffer(&m.data).into_iter().map(move |p| (m.pts_s, p))
+                });
+                for (t, sample) in parsed {
+                    match sample {
+                        Ok(sample) => samples.push(t, sample),
+                        // The first and then one in a hundred: a broken link must not flood
+                        // the log.
+                        Err(e) if *errors % 100 == 0 => {
+                            *errors += 1;
+                            let camera = &self.camera;
+                            tracing::warn!(camera, errors = *errors, "KLV rejected: {e}");
                         }
+                        Err(_) => *errors += 1,
                     }
                 }
                 samples.nearest(frame.stream_time_s).map(|(a, s)| (a, s.clone()))
@@ -231,9 +232,10 @@ impl Drone {
         if fix.status != self.last_status {
             match fix.status {
                 "ok" => tracing::info!(camera = %self.camera, "telemetry: ok"),
-                status => {
-                    tracing::warn!(camera = %self.camera, "telemetry: {status}; incidents go out without positions")
-                }
+                status => tracing::warn!(
+                    camera = %self.camera,
+                    "telemetry: {status}; incidents go out without positions"
+                ),
             }
             self.last_status = fix.status;
         }
