@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::drone::config::{CameraKind, TelemetryConfig};
+use crate::drone::geo::GeoPolygon;
 use crate::geometry::{Point, Polygon};
 use crate::infer::ModelKind;
 use crate::rules::catalog;
@@ -296,6 +298,13 @@ pub struct CameraConfig {
     pub zones: Vec<ZoneConfig>,
     #[serde(default)]
     pub algorithms: Vec<AlgorithmConfig>,
+    /// `fixed` (the default) or `drone`: see [`crate::drone`].
+    #[serde(default)]
+    pub kind: CameraKind,
+    pub telemetry: Option<TelemetryConfig>,
+    /// A drone's incident seen again within this many metres and its algorithm's `cooldown_s`
+    /// updates the open incident instead of starting another.
+    pub dedup_radius_m: Option<f64>,
 }
 
 impl ModelConfig {
@@ -318,8 +327,12 @@ impl CameraConfig {
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     pub name: String,
-    #[serde(deserialize_with = "polygon")]
+    /// Empty for a geo-fence.
+    #[serde(default, deserialize_with = "polygon")]
     pub polygon: Polygon,
+    /// A drone camera's zone: `[[lat, lon], …]` on the ground.
+    #[serde(default, deserialize_with = "crate::drone::config::geo_polygon")]
+    pub geo_polygon: Option<GeoPolygon>,
 }
 
 /// One algorithm enabled on a camera: a catalog entry (`type`), where it looks, its common
@@ -416,6 +429,8 @@ pub enum Source {
     File { path: PathBuf },
     /// GStreamer's test pattern (`test://smpte?width=640&height=480&fps=10`).
     Test { pattern: String, width: u32, height: u32, fps: u32 },
+    /// MPEG-TS over UDP or SRT (`udp://`, `srt://`), or RTMP (`rtmp://`): drone links.
+    Stream { url: Url },
 }
 
 impl Source {
@@ -425,6 +440,11 @@ impl Source {
             Source::Rtsp { .. } => "rtsp",
             Source::File { .. } => "file",
             Source::Test { .. } => "test",
+            Source::Stream { url } => match url.scheme() {
+                "udp" => "udp-ts",
+                "srt" => "srt-ts",
+                _ => "rtmp",
+            },
         }
     }
 
@@ -445,6 +465,7 @@ impl Source {
             Source::Test { pattern, width, height, fps } => {
                 format!("test://{pattern}?width={width}&height={height}&fps={fps}")
             }
+            Source::Stream { url } => self.redact(url.as_str()),
         }
     }
 
@@ -455,6 +476,11 @@ impl Source {
             Source::Rtsp { password: Some(p), .. } if !p.is_empty() => {
                 text.replace(p.as_str(), "***")
             }
+            // An SRT link's secret is its passphrase.
+            Source::Stream { url } => match url.query_pairs().find(|(k, _)| k == "passphrase") {
+                Some((_, p)) if !p.is_empty() => text.replace(p.as_ref(), "***"),
+                _ => text.to_string(),
+            },
             _ => text.to_string(),
         }
     }
@@ -501,7 +527,7 @@ fn broker_url<'de, D: Deserializer<'de>>(d: D) -> Result<BrokerUrl, D::Error> {
     parse_broker_url(&text).map_err(serde::de::Error::custom)
 }
 
-fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
+pub(crate) fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
     // The text is not echoed: it may hold a password.
     let url = Url::parse(text)
         .map_err(|e| format!("not a valid broker URL ({e}); expected mqtt://host:port"))?;
@@ -622,8 +648,13 @@ fn parse_source(text: &str) -> Result<Source, String> {
     match url.scheme() {
         "rtsp" | "rtsps" => rtsp_source(url),
         "test" => test_source(&url),
+        "udp" | "srt" | "rtmp" if url.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(Source::Stream { url })
+        }
+        "udp" | "srt" | "rtmp" => Err(format!("a {}:// URL needs a host", url.scheme())),
         other => Err(format!(
-            "scheme `{other}` is not supported; use rtsp://, rtsps://, file:// or test://"
+            "scheme `{other}` is not supported; use rtsp://, rtsps://, file://, test://, \
+             udp://, srt:// or rtmp://"
         )),
     }
 }
@@ -943,6 +974,7 @@ impl Config {
         for (j, algorithm) in camera.algorithms.iter().enumerate() {
             errors.extend(self.validate_algorithm(i, camera, j, algorithm));
         }
+        errors.extend(crate::drone::config::validate_camera(self, i, camera));
         errors
     }
 

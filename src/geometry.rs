@@ -63,8 +63,8 @@ impl BBox {
 }
 
 /// A closed polygon in normalized coordinates (a zone). Validated by the config to have at least
-/// three points, all inside the unit square.
-#[derive(Debug, Clone, PartialEq)]
+/// three points, all inside the unit square; empty, it contains nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Polygon {
     points: Vec<Point>,
 }

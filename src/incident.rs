@@ -50,6 +50,9 @@ pub struct IncidentPayload {
     pub model: ModelRef,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelRef>,
+    /// Drone cameras: where on the ground (see [`crate::drone`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<crate::drone::GeoPayload>,
 }
 
 /// What the algorithm's primitive measured, where it applies.
@@ -283,6 +286,7 @@ impl Incidents {
             }),
             model: self.models[0].clone(),
             models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },
+            geo: None,
         };
         Some(Incident { payload, evidence, seen_at: Some(frame.captured_at) })
     }
@@ -389,6 +393,7 @@ mod tests {
             stream_time_s: 31.2004,
             captured_at: SystemTime::UNIX_EPOCH
                 + std::time::Duration::from_millis(1_795_000_000_120),
+            metadata: Vec::new(),
         })
     }
 

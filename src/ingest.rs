@@ -44,6 +44,17 @@ pub struct Frame {
     pub stream_time_s: f64,
     /// Wall-clock time of the frame: arrival time live, start time + stream time in replay.
     pub captured_at: SystemTime,
+    /// The stream's metadata (a drone's KLV) that arrived since the previous frame handed on.
+    pub metadata: Vec<Metadata>,
+}
+
+/// One buffer of a stream's metadata: what reached the template's element named `klv`.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// Presentation time, in the stream time of [`Frame::stream_time_s`]; the time of the
+    /// frame it came with when the buffer has none.
+    pub pts_s: f64,
+    pub data: Vec<u8>,
 }
 
 /// One buffer of a camera's encoded stream, as it came before the decoder: what clips are cut
@@ -83,15 +94,22 @@ pub enum CameraState {
     Offline { reason: String, retry_in_s: u64 },
 }
 
-const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
+const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
     ("rtsp", include_str!("../pipelines/rtsp.pipeline")),
     ("file", include_str!("../pipelines/file.pipeline")),
     ("test", include_str!("../pipelines/test.pipeline")),
+    ("udp-ts", include_str!("../pipelines/udp-ts.pipeline")),
+    ("srt-ts", include_str!("../pipelines/srt-ts.pipeline")),
+    ("rtmp", include_str!("../pipelines/rtmp.pipeline")),
 ];
 const CONVERT_NAME: &str = "cityeye_convert";
 const SINK_NAME: &str = "cityeye_frames";
 /// The element a template names to expose its stream before decoding.
 const ENCODED_NAME: &str = "encoded";
+/// The element a template names to receive the stream's KLV metadata.
+const METADATA_NAME: &str = "klv";
+/// Metadata buffers waiting for the next frame: many seconds of KLV at drones' 10-30 a second.
+const METADATA_BACKLOG: usize = 256;
 /// Encoded buffers waiting for the camera thread, which takes them between frames: seconds of
 /// video even at 30 frames/s. Beyond that the camera thread is held up (its sink is full), and
 /// newer buffers are dropped.
@@ -149,6 +167,9 @@ fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> 
             ("height", Value::Number(*height)),
             ("fps", Value::Number(*fps)),
         ],
+        Source::Stream { url } => {
+            vec![("location", Value::Text(if masked { source.masked() } else { url.to_string() }))]
+        }
     }
 }
 
@@ -360,6 +381,8 @@ struct Session {
     live: bool,
     /// The encoded stream's buffers, when asked for and the template exposes it.
     encoded: Option<mpsc::Receiver<Tapped>>,
+    /// The metadata buffers, when the template has an element named `klv`.
+    metadata: Option<mpsc::Receiver<gst::Buffer>>,
 }
 
 impl Session {
@@ -399,7 +422,8 @@ impl Session {
             if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
         });
         let encoded = if want_encoded { tap_encoded(&pipeline) } else { None };
-        let session = Session { pipeline, sink, live, encoded };
+        let metadata = tap_metadata(&pipeline);
+        let session = Session { pipeline, sink, live, encoded, metadata };
         session.pipeline.set_state(gst::State::Playing).map_err(|_| {
             session.bus_error().unwrap_or_else(|| "the pipeline would not start".into())
         })?;
@@ -431,7 +455,11 @@ impl Session {
             match self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
                 Some(sample) => {
                     last_frame = Instant::now();
-                    let f = to_frame(&sample, clock)?;
+                    let mut f = to_frame(&sample, clock)?;
+                    if let Some(receiver) = &self.metadata {
+                        f.metadata =
+                            receiver.try_iter().map(|b| to_metadata(&b, clock, &f)).collect();
+                    }
                     if clock.frames_since_open == 1 {
                         state(CameraState::Online { width: f.width, height: f.height });
                     }
@@ -505,6 +533,26 @@ fn tap_encoded(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<Tapped>> {
     Some(rx)
 }
 
+/// Taps the buffers entering the template's `klv` element; returns where they arrive.
+fn tap_metadata(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<gst::Buffer>> {
+    let pad = pipeline.by_name(METADATA_NAME)?.static_pad("sink")?;
+    let (tx, rx) = mpsc::sync_channel(METADATA_BACKLOG);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            // Full: no frame has come for a long while; drop rather than hold up the demuxer.
+            let _ = tx.try_send(buffer.clone());
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Some(rx)
+}
+
+fn to_metadata(buffer: &gst::Buffer, clock: &StreamClock, frame: &Frame) -> Metadata {
+    let pts_s = buffer.pts().and_then(|pts| clock.time_of(pts)).unwrap_or(frame.stream_time_s);
+    let data = buffer.map_readable().map(|m| m.to_vec()).unwrap_or_default();
+    Metadata { pts_s, data }
+}
+
 /// Hands on the encoded buffers that arrived so far. They wait until the session's first frame
 /// has fixed its stream time.
 fn drain_encoded(
@@ -569,7 +617,7 @@ fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, Stri
         data.extend_from_slice(&row[..width * 3]);
     }
     let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
-    Ok(Frame { width, height, data, stream_time_s, captured_at })
+    Ok(Frame { width, height, data, stream_time_s, captured_at, metadata: Vec::new() })
 }
 
 /// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival.

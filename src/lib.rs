@@ -12,13 +12,15 @@
 //! | incidents | [`incident`] | events → `cityeye.incident.v1` payloads and evidence |
 //! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
 //!
-//! Beside them, [`clip`] keeps each camera's encoded stream and cuts an MP4 clip per incident.
+//! A drone camera's frames also pass through [`drone`], which places its incidents on the
+//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream and cuts an MP4 clip per incident.
 //! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
 //! the counters every stage adds to, published on the stats topic; [`http`] serves them and
 //! the [`web`] page.
 
 pub mod clip;
 pub mod config;
+pub mod drone;
 pub mod geometry;
 pub mod http;
 pub mod incident;

@@ -252,6 +252,9 @@ fn check(path: &std::path::Path, probe: bool) -> ExitCode {
             Ok(p) => println!("  pipeline {p}"),
             Err(e) => println!("  pipeline error: {e}"),
         }
+        if let Some(telemetry) = &camera.telemetry {
+            println!("  telemetry {}", telemetry.describe(&config.mqtt.url));
+        }
         for a in &camera.algorithms {
             let zone = a.zone.as_deref().unwrap_or("the whole frame");
             let entry = catalog::find(&a.kind).expect("checked by the config");

@@ -127,7 +127,8 @@ mod tests {
                 }
             }
         }
-        Frame { width, height, data, stream_time_s: t, captured_at: SystemTime::now() }
+        let captured_at = SystemTime::now();
+        Frame { width, height, data, stream_time_s: t, captured_at, metadata: Vec::new() }
     }
 
     fn top_right() -> Polygon {

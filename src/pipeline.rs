@@ -18,8 +18,10 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{
-    AlgorithmConfig, CameraConfig, ClassList, Config, ConfigErrors, ModelConfig, Source, sha256_hex,
+    AlgorithmConfig, CameraConfig, ClassList, Config, ConfigErrors, ModelConfig, Source,
+    ZoneConfig, sha256_hex,
 };
+use crate::drone::Drone;
 use crate::geometry::{BBox, Detection, Polygon};
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
@@ -156,11 +158,11 @@ pub struct Analysed<'a> {
 }
 
 /// What makes one configured algorithm the same after a config reload: its settings, its
-/// zone's polygon and the confidence floor its models set.
+/// zone and the confidence floor its models set.
 #[derive(Debug, PartialEq)]
 struct AlgorithmIdentity {
     config: AlgorithmConfig,
-    zone: Option<Polygon>,
+    zone: Option<ZoneConfig>,
     confidence: f32,
 }
 
@@ -182,6 +184,8 @@ pub struct Analysis {
     detections: Vec<Detection>,
     /// Whether the detectors skipped the last frame.
     gated: bool,
+    /// A drone camera's telemetry and geo-fences.
+    drone: Option<Drone>,
 }
 
 impl Analysis {
@@ -202,7 +206,11 @@ impl Analysis {
         let confidence = detectors.iter().map(|d| d.confidence()).fold(1.0, f32::min);
         let entries = catalog::for_camera(camera)?;
         let specs = catalog::specs(camera, &entries, confidence)?;
-        let rules = Rules::new(specs);
+        let mut rules = Rules::new(specs);
+        let drone = Drone::for_camera(config, camera)?;
+        if drone.is_some() {
+            rules.camera_moves();
+        }
         let second_stage = rules
             .classified_classes()
             .into_iter()
@@ -218,15 +226,15 @@ impl Analysis {
             .iter()
             .map(|a| AlgorithmIdentity {
                 config: a.clone(),
-                zone: a.zone.as_ref().and_then(|name| camera.zone(name)).cloned(),
+                zone: camera.zones.iter().find(|z| a.zone.as_ref() == Some(&z.name)).cloned(),
                 confidence,
             })
             .collect();
         // Motion counts in the algorithms' zones; an algorithm without one watches everything.
-        let zones: Option<Vec<&Polygon>> = identities.iter().map(|a| a.zone.as_ref()).collect();
-        let motion = config
-            .analysis
-            .motion_gate
+        // A drone's camera moves: everything changes all the time, so it never gates.
+        let zones: Option<Vec<&Polygon>> =
+            identities.iter().map(|a| a.zone.as_ref().map(|z| &z.polygon)).collect();
+        let motion = (config.analysis.motion_gate && drone.is_none())
             .then(|| MotionGate::new(zones.as_deref().unwrap_or_default()));
         Ok(Analysis {
             motion,
@@ -242,7 +250,14 @@ impl Analysis {
             crop_scratch: CropScratch::default(),
             verdicts: Verdicts::new(),
             detectors,
+            drone,
         })
+    }
+
+    /// A drone camera's telemetry state (`ok`, `missing`, `stale`, `incomplete`) after its
+    /// latest frame; `None` for a fixed camera.
+    pub fn telemetry(&self) -> Option<&'static str> {
+        self.drone.as_ref().map(Drone::telemetry)
     }
 
     /// Whether the motion gate spared the detectors the last frame.
@@ -274,6 +289,9 @@ impl Analysis {
             })
             .collect();
         self.tracker = old.tracker;
+        if let (Some(drone), Some(old)) = (&mut self.drone, old.drone) {
+            drone.take_over(old);
+        }
         let ends = self.rules.take_over(old.rules, &kept);
         self.incidents.take_over(old.incidents, &kept, ends, frame)
     }
@@ -293,10 +311,15 @@ impl Analysis {
             }
         }
         let t = frame.stream_time_s;
+        let fix = self.drone.as_mut().map(|drone| drone.locate(&frame, &mut self.rules));
         let tracks = self.tracker.update(&self.detections, t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
         let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
         let incidents = self.incidents.messages(events, &frame, tracks.tracks);
+        let incidents = match (&mut self.drone, fix) {
+            (Some(drone), Some(fix)) => drone.tag(incidents, &fix, t),
+            _ => incidents,
+        };
         if let Some(watch) = watch {
             let overlay = &self.overlay;
             watch(&Analysed {
@@ -362,6 +385,8 @@ pub fn run_camera(
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
     };
+    // A drone camera's telemetry state, as its online status shows it.
+    let telemetry = std::cell::Cell::new(None);
     // Ingest calls the state, frame and encoded-stream callbacks one at a time.
     let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
     let mut on_state = |state: CameraState| {
@@ -374,6 +399,7 @@ pub fn run_camera(
             send(Outbound::CameraStatus {
                 camera: camera.id.clone(),
                 state,
+                telemetry: telemetry.get(),
                 at: SystemTime::now(),
             });
         }
@@ -388,7 +414,15 @@ pub fn run_camera(
             None => Vec::new(),
         };
         let started = Instant::now();
+        let (width, height) = (frame.width, frame.height);
         let analysed = analysis.frame(frame, watch.as_deref_mut());
+        let now = analysis.telemetry();
+        if now != telemetry.get() && mode == Mode::Live {
+            let state = CameraState::Online { width, height };
+            let at = SystemTime::now();
+            send(Outbound::CameraStatus { camera: camera.id.clone(), state, telemetry: now, at });
+        }
+        telemetry.set(now);
         stats.add_inference(started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         if analysis.gated() {

@@ -143,6 +143,42 @@ fn add_to_model(text: &str, setting: &str) -> String {
     replace(text, "format = \"yolox\"\n", &format!("format = \"yolox\"\n{setting}\n"))
 }
 
+/// A drone camera on MPEG-TS over UDP with KLV telemetry and a geo-fence: `cameras[2]` when
+/// appended to [`base_config`] by [`with_drone`].
+const DRONE: &str = r#"
+[[cameras]]
+id = "drone"
+kind = "drone"
+url = "udp://0.0.0.0:5600"
+model = "coco"
+dedup_radius_m = 15
+
+  [cameras.telemetry]
+  source = "klv"
+  ground_altitude_m = 4
+
+  [[cameras.zones]]
+  name = "river"
+  geo_polygon = [[31.2300, 121.4730], [31.2310, 121.4730], [31.2310, 121.4745]]
+
+  [[cameras.algorithms]]
+  type = "illegal_parking"
+  zone = "river"
+"#;
+
+/// The drone camera's telemetry over MQTT instead of KLV.
+const MQTT_TELEMETRY: &str = "source = \"mqtt\"
+  topic = \"thing/product/DOCK-1/osd\"
+  hfov_deg = 82
+  fields = { latitude = \"/data/latitude\", longitude = \"/data/longitude\", \
+             altitude = \"/data/height\", heading = \"/data/attitude_head\", \
+             gimbal_pitch = \"/data/gimbal_pitch\" }";
+
+/// `text` with the drone camera appended, `from` replaced by `to` in it.
+fn with_drone(text: &str, from: &str, to: &str) -> String {
+    format!("{text}{}", replace(DRONE, from, to))
+}
+
 /// Which line an error must cite.
 enum Line {
     /// The first line of the config holding this text.
@@ -190,7 +226,7 @@ fn cases() -> Vec<Case> {
             name: "unknown key in a zone",
             edit: |c| replace(c, "polygon = [[0.0, 0.5]", "polygn = [[0.0, 0.5]"),
             key: "cameras[1].zones[0].polygn",
-            fragment: "unknown field `polygn`, expected `name` or `polygon`",
+            fragment: "unknown field `polygn`, expected one of `name`, `polygon`, `geo_polygon`",
             line: Line::Of("polygn"),
         },
         // Models.
@@ -615,6 +651,163 @@ fn cases() -> Vec<Case> {
             fragment: "use ASCII letters, digits, `-`, `_` or `.`",
             line: Line::Unchecked,
         },
+        // Drone cameras.
+        Case {
+            name: "drone camera without telemetry",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "  [cameras.telemetry]\n  source = \"klv\"\n  ground_altitude_m = 4\n",
+                    "",
+                )
+            },
+            key: "cameras[2].telemetry",
+            fragment: "a drone camera needs [cameras.telemetry]",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "telemetry on a fixed camera",
+            edit: |c| with_drone(c, "kind = \"drone\"\n", ""),
+            key: "cameras[2].telemetry.source",
+            fragment: "telemetry is for drone cameras",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "unknown camera kind",
+            edit: |c| with_drone(c, "kind = \"drone\"", "kind = \"boat\""),
+            key: "cameras[2].kind",
+            fragment: "unknown variant `boat`, expected `fixed` or `drone`",
+            line: Line::Of("kind = \"boat\""),
+        },
+        Case {
+            name: "image polygon on a drone camera",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "geo_polygon = [[31.2300",
+                    "polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]\n  #[[31.2300",
+                )
+            },
+            key: "cameras[2].zones[0].polygon",
+            fragment: "image zones mean nothing: use geo_polygon",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "geo-fence on a fixed camera",
+            edit: |c| {
+                let fence = "  [[cameras.zones]]\n  name = \"fence\"\n  \
+                             geo_polygon = [[1, 2], [1, 3], [2, 3]]\n\n  [[cameras.algorithms]]";
+                replace(c, "  [[cameras.algorithms]]", fence)
+            },
+            key: "cameras[0].zones[1].geo_polygon",
+            fragment: "geo-fences are for drone cameras",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "geo-fence point that is not a position",
+            edit: |c| with_drone(c, "[31.2310, 121.4745]", "[121.4745, 31.2310]"),
+            key: "cameras[2].zones[0].geo_polygon",
+            fragment: "point 2 [121.4745, 31.231] is not a position",
+            line: Line::Of("geo_polygon"),
+        },
+        Case {
+            name: "geo-fence with two points",
+            edit: |c| with_drone(c, ", [31.2310, 121.4745]]", "]"),
+            key: "cameras[2].zones[0].geo_polygon",
+            fragment: "a geo_polygon needs at least 3 points, this one has 2",
+            line: Line::Of("geo_polygon"),
+        },
+        Case {
+            name: "KLV telemetry from a stream that carries none",
+            edit: |c| with_drone(c, "udp://0.0.0.0:5600", "rtsp://192.0.2.20/drone"),
+            key: "cameras[2].telemetry.source",
+            fragment: "KLV telemetry needs a pipeline with an element named `klv`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "telemetry max_age_s of zero",
+            edit: |c| {
+                with_drone(c, "ground_altitude_m = 4", "ground_altitude_m = 4\n  max_age_s = 0")
+            },
+            key: "cameras[2].telemetry.max_age_s",
+            fragment: "must be above 0 seconds",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "unknown key in telemetry",
+            edit: |c| with_drone(c, "ground_altitude_m = 4", "ground_altitude = 4"),
+            key: "cameras[2].telemetry.ground_altitude",
+            fragment: "unknown field `ground_altitude`",
+            line: Line::Of("ground_altitude = 4"),
+        },
+        Case {
+            name: "MQTT telemetry without a topic",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "source = \"klv\"",
+                    &MQTT_TELEMETRY.replace("topic = \"thing/product/DOCK-1/osd\"", ""),
+                )
+            },
+            key: "cameras[2].telemetry.topic",
+            fragment: "MQTT telemetry needs the topic",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "MQTT telemetry without a required field",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "source = \"klv\"",
+                    &MQTT_TELEMETRY.replace("heading = \"/data/attitude_head\", ", ""),
+                )
+            },
+            key: "cameras[2].telemetry.fields.heading",
+            fragment: "missing: the JSON pointer to this value",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "MQTT telemetry field that is not a JSON pointer",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "source = \"klv\"",
+                    &MQTT_TELEMETRY.replace("\"/data/latitude\"", "\"data.latitude\""),
+                )
+            },
+            key: "cameras[2].telemetry.fields.latitude",
+            fragment: "`data.latitude` is not a JSON pointer",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "MQTT telemetry field of an unknown name",
+            edit: |c| {
+                with_drone(
+                    c,
+                    "source = \"klv\"",
+                    &MQTT_TELEMETRY.replace("altitude =", "altitud ="),
+                )
+            },
+            key: "cameras[2].telemetry.fields.altitud",
+            fragment: "unknown telemetry field; fields are latitude, longitude, altitude",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "MQTT telemetry without a field of view",
+            edit: |c| {
+                with_drone(c, "source = \"klv\"", &MQTT_TELEMETRY.replace("hfov_deg = 82", ""))
+            },
+            key: "cameras[2].telemetry.hfov_deg",
+            fragment: "needed when the telemetry has no hfov field",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "negative dedup radius",
+            edit: |c| with_drone(c, "dedup_radius_m = 15", "dedup_radius_m = -1"),
+            key: "cameras[2].dedup_radius_m",
+            fragment: "must be above 0 metres",
+            line: Line::Unchecked,
+        },
         // The file as a whole.
         Case {
             name: "empty file",
@@ -684,6 +877,31 @@ fn bad_configs_name_file_key_and_mistake() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn drone_cameras_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, telemetry) in [
+        (with_drone(&base_config(), "", ""), "telemetry KLV (MISB ST 0601) in the stream"),
+        (
+            with_drone(&base_config(), "source = \"klv\"", MQTT_TELEMETRY),
+            "telemetry MQTT thing/product/DOCK-1/osd on mqtt://127.0.0.1:1883",
+        ),
+        (
+            with_drone(
+                &base_config(),
+                "udp://0.0.0.0:5600",
+                "srt://192.0.2.30:9000?passphrase=0123456789",
+            ),
+            "angle 1°, altitude 2 m, position 3 m",
+        ),
+    ] {
+        let (code, stdout, stderr) = check(dir.path(), &text);
+        assert_eq!(code, 0, "{text}\n{stderr}");
+        assert!(stdout.contains(telemetry), "{stdout}");
+        assert!(!stdout.contains("0123456789"), "the SRT passphrase is shown:\n{stdout}");
+    }
 }
 
 #[test]

@@ -71,6 +71,7 @@ impl Classifier {
             data: vec![0; 8 * 8 * 3],
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
+            metadata: Vec::new(),
         };
         let whole = BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 };
         classifier
@@ -138,6 +139,7 @@ mod tests {
             data,
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::UNIX_EPOCH,
+            metadata: Vec::new(),
         };
         let mut crop = Vec::new();
         let right_half = BBox { x: 0.5, y: 0.0, w: 0.5, h: 1.0 };

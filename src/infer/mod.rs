@@ -255,6 +255,7 @@ impl Detector {
             data: vec![0; self.model.input.width * self.model.input.height * 3],
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
+            metadata: Vec::new(),
         };
         // Calls rotate over the sessions: each gets its own first run.
         for _ in &self.model.sessions {

@@ -53,9 +53,12 @@ pub const CHANNEL_CAPACITY: usize = 64;
 #[derive(Debug)]
 pub enum Outbound {
     Incident(Box<Incident>),
+    /// `telemetry`: a drone camera's telemetry (`ok`, `missing`, `stale`, `incomplete`), shown
+    /// while it is online.
     CameraStatus {
         camera: String,
         state: CameraState,
+        telemetry: Option<&'static str>,
         at: SystemTime,
     },
     /// The config the node runs, after start and after each reload: goes out with the node's
@@ -136,6 +139,8 @@ struct StatusPayload<'a> {
     width: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<&'a str>,
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<&'a ConfigReport>,
@@ -151,13 +156,20 @@ fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u
         retry_in_s: None,
         width: None,
         height: None,
+        telemetry: None,
         at: rfc3339_millis(SystemTime::now()),
         config,
     };
     serde_json::to_vec(&payload).expect("status serializes")
 }
 
-fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) -> Vec<u8> {
+fn camera_status(
+    node: &str,
+    camera: &str,
+    state: &CameraState,
+    telemetry: Option<&'static str>,
+    at: SystemTime,
+) -> Vec<u8> {
     let mut payload = StatusPayload {
         schema: "cityeye.status.v1",
         node,
@@ -167,6 +179,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
         retry_in_s: None,
         width: None,
         height: None,
+        telemetry: None,
         at: rfc3339_millis(at),
         config: None,
     };
@@ -175,6 +188,7 @@ fn camera_status(node: &str, camera: &str, state: &CameraState, at: SystemTime) 
         CameraState::Online { width, height } => {
             payload.state = "online";
             (payload.width, payload.height) = (Some(*width), Some(*height));
+            payload.telemetry = telemetry;
         }
         CameraState::Offline { reason, retry_in_s } => {
             payload.state = "offline";
@@ -313,9 +327,9 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             publications.push(Publication::incident(topic, body).seen_at(incident.seen_at));
             publications
         }
-        Outbound::CameraStatus { camera, state, at } => vec![Publication::status(
+        Outbound::CameraStatus { camera, state, telemetry, at } => vec![Publication::status(
             topics.camera_status(&camera),
-            camera_status(node, &camera, &state, at),
+            camera_status(node, &camera, &state, telemetry, at),
         )],
         Outbound::Config(report) => {
             vec![Publication::status(topics.node_status(), node_status(node, true, Some(&report)))]
@@ -439,7 +453,7 @@ mod tests {
     fn camera_status_says_why_it_is_offline() {
         let state = CameraState::Offline { reason: "refused".into(), retry_in_s: 4 };
         let body: serde_json::Value =
-            serde_json::from_slice(&camera_status("n", "c", &state, SystemTime::UNIX_EPOCH))
+            serde_json::from_slice(&camera_status("n", "c", &state, None, SystemTime::UNIX_EPOCH))
                 .unwrap();
         assert_eq!(body["state"], "offline");
         assert_eq!(body["reason"], "refused");

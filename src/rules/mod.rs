@@ -187,6 +187,8 @@ struct Algorithm {
     open: HashMap<u64, Open>,
     /// Ended incidents still cooling down: their key, last boxes and end time.
     ended: Vec<(u64, Vec<BBox>, f64)>,
+    /// Whether a place in the image is a place in the world (the camera does not move).
+    image_places: bool,
 }
 
 /// All algorithms of one camera.
@@ -198,7 +200,12 @@ impl Rules {
     pub fn new(specs: Vec<AlgorithmSpec>) -> Self {
         let algorithms = specs
             .into_iter()
-            .map(|spec| Algorithm { spec, open: HashMap::new(), ended: Vec::new() })
+            .map(|spec| Algorithm {
+                spec,
+                open: HashMap::new(),
+                ended: Vec::new(),
+                image_places: true,
+            })
             .collect();
         Rules { algorithms }
     }
@@ -240,6 +247,22 @@ impl Rules {
             }
         }
         ends
+    }
+
+    /// For a camera that moves, where the same spot of the image is not the same place: a
+    /// condition cools down by its key only, not by where its boxes were (a drone deduplicates
+    /// by ground position instead).
+    pub fn camera_moves(&mut self) {
+        for algorithm in &mut self.algorithms {
+            algorithm.image_places = false;
+        }
+    }
+
+    /// Replaces algorithm `rule`'s zone: a drone's geo-fence as this frame's image shows it.
+    pub fn set_zone(&mut self, rule: usize, zone: Polygon) {
+        if let Some(algorithm) = self.algorithms.get_mut(rule) {
+            algorithm.spec.zone = Some(zone);
+        }
     }
 
     /// The classes each classifier must see crops of: the cascade algorithms' classes.
@@ -337,7 +360,7 @@ impl Algorithm {
         if self.ended.iter().any(|(key, _, _)| *key == hold.key) {
             return true;
         }
-        if !self.spec.primitive.cools_down_by_place() {
+        if !(self.image_places && self.spec.primitive.cools_down_by_place()) {
             return false;
         }
         let overlaps = |b: &BBox| hold.objects.iter().any(|o| o.bbox.iou(b) >= SAME_PLACE_IOU);
@@ -482,5 +505,19 @@ mod tests {
         assert_eq!(events, [(2, Phase::Start, 1), (5, Phase::End, 1)], "no second incident");
         let later = run(&mut rules, 36, 40, thursday(), |_| vec![person(2)]);
         assert_eq!(later, [(36, Phase::Start, 2)], "after the cooldown it is a new incident");
+    }
+
+    #[test]
+    fn on_a_moving_camera_the_same_spot_of_the_image_is_not_the_same_place() {
+        let mut parked = spec(Box::new(Dwell::new(2.0, 0.15)));
+        parked.zone = Some(rect(0.0, 0.0, 1.0, 1.0));
+        let mut rules = Rules::new(vec![parked]);
+        rules.camera_moves();
+        let mut events = run(&mut rules, 0, 5, thursday(), |_| vec![person(1)]);
+        events.extend(run(&mut rules, 5, 6, thursday(), |_| vec![]));
+        // Another thing, seen where the first one was in the image: a new incident.
+        events.extend(run(&mut rules, 6, 10, thursday(), |_| vec![person(2)]));
+        let starts: Vec<_> = events.iter().filter(|e| e.1 == Phase::Start).collect();
+        assert_eq!(starts, [&(2, Phase::Start, 1), &(8, Phase::Start, 2)]);
     }
 }

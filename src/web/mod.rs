@@ -385,6 +385,7 @@ mod tests {
             data: vec![40; 80 * 60 * 3],
             stream_time_s: second as f64,
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + second),
+            metadata: Vec::new(),
         })
     }
 
@@ -569,7 +570,7 @@ mod tests {
             width: 4096,
             height: 2560,
             data: vec![0; 4096 * 2560 * 3],
-            ..*frame(1)
+            ..Arc::unwrap_or_clone(frame(1))
         });
         for n in 1..=3 {
             see(&mut watch, &big, &[incident(&uuid(n), "start", Some(&big))]);
