@@ -1,18 +1,20 @@
 //! The pipeline, top to bottom: **ingest → infer → track → rules → incidents → publish**.
 //!
 //! Each camera runs on a thread of its own: GStreamer decodes into the camera's appsink (one
-//! frame, newest wins), the thread analyses each sampled frame through its detectors (each
-//! model loaded once and shared by the cameras using it), its tracker, the second-stage
-//! classifiers its cascade algorithms name, its rules and its incident stage, and hands messages
-//! to the sink through a bounded channel that blocks when full. The sink is MQTT for a running
-//! node, or a folder for a replay, and both receive exactly the same messages.
+//! frame, newest wins). The thread hands each sampled frame to the camera's detection stage,
+//! where worker threads run its detectors (each model loaded once, shared by the cameras using
+//! it, with a pool of sessions so several frames run side by side), and takes the frames back
+//! in stream order through its tracker, the second-stage classifiers its cascade algorithms
+//! name, its rules and its incident stage. Messages go to the sink through a bounded channel
+//! that blocks when full. The sink is MQTT for a running node, or a folder for a replay, and
+//! both receive exactly the same messages.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc as std_mpsc};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -170,8 +172,7 @@ struct AlgorithmIdentity {
 pub struct Analysis {
     identities: Vec<AlgorithmIdentity>,
     overlay: Overlay,
-    detectors: Vec<Arc<Detector>>,
-    scratch: Scratch,
+    detectors: Detectors,
     tracker: Tracker,
     second_stage: Vec<SecondStage>,
     crop_scratch: CropScratch,
@@ -182,8 +183,6 @@ pub struct Analysis {
     motion: Option<MotionGate>,
     /// The detections of the last frame the detectors ran on, reused while nothing moves.
     detections: Vec<Detection>,
-    /// Whether the detectors skipped the last frame.
-    gated: bool,
     /// A drone camera's telemetry and geo-fences.
     drone: Option<Drone>,
 }
@@ -239,17 +238,15 @@ impl Analysis {
         Ok(Analysis {
             motion,
             detections: Vec::new(),
-            gated: false,
             identities,
             overlay: Overlay::of(camera, &entries),
             rules,
             incidents: Incidents::new(&config.node.id, camera, &entries, topics, model_refs),
             tracker: Tracker::new(TrackerConfig::default()),
-            scratch: Scratch::default(),
             second_stage,
             crop_scratch: CropScratch::default(),
             verdicts: Verdicts::new(),
-            detectors,
+            detectors: detectors.into(),
             drone,
         })
     }
@@ -260,9 +257,10 @@ impl Analysis {
         self.drone.as_ref().map(Drone::telemetry)
     }
 
-    /// Whether the motion gate spared the detectors the last frame.
-    pub fn gated(&self) -> bool {
-        self.gated
+    /// How many of the camera's frames can be in detection at once: as many as its models
+    /// have sessions.
+    pub fn parallelism(&self) -> usize {
+        self.detectors.iter().map(|d| d.sessions()).max().unwrap_or(1)
     }
 
     /// The names of the models this analysis runs.
@@ -296,19 +294,24 @@ impl Analysis {
         self.incidents.take_over(old.incidents, &kept, ends, frame)
     }
 
-    /// Runs one frame through infer → track → rules → incidents; `watch`, when given, sees the
-    /// frame with its tracks and incidents.
-    pub fn frame(
+    /// The detectors to run on `frame`, in stream order: none when the motion gate finds
+    /// nothing moved since they last ran.
+    fn gate(&mut self, frame: &Frame) -> Option<Detectors> {
+        let run = self.motion.as_mut().is_none_or(|gate| gate.must_detect(frame));
+        run.then(|| self.detectors.clone())
+    }
+
+    /// Runs a frame's detections (`None`: the motion gate spared it, and the previous ones
+    /// stand) through track → rules → incidents, in stream order; `watch`, when given, sees
+    /// the frame with its tracks and incidents.
+    fn finish(
         &mut self,
         frame: Arc<Frame>,
+        detections: Option<Vec<Detection>>,
         watch: Option<&mut Watch<'_>>,
     ) -> Result<Vec<Incident>, String> {
-        self.gated = self.motion.as_mut().is_some_and(|gate| !gate.must_detect(&frame));
-        if !self.gated {
-            self.detections.clear();
-            for detector in &self.detectors {
-                self.detections.extend(detector.detect(&frame, &mut self.scratch)?);
-            }
+        if let Some(detections) = detections {
+            self.detections = detections;
         }
         let t = frame.stream_time_s;
         let fix = self.drone.as_mut().map(|drone| drone.locate(&frame, &mut self.rules));
@@ -330,6 +333,116 @@ impl Analysis {
             });
         }
         Ok(incidents)
+    }
+}
+
+/// A camera's detector models, shared with the threads that run them.
+type Detectors = Arc<[Arc<Detector>]>;
+
+/// Every detector's detections in one frame.
+fn detect(
+    detectors: &[Arc<Detector>],
+    frame: &Frame,
+    scratch: &mut Scratch,
+) -> Result<Vec<Detection>, String> {
+    let mut detections = Vec::new();
+    for detector in detectors {
+        detections.extend(detector.detect(frame, scratch)?);
+    }
+    Ok(detections)
+}
+
+/// A frame on its way to detection; `seq` counts the camera's frames.
+struct Job {
+    seq: u64,
+    frame: Arc<Frame>,
+    /// `None`: the motion gate spared it.
+    detectors: Option<Detectors>,
+}
+
+/// A frame back from detection.
+struct Detected {
+    seq: u64,
+    frame: Arc<Frame>,
+    detections: Option<Result<Vec<Detection>, String>>,
+    took: Duration,
+}
+
+/// The camera's detection stage: up to `depth` frames in detection at once, on worker threads
+/// (each model runs as many side by side as it has sessions), handed back in stream order,
+/// since tracking needs them in order.
+struct DetectionStage {
+    jobs: Option<std_mpsc::SyncSender<Job>>,
+    results: std_mpsc::Receiver<Detected>,
+    depth: usize,
+    submitted: u64,
+    next: u64,
+    /// Results that came back ahead of an earlier frame.
+    early: BTreeMap<u64, Detected>,
+}
+
+impl DetectionStage {
+    /// Starts `depth` workers in `scope`.
+    fn start<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, depth: usize) -> Self {
+        let (jobs, queue) = std_mpsc::sync_channel::<Job>(depth);
+        let (done, results) = std_mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..depth {
+            let (queue, done) = (queue.clone(), done.clone());
+            scope.spawn(move || {
+                let mut scratch = Scratch::default();
+                // The lock is held only while waiting for a job, never while detecting.
+                while let Ok(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                    let started = Instant::now();
+                    let detections = job.detectors.map(|d| detect(&d, &job.frame, &mut scratch));
+                    let took = started.elapsed();
+                    let (seq, frame) = (job.seq, job.frame);
+                    if done.send(Detected { seq, frame, detections, took }).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        DetectionStage {
+            jobs: Some(jobs),
+            results,
+            depth,
+            submitted: 0,
+            next: 0,
+            early: BTreeMap::new(),
+        }
+    }
+
+    fn submit(&mut self, frame: Arc<Frame>, detectors: Option<Detectors>) {
+        let job = Job { seq: self.submitted, frame, detectors };
+        self.submitted += 1;
+        if let Some(jobs) = &self.jobs {
+            // The workers only stop when the stage is finished.
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// The next frame in stream order: waiting for it while `depth` frames are in detection
+    /// (or, with `all`, while any is), else only if it is already back.
+    fn next(&mut self, all: bool) -> Option<Detected> {
+        loop {
+            if let Some(done) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Some(done);
+            }
+            let in_detection = (self.submitted - self.next) as usize;
+            let wait = in_detection >= self.depth || (all && in_detection > 0);
+            let done = match wait {
+                true => self.results.recv().ok()?,
+                false => self.results.try_recv().ok()?,
+            };
+            self.early.insert(done.seq, done);
+        }
+    }
+
+    /// Lets the workers go once every frame is back.
+    fn finish(&mut self) {
+        self.jobs = None;
     }
 }
 
@@ -380,7 +493,6 @@ pub fn run_camera(
     reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
 ) -> Result<(), String> {
     let Outputs { tx, stats, clips, mut watch } = outputs;
-    let mut inference_errors = 0u64;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
@@ -404,8 +516,11 @@ pub fn run_camera(
             });
         }
     };
-    let mut on_frame = |frame: Frame| {
-        let frame = Arc::new(frame);
+    let mut inference_errors = 0u64;
+    // In stream order: a reloaded config's analysis takes over, then the frame is tracked,
+    // ruled and its incidents published.
+    let mut finish = |analysis: &mut Analysis, done: Detected| {
+        let frame = done.frame;
         let mut incidents = match reconfigured.and_then(|next| next.try_iter().last()) {
             Some(next) => {
                 tracing::info!(camera = %camera.id, "analysis reconfigured");
@@ -415,7 +530,11 @@ pub fn run_camera(
         };
         let started = Instant::now();
         let (width, height) = (frame.width, frame.height);
-        let analysed = analysis.frame(frame, watch.as_deref_mut());
+        let gated = done.detections.is_none();
+        let analysed = done
+            .detections
+            .transpose()
+            .and_then(|detections| analysis.finish(frame, detections, watch.as_deref_mut()));
         let now = analysis.telemetry();
         if now != telemetry.get() && mode == Mode::Live {
             let state = CameraState::Online { width, height };
@@ -423,9 +542,9 @@ pub fn run_camera(
             send(Outbound::CameraStatus { camera: camera.id.clone(), state, telemetry: now, at });
         }
         telemetry.set(now);
-        stats.add_inference(started.elapsed());
+        stats.add_inference(done.took + started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
-        if analysis.gated() {
+        if gated {
             stats.frames_gated.fetch_add(1, Ordering::Relaxed);
         }
         match analysed {
@@ -461,9 +580,26 @@ pub fn run_camera(
             clips.borrow_mut().push(buffer);
         }
     };
-    let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
-        clips.is_some().then_some(&mut on_encoded);
-    let ran = ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded);
+    let depth = analysis.parallelism();
+    let ran = std::thread::scope(|scope| {
+        let mut stage = DetectionStage::start(scope, depth);
+        let mut on_frame = |frame: Frame| {
+            let frame = Arc::new(frame);
+            let detectors = analysis.gate(&frame);
+            stage.submit(frame, detectors);
+            while let Some(done) = stage.next(false) {
+                finish(analysis, done);
+            }
+        };
+        let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
+            clips.is_some().then_some(&mut on_encoded);
+        let ran = ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded);
+        while let Some(done) = stage.next(true) {
+            finish(analysis, done);
+        }
+        stage.finish();
+        ran
+    });
     if let Some(clips) = clips {
         clips.into_inner().flush();
     }

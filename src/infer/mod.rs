@@ -305,6 +305,11 @@ impl Detector {
     pub fn confidence(&self) -> f32 {
         self.confidence
     }
+
+    /// How many frames the model can run at once.
+    pub fn sessions(&self) -> usize {
+        self.model.sessions.len()
+    }
 }
 
 /// How each family wants its pixels: YOLOX raw BGR at the top-left; Ultralytics RGB in 0..1,
