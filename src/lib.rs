@@ -20,6 +20,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod draw;
 pub mod drone;
 pub mod geometry;
 pub mod http;
