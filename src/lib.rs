@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod publish;
 pub mod rules;
+pub mod simulate;
 pub mod stats;
 pub mod systemd;
 pub mod tail;
