@@ -18,6 +18,7 @@
 //! the counters every stage adds to, published on the stats topic; [`http`] serves them and
 //! the [`web`] page.
 
+pub mod annotate;
 pub mod clip;
 pub mod config;
 pub mod draw;

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,10 @@ enum Command {
         /// now when absent.
         #[arg(long, value_parser = parse_time)]
         start_time: Option<SystemTime>,
+        /// Also write the analysed frames as a video (H.264 in MP4) with the zones, lines,
+        /// tracks and incidents drawn.
+        #[arg(long, value_name = "OUT.mp4")]
+        annotate: Option<PathBuf>,
     },
     /// Draw a camera's zones, lines and detections on one of its frames, to check a site.
     Preview {
@@ -130,8 +135,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, probe } => check(&config, probe),
-        Command::Replay { config, camera, input, out, start_time } => {
-            replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
+        Command::Replay { config, camera, input, out, start_time, annotate } => {
+            let request = pipeline::ReplayRequest {
+                camera: &camera,
+                input: &input,
+                out_dir: &out,
+                start: start_time.unwrap_or_else(SystemTime::now),
+                annotate: annotate.as_deref(),
+            };
+            replay(&config, &request)
         }
         Command::Algorithms { json } => algorithms(json),
         Command::Tail { config, stats } => tail(&config, stats),
@@ -365,18 +377,12 @@ fn algorithms(json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn replay(
-    path: &std::path::Path,
-    camera: &str,
-    input: &std::path::Path,
-    out: &std::path::Path,
-    start: SystemTime,
-) -> ExitCode {
+fn replay(path: &std::path::Path, request: &pipeline::ReplayRequest<'_>) -> ExitCode {
     let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::replay(&config, &models, camera, input, out, start) {
+    match pipeline::replay(&config, &models, request, &Arc::default()) {
         Ok(s) => {
             println!(
                 "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",
@@ -392,9 +398,22 @@ fn replay(
                     s.frames_gated
                 );
             }
-            println!("results in {}", out.display());
+            println!("results in {}", request.out_dir.display());
+            if let (Some(frames), Some(video)) = (s.frames_annotated, request.annotate) {
+                println!("annotated video {} ({frames} frames)", video.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
