@@ -32,6 +32,7 @@ pub mod motion;
 pub mod node;
 pub mod pipeline;
 pub mod probe;
+pub mod progress;
 pub mod publish;
 pub mod rules;
 pub mod simulate;

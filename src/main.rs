@@ -1,7 +1,7 @@
 //! The `cityeye` command: run a node, check its config, or replay a video through a camera's
 //! analysis.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 
 use cityeye::config::{Config, ConfigErrors};
+use cityeye::progress::{self, Progress};
 use cityeye::rules::catalog;
+use cityeye::stats::CameraStats;
 use cityeye::{ingest, node, pipeline, publish};
 
 #[derive(Parser)]
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
@@ -143,7 +145,8 @@ fn main() -> ExitCode {
                 start: start_time.unwrap_or_else(SystemTime::now),
                 annotate: annotate.as_deref(),
             };
-            replay(&config, &request)
+            let json_logs = cli.log_format == LogFormat::Json;
+            replay(&config, &request, progress::wanted(std::io::stderr().is_terminal(), json_logs))
         }
         Command::Algorithms { json } => algorithms(json),
         Command::Tail { config, stats } => tail(&config, stats),
@@ -377,12 +380,20 @@ fn algorithms(json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn replay(path: &std::path::Path, request: &pipeline::ReplayRequest<'_>) -> ExitCode {
+fn replay(
+    path: &std::path::Path,
+    request: &pipeline::ReplayRequest<'_>,
+    progress: bool,
+) -> ExitCode {
     let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::replay(&config, &models, request, &Arc::default()) {
+    let stats = Arc::new(CameraStats::default());
+    let bar = progress.then(|| Progress::start(progress::frames_in(request.input), stats.clone()));
+    let replayed = pipeline::replay(&config, &models, request, &stats);
+    drop(bar);
+    match replayed {
         Ok(s) => {
             println!(
                 "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",

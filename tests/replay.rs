@@ -212,6 +212,12 @@ fn replay_annotate_writes_every_analysed_frame_with_zones_tracks_and_banners() {
 }
 
 #[test]
+fn the_progress_total_is_the_videos_frame_count() {
+    assert_eq!(cityeye::progress::frames_in(&shared("testdata/vtest.avi")), Some(795));
+    assert_eq!(cityeye::progress::frames_in(Path::new("/nonexistent.mp4")), None);
+}
+
+#[test]
 fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
     let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
     let run = |camera: &str, input: &std::path::Path| {
