@@ -13,7 +13,10 @@
 //! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
 //!
 //! A drone camera's frames also pass through [`drone`], which places its incidents on the
-//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream and cuts an MP4 clip per incident.
+//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream
+//! and cuts an MP4 clip per incident; [`draw`] makes the pictures (evidence, previews,
+//! [`annotate`]d replays). For operators, [`progress`] shows a replay's progress and
+//! [`simulate`] serves video files as RTSP cameras.
 //! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
 //! the counters every stage adds to, published on the stats topic; [`http`] serves them and
 //! the [`web`] page.

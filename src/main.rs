@@ -1,5 +1,5 @@
-//! The `cityeye` command: run a node, check its config, or replay a video through a camera's
-//! analysis.
+//! The `cityeye` command: run a node, check its config, replay a video through a camera's
+//! analysis, or serve videos as a site's cameras.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use cityeye::config::{Config, ConfigErrors};
 use cityeye::progress::{self, Progress};
 use cityeye::rules::catalog;
+use cityeye::simulate::{self, Codec};
 use cityeye::stats::CameraStats;
 use cityeye::{ingest, node, pipeline, publish};
 
@@ -73,6 +74,22 @@ enum Command {
         #[arg(long, value_name = "OUT.mp4")]
         annotate: Option<PathBuf>,
     },
+    /// Serve video files as the config's RTSP cameras on this machine (127.0.0.1, ::1 or
+    /// localhost URLs only), looped, until stopped: a site rehearsed without its cameras.
+    #[command(group = clap::ArgGroup::new("sources").required(true).multiple(true))]
+    Simulate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The video one camera shows; repeat for each camera.
+        #[arg(long = "video", value_name = "CAMERA=FILE", value_parser = parse_video, group = "sources")]
+        videos: Vec<(String, PathBuf)>,
+        /// The video every other rtsp:// camera of the config shows.
+        #[arg(long, value_name = "FILE", group = "sources")]
+        default_video: Option<PathBuf>,
+        /// What the streams are encoded with.
+        #[arg(long, value_enum, default_value_t = StreamCodec::H264)]
+        codec: StreamCodec,
+    },
     /// Draw a camera's zones, lines and detections on one of its frames, to check a site.
     Preview {
         #[arg(long, short)]
@@ -107,6 +124,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StreamCodec {
+    H264,
+    H265,
+}
+
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// Print an ONNX file's inputs, outputs, opsets and metadata, and the `format` it fits.
@@ -117,6 +140,15 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(SystemTime::from)
         .map_err(|e| format!("not an RFC 3339 time such as 2026-11-21T08:00:00+08:00: {e}"))
+}
+
+fn parse_video(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((camera, file)) if !camera.is_empty() && !file.is_empty() => {
+            Ok((camera.to_string(), PathBuf::from(file)))
+        }
+        _ => Err("expected CAMERA=FILE, such as kerb=videos/kerb.mp4".into()),
+    }
 }
 
 /// Exit code for a config (or usage) mistake, as opposed to a failure at run time.
@@ -147,6 +179,13 @@ fn main() -> ExitCode {
             };
             let json_logs = cli.log_format == LogFormat::Json;
             replay(&config, &request, progress::wanted(std::io::stderr().is_terminal(), json_logs))
+        }
+        Command::Simulate { config, videos, default_video, codec } => {
+            let codec = match codec {
+                StreamCodec::H264 => Codec::H264,
+                StreamCodec::H265 => Codec::H265,
+            };
+            simulate(&config, &videos, default_video.as_deref(), codec)
         }
         Command::Algorithms { json } => algorithms(json),
         Command::Tail { config, stats } => tail(&config, stats),
@@ -417,6 +456,86 @@ fn replay(
         }
         Err(e) => failed(e),
     }
+}
+
+fn simulate(
+    path: &std::path::Path,
+    videos: &[(String, PathBuf)],
+    default_video: Option<&std::path::Path>,
+    codec: Codec,
+) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            errors.0.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cameras = config.cameras.iter().map(|c| (c.id.as_str(), &c.url));
+    let served = match simulate::plan(cameras, videos, default_video) {
+        Ok(served) => served,
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut servers = Vec::new();
+    for ((address, port), mounts) in simulate::servers(&served) {
+        match simulate::Server::start(address, port, &mounts, codec) {
+            Ok(server) => servers.push(server),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let rows: Vec<[String; 3]> = served
+        .iter()
+        .map(|s| {
+            let server = servers.iter().find(|v| v.port() == s.port);
+            let url = server.map_or_else(String::new, |v| v.url(&s.mount.path));
+            [s.camera.clone(), url, s.mount.video.display().to_string()]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(6);
+    let (w0, w1) = (width(0), width(1));
+    println!("{:<w0$}  {:<w1$}  video", "camera", "url");
+    for [camera, url, video] in &rows {
+        println!("{camera:<w0$}  {url:<w1$}  {video}");
+    }
+    let codec = match codec {
+        Codec::H264 => "H.264",
+        Codec::H265 => "H.265",
+    };
+    let cameras =
+        if rows.len() == 1 { "1 camera".into() } else { format!("{} cameras", rows.len()) };
+    println!("serving {cameras} as {codec}, each video looped, until Ctrl-C");
+    let _ = std::io::stdout().flush();
+    match wait_for_signal() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
