@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Instant, SystemTime};
 
 use gstreamer as gst;
@@ -259,9 +259,15 @@ fn replay(
     camera.analysis_fps = analysis_fps;
     let camera = camera.id.clone();
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let summary =
-        pipeline::replay(config, models, &camera, Path::new(VIDEO), out.path(), SystemTime::now())
-            .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
+    let request = pipeline::ReplayRequest {
+        camera: &camera,
+        input: Path::new(VIDEO),
+        out_dir: out.path(),
+        start: SystemTime::now(),
+        annotate: None,
+    };
+    let summary = pipeline::replay(config, models, &request, &Arc::default())
+        .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
     eprintln!(
         "  analysis_fps {analysis_fps}: {} frames analysed in {:.2} s, {} incidents",
         summary.frames_analysed, summary.seconds, summary.incidents

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::CameraConfig;
+use crate::draw;
 use crate::geometry::{BBox, Point, Polygon};
 use crate::ingest::Frame;
 use crate::publish::Topics;
@@ -320,65 +320,26 @@ fn uuid_timestamp(at: SystemTime) -> uuid::Timestamp {
 /// The snapshot as JPEG: the zone (or line) in yellow, the incident's objects in red, other
 /// tracked objects in green.
 pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
-    let frame = &evidence.frame;
-    let rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
-    let mut image = RgbImage::from_raw(frame.width as u32, frame.height as u32, rgb)
-        .ok_or("the frame's size does not match its data")?;
-    let thick = (frame.width.max(frame.height) / 400).max(1) as i32 + 1;
-    let yellow = Rgb([255, 220, 0]);
+    let mut image = draw::picture(&evidence.frame)?;
+    let thick = draw::stroke(&image);
     for zone in &evidence.zones {
-        let pts = zone.points();
-        for (i, a) in pts.iter().enumerate() {
-            draw_line(&mut image, *a, pts[(i + 1) % pts.len()], yellow, thick);
-        }
+        draw::polygon(&mut image, zone, draw::YELLOW, thick);
     }
     let point = |[x, y]: [f32; 2]| Point { x, y };
     for [a, b] in &evidence.lines {
-        draw_line(&mut image, point(*a), point(*b), yellow, thick);
+        draw::line(&mut image, point(*a), point(*b), draw::YELLOW, thick);
     }
     for b in &evidence.others {
-        draw_box(&mut image, b, Rgb([0, 200, 0]), thick - 1);
+        draw::rect(&mut image, b, draw::GREEN, thick - 1);
     }
     for b in &evidence.subjects {
-        draw_box(&mut image, b, Rgb([230, 20, 20]), thick + 1);
+        draw::rect(&mut image, b, draw::RED, thick + 1);
     }
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), JPEG_QUALITY)
         .encode_image(&image)
         .map_err(|e| format!("JPEG encoding failed: {e}"))?;
     Ok(jpeg)
-}
-
-fn draw_box(image: &mut RgbImage, b: &BBox, colour: Rgb<u8>, thick: i32) {
-    let corners = [
-        Point { x: b.x, y: b.y },
-        Point { x: b.x + b.w, y: b.y },
-        Point { x: b.x + b.w, y: b.y + b.h },
-        Point { x: b.x, y: b.y + b.h },
-    ];
-    for i in 0..4 {
-        draw_line(image, corners[i], corners[(i + 1) % 4], colour, thick.max(1));
-    }
-}
-
-/// A line between normalized points, `thick` pixels wide (a square brush stepped along it).
-fn draw_line(image: &mut RgbImage, a: Point, b: Point, colour: Rgb<u8>, thick: i32) {
-    let (w, h) = (image.width() as f32, image.height() as f32);
-    let (x0, y0, x1, y1) = (a.x * (w - 1.0), a.y * (h - 1.0), b.x * (w - 1.0), b.y * (h - 1.0));
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().max(1.0) as i32;
-    let half = thick / 2;
-    for s in 0..=steps {
-        let f = s as f32 / steps as f32;
-        let (cx, cy) = ((x0 + (x1 - x0) * f).round() as i32, (y0 + (y1 - y0) * f).round() as i32);
-        for dy in -half..thick - half {
-            for dx in -half..thick - half {
-                let (x, y) = (cx + dx, cy + dy);
-                if x >= 0 && y >= 0 && (x as u32) < image.width() && (y as u32) < image.height() {
-                    image.put_pixel(x as u32, y as u32, colour);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

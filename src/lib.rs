@@ -13,13 +13,18 @@
 //! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
 //!
 //! A drone camera's frames also pass through [`drone`], which places its incidents on the
-//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream and cuts an MP4 clip per incident.
+//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream
+//! and cuts an MP4 clip per incident; [`draw`] makes the pictures (evidence, previews,
+//! [`annotate`]d replays). For operators, [`progress`] shows a replay's progress and
+//! [`simulate`] serves video files as RTSP cameras.
 //! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
 //! the counters every stage adds to, published on the stats topic; [`http`] serves them and
 //! the [`web`] page.
 
+pub mod annotate;
 pub mod clip;
 pub mod config;
+pub mod draw;
 pub mod drone;
 pub mod geometry;
 pub mod http;
@@ -30,8 +35,10 @@ pub mod motion;
 pub mod node;
 pub mod pipeline;
 pub mod probe;
+pub mod progress;
 pub mod publish;
 pub mod rules;
+pub mod simulate;
 pub mod stats;
 pub mod systemd;
 pub mod tail;

@@ -1,15 +1,19 @@
-//! The `cityeye` command: run a node, check its config, or replay a video through a camera's
-//! analysis.
+//! The `cityeye` command: run a node, check its config, replay a video through a camera's
+//! analysis, or serve videos as a site's cameras.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 
 use cityeye::config::{Config, ConfigErrors};
+use cityeye::progress::{self, Progress};
 use cityeye::rules::catalog;
+use cityeye::simulate::{self, Codec};
+use cityeye::stats::CameraStats;
 use cityeye::{ingest, node, pipeline, publish};
 
 #[derive(Parser)]
@@ -65,6 +69,26 @@ enum Command {
         /// now when absent.
         #[arg(long, value_parser = parse_time)]
         start_time: Option<SystemTime>,
+        /// Also write the analysed frames as a video (H.264 in MP4) with the zones, lines,
+        /// tracks and incidents drawn.
+        #[arg(long, value_name = "OUT.mp4")]
+        annotate: Option<PathBuf>,
+    },
+    /// Serve video files as the config's RTSP cameras on this machine (127.0.0.1, ::1 or
+    /// localhost URLs only), looped, until stopped: a site rehearsed without its cameras.
+    #[command(group = clap::ArgGroup::new("sources").required(true).multiple(true))]
+    Simulate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The video one camera shows; repeat for each camera.
+        #[arg(long = "video", value_name = "CAMERA=FILE", value_parser = parse_video, group = "sources")]
+        videos: Vec<(String, PathBuf)>,
+        /// The video every other rtsp:// camera of the config shows.
+        #[arg(long, value_name = "FILE", group = "sources")]
+        default_video: Option<PathBuf>,
+        /// What the streams are encoded with.
+        #[arg(long, value_enum, default_value_t = StreamCodec::H264)]
+        codec: StreamCodec,
     },
     /// Draw a camera's zones, lines and detections on one of its frames, to check a site.
     Preview {
@@ -100,6 +124,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StreamCodec {
+    H264,
+    H265,
+}
+
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// Print an ONNX file's inputs, outputs, opsets and metadata, and the `format` it fits.
@@ -112,6 +142,15 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
         .map_err(|e| format!("not an RFC 3339 time such as 2026-11-21T08:00:00+08:00: {e}"))
 }
 
+fn parse_video(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((camera, file)) if !camera.is_empty() && !file.is_empty() => {
+            Ok((camera.to_string(), PathBuf::from(file)))
+        }
+        _ => Err("expected CAMERA=FILE, such as kerb=videos/kerb.mp4".into()),
+    }
+}
+
 /// Exit code for a config (or usage) mistake, as opposed to a failure at run time.
 const EXIT_CONFIG: u8 = 2;
 
@@ -122,7 +161,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
@@ -130,8 +169,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, probe } => check(&config, probe),
-        Command::Replay { config, camera, input, out, start_time } => {
-            replay(&config, &camera, &input, &out, start_time.unwrap_or_else(SystemTime::now))
+        Command::Replay { config, camera, input, out, start_time, annotate } => {
+            let request = pipeline::ReplayRequest {
+                camera: &camera,
+                input: &input,
+                out_dir: &out,
+                start: start_time.unwrap_or_else(SystemTime::now),
+                annotate: annotate.as_deref(),
+            };
+            let json_logs = cli.log_format == LogFormat::Json;
+            replay(&config, &request, progress::wanted(std::io::stderr().is_terminal(), json_logs))
+        }
+        Command::Simulate { config, videos, default_video, codec } => {
+            let codec = match codec {
+                StreamCodec::H264 => Codec::H264,
+                StreamCodec::H265 => Codec::H265,
+            };
+            simulate(&config, &videos, default_video.as_deref(), codec)
         }
         Command::Algorithms { json } => algorithms(json),
         Command::Tail { config, stats } => tail(&config, stats),
@@ -367,16 +421,18 @@ fn algorithms(json: bool) -> ExitCode {
 
 fn replay(
     path: &std::path::Path,
-    camera: &str,
-    input: &std::path::Path,
-    out: &std::path::Path,
-    start: SystemTime,
+    request: &pipeline::ReplayRequest<'_>,
+    progress: bool,
 ) -> ExitCode {
     let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match pipeline::replay(&config, &models, camera, input, out, start) {
+    let stats = Arc::new(CameraStats::default());
+    let bar = progress.then(|| Progress::start(progress::frames_in(request.input), stats.clone()));
+    let replayed = pipeline::replay(&config, &models, request, &stats);
+    drop(bar);
+    match replayed {
         Ok(s) => {
             println!(
                 "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",
@@ -392,9 +448,102 @@ fn replay(
                     s.frames_gated
                 );
             }
-            println!("results in {}", out.display());
+            println!("results in {}", request.out_dir.display());
+            if let (Some(frames), Some(video)) = (s.frames_annotated, request.annotate) {
+                println!("annotated video {} ({frames} frames)", video.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => failed(e),
+    }
+}
+
+fn simulate(
+    path: &std::path::Path,
+    videos: &[(String, PathBuf)],
+    default_video: Option<&std::path::Path>,
+    codec: Codec,
+) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            errors.0.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cameras = config.cameras.iter().map(|c| (c.id.as_str(), &c.url));
+    let served = match simulate::plan(cameras, videos, default_video) {
+        Ok(served) => served,
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut servers = Vec::new();
+    for ((address, port), mounts) in simulate::servers(&served) {
+        match simulate::Server::start(address, port, &mounts, codec) {
+            Ok(server) => servers.push(server),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let rows: Vec<[String; 3]> = served
+        .iter()
+        .map(|s| {
+            let server = servers.iter().find(|v| v.port() == s.port);
+            let url = server.map_or_else(String::new, |v| v.url(&s.mount.path));
+            [s.camera.clone(), url, s.mount.video.display().to_string()]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(6);
+    let (w0, w1) = (width(0), width(1));
+    println!("{:<w0$}  {:<w1$}  video", "camera", "url");
+    for [camera, url, video] in &rows {
+        println!("{camera:<w0$}  {url:<w1$}  {video}");
+    }
+    let codec = match codec {
+        Codec::H264 => "H.264",
+        Codec::H265 => "H.265",
+    };
+    let cameras =
+        if rows.len() == 1 { "1 camera".into() } else { format!("{} cameras", rows.len()) };
+    println!("serving {cameras} as {codec}, each video looped, until Ctrl-C");
+    let _ = std::io::stdout().flush();
+    match wait_for_signal() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::annotate::{self, Annotator};
 use crate::clip;
 use crate::config::{
     AlgorithmConfig, CameraConfig, ClassList, Config, ConfigErrors, ModelConfig, Source,
@@ -671,6 +672,8 @@ pub struct ReplaySummary {
     pub frames_gated: u64,
     pub seconds: f64,
     pub incidents: usize,
+    /// Frames in the annotated video, when one was asked for.
+    pub frames_annotated: Option<u64>,
 }
 
 impl ReplaySummary {
@@ -688,20 +691,36 @@ pub enum ReplayError {
     Failed(String),
 }
 
+/// What to replay, and where its results go.
+pub struct ReplayRequest<'a> {
+    /// The camera whose models, zones and algorithms analyse the video.
+    pub camera: &'a str,
+    pub input: &'a Path,
+    /// Where `incidents.jsonl` and `evidence/` go.
+    pub out_dir: &'a Path,
+    /// Wall-clock time of the video's first frame.
+    pub start: SystemTime,
+    /// Where the annotated video goes (`replay --annotate`), if anywhere.
+    pub annotate: Option<&'a Path>,
+}
+
 /// Runs a camera's whole analysis over a video file as fast as the machine allows, writing
 /// `out_dir/incidents.jsonl`, `out_dir/evidence/<id>.jpg` and, for video MP4 holds as it is,
-/// `out_dir/evidence/<id>.mp4`.
+/// `out_dir/evidence/<id>.mp4`; with `annotate`, also the annotated video. `stats` counts what
+/// it does as it goes, for whoever watches (the progress bar).
 pub fn replay(
     config: &Config,
     models: &Models,
-    camera_id: &str,
-    input: &Path,
-    out_dir: &Path,
-    start: SystemTime,
+    request: &ReplayRequest<'_>,
+    stats: &Arc<CameraStats>,
 ) -> Result<ReplaySummary, ReplayError> {
+    let ReplayRequest { camera: camera_id, input, out_dir, start, annotate } = *request;
     let camera = find_camera(config, camera_id)?;
     if !input.is_file() {
         return Err(ReplayError::Usage(format!("{}: video file not found", input.display())));
+    }
+    if let Some(path) = annotate {
+        annotate::check_path(path).map_err(ReplayError::Usage)?;
     }
     let camera = CameraConfig {
         url: Source::File { path: input.to_path_buf() },
@@ -709,20 +728,48 @@ pub fn replay(
         ..camera.clone()
     };
     let mut analysis = Analysis::new(config, &camera, models).map_err(ReplayError::Usage)?;
+    let mut annotator = annotate
+        .map(|path| Annotator::create(path, camera.analysis_fps))
+        .transpose()
+        .map_err(ReplayError::Failed)?;
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let out = out_dir.to_path_buf();
     let writer = std::thread::spawn(move || publish::replay_sink(&out, &mut rx));
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let clips = clip::Settings::replay(config, &camera.id, &out_dir.join("evidence"));
-    let stats = Arc::new(CameraStats::default());
-    let outputs = Outputs { tx: &tx, stats: &stats, clips, watch: None };
+    let annotating = annotator.is_some();
+    let annotation_failed = AtomicBool::new(false);
+    let mut annotate_frame = |analysed: &Analysed<'_>| {
+        // An encoder that failed (a full disk) ends the replay.
+        if let Some(annotator) = annotator.as_mut()
+            && !annotator.frame(analysed)
+        {
+            annotation_failed.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let watch: Option<&mut Watch<'_>> = annotating.then_some(&mut annotate_frame);
+    let outputs = Outputs { tx: &tx, stats, clips, watch };
     let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs, None);
     drop(tx);
+    let frames_annotated = annotator.map(Annotator::finish).transpose();
     let written =
         writer.join().map_err(|_| ReplayError::Failed("the replay writer failed".into()))?;
     let seconds = started.elapsed().as_secs_f64();
-    ran.map_err(|e| ReplayError::Failed(format!("replay of {} failed: {e}", input.display())))?;
+    let ran =
+        ran.map_err(|e| ReplayError::Failed(format!("replay of {} failed: {e}", input.display())));
+    // The first failure says why: the encoder's when it stopped the replay, else the replay's
+    // (the encoder of a video that never decoded fails too, for want of frames).
+    match (annotation_failed.load(Ordering::Relaxed), ran) {
+        (false, Err(e)) => return Err(e),
+        (true, Err(e)) => {
+            frames_annotated.map_err(ReplayError::Failed)?;
+            return Err(e);
+        }
+        (_, Ok(())) => {}
+    }
+    let frames_annotated = frames_annotated.map_err(ReplayError::Failed)?;
     let incidents = written.map_err(ReplayError::Failed)?;
     Ok(ReplaySummary {
         frames_decoded: stats.frames_in.load(Ordering::Relaxed),
@@ -730,5 +777,6 @@ pub fn replay(
         frames_gated: stats.frames_gated.load(Ordering::Relaxed),
         seconds,
         incidents,
+        frames_annotated,
     })
 }

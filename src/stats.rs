@@ -138,6 +138,11 @@ impl CameraStats {
         *lock(&self.incidents).entry(algorithm.to_string()).or_default() += 1;
     }
 
+    /// New incidents (starts) so far, of every algorithm.
+    pub fn incidents_started(&self) -> u64 {
+        lock(&self.incidents).values().sum()
+    }
+
     pub fn add_inference(&self, took: Duration) {
         self.inference_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         let ms = took.as_secs_f64() * 1e3;

@@ -3,8 +3,13 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
 
 use common::*;
 
@@ -80,6 +85,138 @@ fn replay_output_equals_the_mqtt_payloads() {
     }
 }
 
+/// A video as GStreamer reads it back: demuxed by qtdemux, decoded, in RGB.
+struct Decoded {
+    width: usize,
+    height: usize,
+    /// Presentation time of each frame, in seconds from the first.
+    times: Vec<f64>,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Decoded {
+    fn pixel(&self, frame: usize, x: usize, y: usize) -> [u8; 3] {
+        let at = (y * self.width + x) * 3;
+        self.frames[frame][at..at + 3].try_into().unwrap()
+    }
+
+    /// The frame shown at `t` seconds.
+    fn at(&self, t: f64) -> usize {
+        self.times.iter().rposition(|&s| s <= t + 0.001).unwrap_or(0)
+    }
+}
+
+fn decode_mp4(path: &Path) -> Decoded {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert \
+         ! video/x-raw,format=RGB ! appsink name=frames sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut decoded = Decoded { width: 0, height: 0, times: Vec::new(), frames: Vec::new() };
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        let info = gstreamer_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        (decoded.width, decoded.height) = (info.width() as usize, info.height() as usize);
+        let buffer = sample.buffer().unwrap();
+        // Running time: from the video's start, whatever the edit list shifts the media by.
+        let segment = sample.segment().unwrap().downcast_ref::<gst::ClockTime>().unwrap();
+        let t = segment.to_running_time(buffer.pts().unwrap()).unwrap();
+        decoded.times.push(t.nseconds() as f64 / 1e9);
+        let data = buffer.map_readable().unwrap();
+        let (stride, row) = (info.stride()[0] as usize, decoded.width * 3);
+        decoded.frames.push(data.chunks(stride).flat_map(|r| r[..row].to_vec()).collect());
+    }
+    let eos = sink.is_eos();
+    let error = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none() && eos, "{} does not play to its end: {error:?}", path.display());
+    decoded
+}
+
+fn yellowish([r, g, b]: [u8; 3]) -> bool {
+    r > 170 && g > 150 && b < 110
+}
+
+fn reddish([r, g, b]: [u8; 3]) -> bool {
+    r > 150 && g < 90 && b < 90
+}
+
+#[test]
+fn replay_annotate_writes_every_analysed_frame_with_zones_tracks_and_banners() {
+    let video = shared("testdata/vtest.avi");
+    let camera_url = format!("file://{}", video.display());
+    // Two frames a second keep it quick; the parked cars still start incidents.
+    let config =
+        kerb_config(1883, false, &camera_url, 5.0).replace("analysis_fps = 5", "analysis_fps = 2");
+    let (dir, config) = write_config(&config);
+    let (out, mp4) = (dir.path().join("replay"), dir.path().join("annotated.mp4"));
+    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["--log-format", "json", "replay", "--camera", "kerb", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&video)
+        .arg("--out")
+        .arg(&out)
+        .arg("--annotate")
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(replay.status.success(), "{stdout}\n{stderr}");
+    // No progress bar in a pipe: every line of stderr is a JSON log line.
+    assert!(
+        stderr.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{stderr}"
+    );
+    let analysed: usize = stdout
+        .split("frames analysed ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(analysed, 159, "vtest.avi's 79.5 s at 2 frames/s: {stdout}");
+    let written = format!("annotated video {} ({analysed} frames)", mp4.display());
+    assert!(stdout.contains(&written), "{stdout}");
+
+    let decoded = decode_mp4(&mp4);
+    assert_eq!((decoded.width, decoded.height), (768, 576));
+    assert_eq!(decoded.frames.len(), analysed, "every analysed frame, no other");
+    assert!(
+        (decoded.times[1] - 0.5).abs() < 0.01,
+        "at the analysed rate: {:?}",
+        &decoded.times[..3]
+    );
+
+    // The no-parking zone's left edge (x = 0.80) is yellow, from the first frame on.
+    let edge_x = (0.80f64 * 767.0).round() as usize;
+    let on_edge =
+        |frame: usize| (edge_x - 2..=edge_x + 2).any(|x| yellowish(decoded.pixel(frame, x, 100)));
+    assert!(on_edge(0), "zone edge at x {edge_x}: {:?}", decoded.pixel(0, edge_x, 100));
+    assert!(!yellowish(decoded.pixel(0, edge_x - 40, 100)), "beside the edge is the picture");
+
+    // A red banner at the top left from an incident's start on, for a while; none before.
+    let lines = std::fs::read_to_string(out.join("incidents.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["state"], "start");
+    let t = first["stream_time_s"].as_f64().unwrap();
+    let (before, at, later) = (decoded.at(t - 0.5), decoded.at(t), decoded.at(t + 1.5));
+    assert!(!reddish(decoded.pixel(before, 3, 3)), "{:?}", decoded.pixel(before, 3, 3));
+    assert!(reddish(decoded.pixel(at, 3, 3)), "banner at {t} s: {:?}", decoded.pixel(at, 3, 3));
+    assert!(reddish(decoded.pixel(later, 3, 3)), "still up at {} s", t + 1.5);
+}
+
+#[test]
+fn the_progress_total_is_the_videos_frame_count() {
+    assert_eq!(cityeye::progress::frames_in(&shared("testdata/vtest.avi")), Some(795));
+    assert_eq!(cityeye::progress::frames_in(Path::new("/nonexistent.mp4")), None);
+}
+
 #[test]
 fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
     let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
@@ -150,4 +287,43 @@ fn motion_gating_skips_most_frames_and_finds_the_same_incidents() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no gate summary: {stdout}"));
     assert!(skipped * 2 > 398, "most of the 398 frames skip the detectors: {stdout}");
+}
+
+#[test]
+fn an_annotated_video_needs_an_mp4_name_in_a_folder_that_exists() {
+    let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
+    let annotate_video = |input: &Path, target: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_cityeye"))
+            .args(["replay", "--camera", "kerb", "--config"])
+            .arg(&config)
+            .arg("--input")
+            .arg(input)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .arg("--annotate")
+            .arg(target)
+            .output()
+            .unwrap()
+    };
+    let annotate = |target: &Path| annotate_video(&shared("testdata/vtest.avi"), target);
+    let avi = annotate(&dir.path().join("seen.avi"));
+    assert_eq!(avi.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&avi.stderr);
+    assert!(
+        stderr.contains("seen.avi: the annotated video is MP4; give a file name ending in .mp4")
+    );
+    let nowhere = annotate(&dir.path().join("nowhere/seen.mp4"));
+    assert_eq!(nowhere.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(stderr.contains("nowhere does not exist"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing ran");
+
+    // A file that is no video: the replay's failure is reported, not the empty video's.
+    let not_video = annotate_video(&config, &dir.path().join("seen.mp4"));
+    assert_eq!(not_video.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&not_video.stderr);
+    assert!(
+        stderr.contains("error: replay of ") && !stderr.contains("annotated video"),
+        "{stderr}"
+    );
 }

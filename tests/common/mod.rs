@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 
 pub mod onnx;
 
-use gstreamer as gst;
-use gstreamer::glib;
-use gstreamer_rtsp_server as rtsp;
-use gstreamer_rtsp_server::prelude::*;
+pub use cityeye::simulate::Codec;
+use cityeye::simulate::{Mount, Server};
 
 pub fn shared(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)
@@ -97,12 +95,12 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A gst-rtsp-server on 127.0.0.1 serving a video file re-encoded to H.264, reached at `url()`
-/// through a relay that can cut it off the network (`stop`) and bring it back (`resume`).
+/// A camera: the library's RTSP server (what `cityeye simulate` runs) on 127.0.0.1 serving a
+/// video file re-encoded, looped, reached at `url()` through a relay that can cut it off the
+/// network (`stop`) and bring it back (`resume`).
 pub struct RtspServer {
     relay: Relay,
-    _server: rtsp::RTSPServer,
-    _source: glib::SourceId,
+    _server: Server,
 }
 
 impl RtspServer {
@@ -111,30 +109,10 @@ impl RtspServer {
     }
 
     pub fn start_with(file: &Path, codec: Codec) -> RtspServer {
-        main_loop();
-        let port = free_port();
-        let server = rtsp::RTSPServer::new();
-        server.set_address("127.0.0.1");
-        server.set_service(&port.to_string());
-        let factory = rtsp::RTSPMediaFactory::new();
-        let encode = match codec {
-            Codec::H264 => {
-                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay"
-            }
-            Codec::H265 => {
-                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph265pay"
-            }
-        };
-        factory.set_launch(&format!(
-            "( filesrc location=\"{}\" ! decodebin ! videoconvert ! {encode} name=pay0 pt=96 \
-             config-interval=1 )",
-            file.display()
-        ));
-        factory.set_shared(true);
-        server.mount_points().unwrap().add_factory("/camera", factory);
-        let source = server.attach(None).expect("RTSP server attaches");
-        assert!(wait_for_port(port, Duration::from_secs(10)), "RTSP server did not listen");
-        RtspServer { relay: Relay::start(port), _server: server, _source: source }
+        let mount = Mount { path: "/camera".into(), video: file.to_path_buf() };
+        let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &[mount], codec)
+            .unwrap_or_else(|e| panic!("RTSP server: {e}"));
+        RtspServer { relay: Relay::start(server.port()), _server: server }
     }
 
     pub fn url(&self) -> String {
@@ -150,13 +128,6 @@ impl RtspServer {
     pub fn resume(&mut self) {
         self.relay.restore();
     }
-}
-
-/// What an RTSP test camera encodes with.
-#[derive(Debug, Clone, Copy)]
-pub enum Codec {
-    H264,
-    H265,
 }
 
 /// A TCP relay from a port of its own to `target`, which can be cut and restored.
@@ -226,16 +197,6 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.cut();
     }
-}
-
-/// One glib main loop for every RTSP server of the test binary, on the default context.
-fn main_loop() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        gst::init().unwrap();
-        let main_loop = glib::MainLoop::new(None, false);
-        std::thread::spawn(move || main_loop.run());
-    });
 }
 
 /// An MQTT message as a subscriber received it.
