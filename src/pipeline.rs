@@ -392,8 +392,11 @@ impl DetectionStage {
             let (queue, done) = (queue.clone(), done.clone());
             scope.spawn(move || {
                 let mut scratch = Scratch::default();
-                // The lock is held only while waiting for a job, never while detecting.
-                while let Ok(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                loop {
+                    // A statement of its own: the lock is held while waiting for a job, and
+                    // let go before detecting (a `while let` would hold it through the body).
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { return };
                     let started = Instant::now();
                     let detections = job.detectors.map(|d| detect(&d, &job.frame, &mut scratch));
                     let took = started.elapsed();
