@@ -163,13 +163,15 @@ impl Cameras {
         let last_seen = config.sha256.clone();
         let running = BTreeMap::new();
         let mut cameras = Cameras { config, models, running, tx, stats, web, report, last_seen };
+        // Before any camera: the sink is not draining yet, and this thread must not wait on a
+        // channel the cameras may have filled.
+        cameras.publish_report();
         for camera in cameras.config.cameras.clone() {
             match Analysis::new(&cameras.config, &camera, &cameras.models) {
                 Ok(analysis) => cameras.spawn(camera, analysis),
                 Err(e) => tracing::error!(camera = %camera.id, "camera not started: {e}"),
             }
         }
-        cameras.publish_report();
         cameras
     }
 

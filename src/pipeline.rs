@@ -584,7 +584,13 @@ pub fn run_camera(
             clips.borrow_mut().push(buffer);
         }
     };
-    let depth = analysis.parallelism();
+    // A replay wants throughput: consecutive frames in detection side by side. A live camera
+    // wants each frame's incidents out at once, so it waits for every frame (its frames are
+    // seconds' fifths apart; the cameras together keep the sessions busy).
+    let depth = match mode {
+        Mode::Replay { .. } => analysis.parallelism(),
+        Mode::Live => 1,
+    };
     let ran = std::thread::scope(|scope| {
         let mut stage = DetectionStage::start(scope, depth);
         let mut on_frame = |frame: Frame| {

@@ -1,0 +1,373 @@
+//! Live cameras on one box: how many 720p H.264 RTSP cameras at 25 frames/s, each analysed at
+//! 5 frames/s, `cityeye run` carries on this machine, against the bound the ceilings set.
+//!
+//! The footage is vtest.avi scaled to 1280x720 at 25 frames/s and encoded once to H.264
+//! (`target/bench/vtest-720p25.mp4`). An RTSP server in this process serves it without
+//! re-encoding (one shared stream, so the server costs next to nothing), every camera of the
+//! node pulls the same URL, and a mosquitto broker receives what the node publishes. A trial
+//! runs the node for `WARM_UP` and then measures for `MEASURE`: each camera's analysed rate and
+//! dropped frames from the node's stats topic, the process's CPU time and resident memory from
+//! /proc, and the frame-to-PUBACK latency of incident messages from the stats' `latency_ms`.
+//! `intrusion` on the whole frame with `update_s = 1` gives each camera a few incident
+//! messages a second to measure latency on.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+use super::Result;
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+const FPS: u32 = 25;
+const ANALYSIS_FPS: f64 = 5.0;
+const WARM_UP: Duration = Duration::from_secs(12);
+const MEASURE: Duration = Duration::from_secs(20);
+/// A camera starves below this share of its analysis rate.
+const FAIR_SHARE: f64 = 0.9;
+
+/// What one trial with `cameras` cameras measured.
+pub struct Trial {
+    pub cameras: usize,
+    /// All cameras together.
+    pub analysed_fps: f64,
+    pub slowest_fps: f64,
+    pub cpu_percent: f64,
+    pub rss_mb: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    /// Frames sampled for analysis but replaced by a newer one, all cameras, in the window.
+    pub dropped: u64,
+}
+
+impl Trial {
+    pub fn carried(&self) -> bool {
+        self.slowest_fps >= FAIR_SHARE * ANALYSIS_FPS
+    }
+}
+
+/// The 720p footage, encoded once.
+pub fn footage(video: &str) -> Result<PathBuf> {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/vtest-720p25.mp4");
+    if out.is_file() {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(out.parent().expect("a folder")).map_err(|e| e.to_string())?;
+    let partial = out.with_extension("partial.mp4");
+    let description = format!(
+        "filesrc location=\"{video}\" ! decodebin ! videoconvert ! videoscale ! videorate \
+         ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
+         ! x264enc speed-preset=veryfast key-int-max={FPS} bitrate=3000 \
+         ! h264parse ! mp4mux ! filesink location=\"{}\"",
+        partial.display()
+    );
+    run_to_end(&description)?;
+    std::fs::rename(&partial, &out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn run_to_end(description: &str) -> Result<()> {
+    gst::init().map_err(|e| e.to_string())?;
+    let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let bus = pipeline.bus().ok_or("no bus")?;
+    let outcome = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(600),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        Some(m) if m.type_() == gst::MessageType::Eos => Ok(()),
+        Some(m) => Err(format!("encoding the 720p footage failed: {m:?}")),
+        None => Err("encoding the 720p footage timed out".into()),
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    outcome
+}
+
+/// An RTSP server on 127.0.0.1 serving `file` as it is, one shared stream for every client.
+pub struct Camera {
+    pub url: String,
+    _server: rtsp::RTSPServer,
+    main_loop: gst::glib::MainLoop,
+}
+
+impl Camera {
+    pub fn serve(file: &Path) -> Result<Camera> {
+        let server = rtsp::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service("0");
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( filesrc location=\"{}\" ! qtdemux ! h264parse config-interval=-1 \
+             ! rtph264pay name=pay0 pt=96 )",
+            file.display()
+        ));
+        factory.set_shared(true);
+        server.mount_points().ok_or("no mount points")?.add_factory("/cam", factory);
+        let context = gst::glib::MainContext::new();
+        server.attach(Some(&context)).map_err(|e| e.to_string())?;
+        let main_loop = gst::glib::MainLoop::new(Some(&context), false);
+        let running = main_loop.clone();
+        std::thread::spawn(move || running.run());
+        let url = format!("rtsp://127.0.0.1:{}/cam", server.bound_port());
+        Ok(Camera { url, _server: server, main_loop })
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+    }
+}
+
+/// A node config with `cameras` cameras on `url`.
+fn config(broker_port: u16, url: &str, cameras: usize, model: &str, classes: &str) -> String {
+    let mut text = format!(
+        "[node]\nid = \"bench\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n\
+         stats_interval_s = 5\n\n[http]\nenabled = false\n\n[[models]]\nname = \"coco\"\n\
+         path = \"{model}\"\nformat = \"yolox\"\nclasses = \"{classes}\"\n"
+    );
+    for i in 0..cameras {
+        let _ = write!(
+            text,
+            "\n[[cameras]]\nid = \"cam{i}\"\nurl = \"{url}\"\nanalysis_fps = {ANALYSIS_FPS}\n\
+             model = \"coco\"\n  [[cameras.algorithms]]\n  type = \"intrusion\"\n  update_s = 1\n"
+        );
+    }
+    text
+}
+
+/// CPU seconds (user and system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_second)
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Stats payloads arriving on the node's stats topic.
+fn subscribe(port: u16) -> Arc<Mutex<Vec<serde_json::Value>>> {
+    let mut options = rumqttc::MqttOptions::new("bench-stats", "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = rumqttc::Client::new(options, 100);
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = client.try_subscribe("cityeye/bench/stats", rumqttc::QoS::AtMostOnce);
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        sink.lock().unwrap().push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    reports
+}
+
+/// The broker for one trial.
+struct Broker {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Result<Broker> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\npersistence false\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("mosquitto: {e} (scripts/setup installs it)"))?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > until {
+                return Err("mosquitto did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Broker { port, child, _dir: dir })
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cityeye run` with `cameras` cameras on `camera` and measures it.
+pub fn trial(camera: &Camera, cameras: usize, model: &str, classes: &str) -> Result<Trial> {
+    let broker = Broker::start()?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("cityeye.toml");
+    std::fs::write(&path, config(broker.port, &camera.url, cameras, model, classes))
+        .map_err(|e| e.to_string())?;
+    let reports = subscribe(broker.port);
+    let mut node = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cityeye run: {e}"))?;
+    std::thread::sleep(WARM_UP);
+    let pid = node.id();
+    let (cpu_before, seen_before) = (cpu_seconds(pid), reports.lock().unwrap().len());
+    let started = Instant::now();
+    std::thread::sleep(MEASURE);
+    let cpu = cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
+    let seconds = started.elapsed().as_secs_f64();
+    let rss = rss_mb(pid);
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = node.wait();
+    let reports: Vec<serde_json::Value> = reports.lock().unwrap()[seen_before..].to_vec();
+    let (first, last) = match (reports.first(), reports.last()) {
+        (Some(first), Some(last)) if reports.len() >= 2 => (first, last),
+        _ => return Err(format!("{cameras} cameras: too few stats reports to measure")),
+    };
+    // Rates from the totals between the first and the last report of the window.
+    let span = seconds_between(first, last).max(1.0);
+    let mut per_camera = Vec::new();
+    let mut dropped = 0;
+    for i in 0..cameras {
+        let id = format!("cam{i}");
+        let count = |report: &serde_json::Value, key: &str| {
+            report["cameras"][&id][key].as_u64().unwrap_or_default()
+        };
+        per_camera
+            .push((count(last, "frames_analysed") - count(first, "frames_analysed")) as f64 / span);
+        dropped += count(last, "frames_dropped") - count(first, "frames_dropped");
+    }
+    let latencies: Vec<&serde_json::Value> =
+        reports[1..].iter().filter_map(|r| r.get("latency_ms")).collect();
+    let p50 = median(latencies.iter().filter_map(|l| l["p50"].as_f64()).collect());
+    let p99 = latencies.iter().filter_map(|l| l["p99"].as_f64()).reduce(f64::max);
+    Ok(Trial {
+        cameras,
+        analysed_fps: per_camera.iter().sum(),
+        slowest_fps: per_camera.iter().copied().fold(f64::INFINITY, f64::min),
+        cpu_percent: cpu.map_or(f64::NAN, |c| 100.0 * c / seconds),
+        rss_mb: rss.unwrap_or(f64::NAN),
+        latency_p50_ms: p50,
+        latency_p99_ms: p99,
+        dropped,
+    })
+}
+
+fn seconds_between(first: &serde_json::Value, last: &serde_json::Value) -> f64 {
+    let at = |r: &serde_json::Value| {
+        r["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis() as f64 / 1e3)
+    };
+    at(last).zip(at(first)).map_or(0.0, |(b, a)| b - a)
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// Trials from the count the bound suggests, up while every camera is carried and down while
+/// one starves; the largest count carried and every trial made.
+pub fn largest_carried(
+    camera: &Camera,
+    bound: f64,
+    model: &str,
+    classes: &str,
+) -> Result<(Option<usize>, Vec<Trial>)> {
+    let mut trials = Vec::new();
+    let mut n = ((0.85 * bound).floor() as usize).max(1);
+    let first = trial(camera, n, model, classes)?;
+    let up = first.carried();
+    eprintln!("  {n} cameras: slowest {:.2} frames/s", first.slowest_fps);
+    trials.push(first);
+    let mut best = up.then_some(n);
+    loop {
+        n = if up { n + 1 } else { n - 1 };
+        if n == 0 || n as f64 > bound.ceil() + 2.0 {
+            break;
+        }
+        let t = trial(camera, n, model, classes)?;
+        eprintln!("  {n} cameras: slowest {:.2} frames/s", t.slowest_fps);
+        let carried = t.carried();
+        trials.push(t);
+        match (up, carried) {
+            (true, true) => best = Some(n),
+            (true, false) => break,
+            (false, true) => {
+                best = Some(n);
+                break;
+            }
+            (false, false) => {}
+        }
+    }
+    trials.sort_by_key(|t| t.cameras);
+    Ok((best, trials))
+}
+
+pub fn table(trials: &[Trial], ceiling: f64) -> String {
+    let mut out = String::from(
+        "| cameras | analysed frames/s (all) | slowest camera | ratio to inference ceiling | CPU % | RSS MB (per camera) | latency p50 / p99 ms | frames dropped |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0}"));
+    for t in trials {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.2} | {:.2} | {:.0} | {:.0} ({:.1}) | {} / {} | {} |",
+            t.cameras,
+            t.analysed_fps,
+            t.slowest_fps,
+            t.analysed_fps / ceiling,
+            t.cpu_percent,
+            t.rss_mb,
+            t.rss_mb / t.cameras as f64,
+            ms(t.latency_p50_ms),
+            ms(t.latency_p99_ms),
+            t.dropped,
+        );
+    }
+    out
+}
