@@ -196,8 +196,7 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let per_camera_ms = 25.0 * decode_ms + 5.0 * inference_ms;
     let bound = cores * 1e3 / per_camera_ms;
     eprintln!("live cameras: bound {bound:.1}; trials ...");
-    let camera = live::Camera::serve(&footage)?;
-    let (best, trials) = live::largest_carried(&camera, bound, MODEL, CLASSES)?;
+    let (best, trials) = live::largest_carried(&footage, bound, MODEL, CLASSES)?;
     println!("## Live RTSP cameras\n");
     println!("{}", live::table(&trials, ceiling));
     let best =

@@ -3,8 +3,9 @@
 //!
 //! The footage is vtest.avi scaled to 1280x720 at 25 frames/s and encoded once to H.264
 //! (`target/bench/vtest-720p25.mp4`). An RTSP server in this process serves it without
-//! re-encoding (one shared stream, so the server costs next to nothing), every camera of the
-//! node pulls the same URL, and a mosquitto broker receives what the node publishes. A trial
+//! re-encoding (so the server costs next to nothing), every camera of the node pulls the same
+//! URL, and a mosquitto broker receives what the node publishes. Each trial has a server of its
+//! own, so every camera starts at the beginning of the 79.5 s file and none reaches its end. A trial
 //! runs the node for `WARM_UP` and then measures for `MEASURE`: each camera's analysed rate and
 //! dropped frames from the node's stats topic, the process's CPU time and resident memory from
 //! /proc, and the frame-to-PUBACK latency of incident messages from the stats' `latency_ms`.
@@ -90,7 +91,7 @@ fn run_to_end(description: &str) -> Result<()> {
     outcome
 }
 
-/// An RTSP server on 127.0.0.1 serving `file` as it is, one shared stream for every client.
+/// An RTSP server on 127.0.0.1 serving `file` as it is, from its start for every client.
 pub struct Camera {
     pub url: String,
     _server: rtsp::RTSPServer,
@@ -108,7 +109,6 @@ impl Camera {
              ! rtph264pay name=pay0 pt=96 )",
             file.display()
         ));
-        factory.set_shared(true);
         server.mount_points().ok_or("no mount points")?.add_factory("/cam", factory);
         let context = gst::glib::MainContext::new();
         server.attach(Some(&context)).map_err(|e| e.to_string())?;
@@ -234,8 +234,9 @@ impl Drop for Broker {
     }
 }
 
-/// Runs `cityeye run` with `cameras` cameras on `camera` and measures it.
-pub fn trial(camera: &Camera, cameras: usize, model: &str, classes: &str) -> Result<Trial> {
+/// Runs `cityeye run` with `cameras` cameras on `footage` and measures it.
+pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Result<Trial> {
+    let camera = Camera::serve(footage)?;
     let broker = Broker::start()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("cityeye.toml");
@@ -312,14 +313,14 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// Trials from the count the bound suggests, up while every camera is carried and down while
 /// one starves; the largest count carried and every trial made.
 pub fn largest_carried(
-    camera: &Camera,
+    footage: &Path,
     bound: f64,
     model: &str,
     classes: &str,
 ) -> Result<(Option<usize>, Vec<Trial>)> {
     let mut trials = Vec::new();
     let mut n = ((0.85 * bound).floor() as usize).max(1);
-    let first = trial(camera, n, model, classes)?;
+    let first = trial(footage, n, model, classes)?;
     let up = first.carried();
     eprintln!("  {n} cameras: slowest {:.2} frames/s", first.slowest_fps);
     trials.push(first);
@@ -329,7 +330,7 @@ pub fn largest_carried(
         if n == 0 || n as f64 > bound.ceil() + 2.0 {
             break;
         }
-        let t = trial(camera, n, model, classes)?;
+        let t = trial(footage, n, model, classes)?;
         eprintln!("  {n} cameras: slowest {:.2} frames/s", t.slowest_fps);
         let carried = t.carried();
         trials.push(t);
