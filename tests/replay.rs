@@ -13,6 +13,29 @@ use gstreamer_app as gst_app;
 
 use common::*;
 
+/// `cityeye replay --camera CAMERA --config CONFIG --input INPUT --out OUT` and `extra`.
+fn run_replay(
+    camera: &str,
+    config: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["replay", "--camera", camera, "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Logs as JSON, so a progress bar could not hide among them.
+const JSON_LOGS: [&str; 2] = ["--log-format", "json"];
+
 /// A payload without what differs by nature between two runs: its id (and the evidence topic
 /// built from it) and the wall-clock time.
 fn comparable(mut payload: serde_json::Value) -> serde_json::Value {
@@ -40,15 +63,8 @@ fn replay_output_equals_the_mqtt_payloads() {
     assert!(live.len() >= 2, "live run found {} parked vehicles:\n{}", live.len(), appliance.log());
 
     let out = dir.path().join("replay");
-    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
-        .args(["--log-format", "json", "replay", "--camera", "kerb", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&video)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let json = JSON_LOGS.map(std::ffi::OsStr::new);
+    let replay = run_replay("kerb", &config, &video, &out, &json);
     let stdout = String::from_utf8_lossy(&replay.stdout);
     assert!(replay.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&replay.stderr));
     assert!(stdout.contains("frames decoded 795,"), "{stdout}");
@@ -155,17 +171,14 @@ fn replay_annotate_writes_every_analysed_frame_with_zones_tracks_and_banners() {
         kerb_config(1883, false, &camera_url, 5.0).replace("analysis_fps = 5", "analysis_fps = 2");
     let (dir, config) = write_config(&config);
     let (out, mp4) = (dir.path().join("replay"), dir.path().join("annotated.mp4"));
-    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
-        .args(["--log-format", "json", "replay", "--camera", "kerb", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&video)
-        .arg("--out")
-        .arg(&out)
-        .arg("--annotate")
-        .arg(&mp4)
-        .output()
-        .unwrap();
+    let [format, json] = JSON_LOGS.map(std::ffi::OsStr::new);
+    let replay = run_replay(
+        "kerb",
+        &config,
+        &video,
+        &out,
+        &[format, json, "--annotate".as_ref(), mp4.as_ref()],
+    );
     let stdout = String::from_utf8_lossy(&replay.stdout);
     let stderr = String::from_utf8_lossy(&replay.stderr);
     assert!(replay.status.success(), "{stdout}\n{stderr}");
@@ -220,16 +233,8 @@ fn the_progress_total_is_the_videos_frame_count() {
 #[test]
 fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
     let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
-    let run = |camera: &str, input: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_cityeye"))
-            .args(["replay", "--camera", camera, "--config"])
-            .arg(&config)
-            .arg("--input")
-            .arg(input)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .output()
-            .unwrap()
+    let run = |camera: &str, input: &Path| {
+        run_replay(camera, &config, input, &dir.path().join("out"), &[])
     };
     let missing = run("kerb", &dir.path().join("nope.mp4"));
     assert_eq!(missing.status.code(), Some(2));
@@ -240,16 +245,8 @@ fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
 }
 
 /// Replays vtest.avi through `config`; stdout and the incidents as (state, stream time, track).
-fn replay_incidents(config: &std::path::Path, out: &std::path::Path) -> (String, Vec<String>) {
-    let replay = Command::new(env!("CARGO_BIN_EXE_cityeye"))
-        .args(["replay", "--camera", "kerb", "--config"])
-        .arg(config)
-        .arg("--input")
-        .arg(shared("testdata/vtest.avi"))
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
+fn replay_incidents(config: &Path, out: &Path) -> (String, Vec<String>) {
+    let replay = run_replay("kerb", config, &shared("testdata/vtest.avi"), out, &[]);
     let stdout = String::from_utf8_lossy(&replay.stdout).to_string();
     assert!(replay.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&replay.stderr));
     let lines = std::fs::read_to_string(out.join("incidents.jsonl")).unwrap();
@@ -293,17 +290,8 @@ fn motion_gating_skips_most_frames_and_finds_the_same_incidents() {
 fn an_annotated_video_needs_an_mp4_name_in_a_folder_that_exists() {
     let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
     let annotate_video = |input: &Path, target: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_cityeye"))
-            .args(["replay", "--camera", "kerb", "--config"])
-            .arg(&config)
-            .arg("--input")
-            .arg(input)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .arg("--annotate")
-            .arg(target)
-            .output()
-            .unwrap()
+        let out = dir.path().join("out");
+        run_replay("kerb", &config, input, &out, &["--annotate".as_ref(), target.as_ref()])
     };
     let annotate = |target: &Path| annotate_video(&shared("testdata/vtest.avi"), target);
     let avi = annotate(&dir.path().join("seen.avi"));
