@@ -186,8 +186,12 @@ impl Cameras {
                 self.reload_if(asked);
             }
         }
-        for (_, camera) in std::mem::take(&mut self.running) {
+        // All at once: each camera's last messages must reach the sink within its grace period.
+        let running = std::mem::take(&mut self.running);
+        for camera in running.values() {
             camera.stop.store(true, Ordering::Relaxed);
+        }
+        for camera in running.into_values() {
             let _ = camera.thread.join();
         }
     }
