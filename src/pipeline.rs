@@ -60,13 +60,18 @@ impl Models {
     }
 }
 
-/// The SHA-256 of a model's weights and class-list file together; None when unreadable.
-fn model_files(model: &ModelConfig) -> Option<String> {
-    let mut bytes = std::fs::read(&model.path).ok()?;
-    if let ClassList::File(path) = &model.classes {
-        bytes.extend(std::fs::read(path).ok()?);
-    }
-    Some(sha256_hex(&bytes))
+/// What a model's files hold: the SHA-256 of its weights (`weights`, when already known) and of
+/// its class-list file; None when a file cannot be read.
+fn model_files(model: &ModelConfig, weights: Option<&str>) -> Option<String> {
+    let weights = match weights {
+        Some(known) => known.to_string(),
+        None => sha256_hex(&std::fs::read(&model.path).ok()?),
+    };
+    let classes = match &model.classes {
+        ClassList::File(path) => sha256_hex(&std::fs::read(path).ok()?),
+        ClassList::Inline(_) => String::new(),
+    };
+    Some(format!("{weights} {classes}"))
 }
 
 /// Loads every configured model once; a model that does not fit its config is a config error.
@@ -84,29 +89,37 @@ pub fn reload_models(
     let mut loaded_anew = BTreeSet::new();
     let mut errors = Vec::new();
     for (i, model) in config.models.iter().enumerate() {
-        let files = model_files(model);
         if let Some((old_config, old_models)) = previous
             && old_config.model(&model.name) == Some(model)
-            && files.is_some()
-            && old_models.files.get(&model.name) == files.as_ref()
+            && old_models
+                .files
+                .get(&model.name)
+                .is_some_and(|f| model_files(model, None).as_ref() == Some(f))
         {
             models.take(old_models, &model.name);
             continue;
         }
-        if let Some(files) = files {
-            models.files.insert(model.name.clone(), files);
-        }
         loaded_anew.insert(model.name.clone());
         let loaded = match model.format {
             ModelKind::Classifier => Classifier::load(model).map(|c| {
+                let weights = c.summary.sha256.clone();
                 models.classifiers.insert(model.name.clone(), Arc::new(c));
+                weights
             }),
             ModelKind::Detector(_) => Detector::load(model).map(|d| {
+                let weights = d.summary.sha256.clone();
                 models.detectors.insert(model.name.clone(), Arc::new(d));
+                weights
             }),
         };
-        if let Err(e) = loaded {
-            errors.push(config.error(format!("models[{i}].{}", e.key), e.message));
+        match loaded {
+            // The weights as loaded, not as read again: the file may have changed since.
+            Ok(weights) => {
+                if let Some(files) = model_files(model, Some(&weights)) {
+                    models.files.insert(model.name.clone(), files);
+                }
+            }
+            Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key), e.message)),
         }
     }
     if errors.is_empty() { Ok((models, loaded_anew)) } else { Err(ConfigErrors(errors)) }
