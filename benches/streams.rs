@@ -52,6 +52,9 @@ const SIDE: usize = 416;
 
 type Result<T> = std::result::Result<T, String>;
 
+// The tests' real parts: a mosquitto broker and a subscriber.
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "streams/live.rs"]
 mod live;
 

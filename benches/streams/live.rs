@@ -14,8 +14,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -24,6 +23,7 @@ use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
 use super::Result;
+use super::common::{Message, Mosquitto, Subscriber};
 
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 720;
@@ -161,88 +161,15 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Stats payloads arriving on the node's stats topic.
-fn subscribe(port: u16) -> Arc<Mutex<Vec<serde_json::Value>>> {
-    let mut options = rumqttc::MqttOptions::new("bench-stats", "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut connection) = rumqttc::Client::new(options, 100);
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
-    std::thread::spawn(move || {
-        for event in connection.iter() {
-            match event {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe("cityeye/bench/stats", rumqttc::QoS::AtMostOnce);
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if let Ok(v) = serde_json::from_slice(&p.payload) {
-                        sink.lock().unwrap().push(v);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    });
-    reports
-}
-
-/// The broker for one trial.
-struct Broker {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Result<Broker> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\npersistence false\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("mosquitto: {e} (scripts/setup installs it)"))?;
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > until {
-                return Err("mosquitto did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Broker { port, child, _dir: dir })
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `cityeye run` with `cameras` cameras on `footage` and measures it.
 pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Result<Trial> {
     let camera = Camera::serve(footage)?;
-    let broker = Broker::start()?;
+    let broker = Mosquitto::start();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("cityeye.toml");
     std::fs::write(&path, config(broker.port, &camera.url, cameras, model, classes))
         .map_err(|e| e.to_string())?;
-    let reports = subscribe(broker.port);
+    let reports = Subscriber::connect(broker.port, "cityeye/bench/stats");
     let mut node = Command::new(env!("CARGO_BIN_EXE_cityeye"))
         .args(["run", "--config"])
         .arg(&path)
@@ -253,7 +180,7 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
         .map_err(|e| format!("cityeye run: {e}"))?;
     std::thread::sleep(WARM_UP);
     let pid = node.id();
-    let (cpu_before, seen_before) = (cpu_seconds(pid), reports.lock().unwrap().len());
+    let (cpu_before, seen_before) = (cpu_seconds(pid), reports.messages().len());
     let started = Instant::now();
     std::thread::sleep(MEASURE);
     let cpu = cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
@@ -261,7 +188,8 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
     let rss = rss_mb(pid);
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = node.wait();
-    let reports: Vec<serde_json::Value> = reports.lock().unwrap()[seen_before..].to_vec();
+    let reports: Vec<serde_json::Value> =
+        reports.messages()[seen_before..].iter().map(Message::json).collect();
     let (first, last) = match (reports.first(), reports.last()) {
         (Some(first), Some(last)) if reports.len() >= 2 => (first, last),
         _ => return Err(format!("{cameras} cameras: too few stats reports to measure")),
