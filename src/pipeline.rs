@@ -370,17 +370,20 @@ fn detect(
 struct Job {
     seq: u64,
     frame: Arc<Frame>,
-    /// `None`: the motion gate spared it.
-    detectors: Option<Detectors>,
+    detectors: Detectors,
 }
 
-/// A frame back from detection.
+/// A frame back from detection, or spared by the motion gate (`detections: None`).
 struct Detected {
     seq: u64,
     frame: Arc<Frame>,
     detections: Option<Result<Vec<Detection>, String>>,
     took: Duration,
 }
+
+/// How many frames, per worker, may wait in stream order behind a frame still in detection:
+/// frames the motion gate spares take no worker, and this bounds the memory they hold.
+const HELD_PER_WORKER: usize = 8;
 
 /// The camera's detection stage: up to `depth` frames in detection at once, on worker threads
 /// (each model runs as many side by side as it has sessions), handed back in stream order,
@@ -391,7 +394,8 @@ struct DetectionStage {
     depth: usize,
     submitted: u64,
     next: u64,
-    /// Results that came back ahead of an earlier frame.
+    in_detection: usize,
+    /// Frames ready ahead of an earlier one: gated frames, and results that came back early.
     early: BTreeMap<u64, Detected>,
 }
 
@@ -411,7 +415,7 @@ impl DetectionStage {
                     let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { return };
                     let started = Instant::now();
-                    let detections = job.detectors.map(|d| detect(&d, &job.frame, &mut scratch));
+                    let detections = Some(detect(&job.detectors, &job.frame, &mut scratch));
                     let took = started.elapsed();
                     let (seq, frame) = (job.seq, job.frame);
                     if done.send(Detected { seq, frame, detections, took }).is_err() {
@@ -426,33 +430,45 @@ impl DetectionStage {
             depth,
             submitted: 0,
             next: 0,
+            in_detection: 0,
             early: BTreeMap::new(),
         }
     }
 
+    /// Sends `frame` to detection, or with no detectors (the motion gate spared it) only
+    /// queues it for its turn.
     fn submit(&mut self, frame: Arc<Frame>, detectors: Option<Detectors>) {
-        let job = Job { seq: self.submitted, frame, detectors };
+        let seq = self.submitted;
         self.submitted += 1;
+        let Some(detectors) = detectors else {
+            let spared = Detected { seq, frame, detections: None, took: Duration::ZERO };
+            self.early.insert(seq, spared);
+            return;
+        };
+        self.in_detection += 1;
         if let Some(jobs) = &self.jobs {
             // The workers only stop when the stage is finished.
-            let _ = jobs.send(job);
+            let _ = jobs.send(Job { seq, frame, detectors });
         }
     }
 
-    /// The next frame in stream order: waiting for it while `depth` frames are in detection
-    /// (or, with `all`, while any is), else only if it is already back.
+    /// The next frame in stream order: waiting for it while `depth` frames are in detection,
+    /// too many wait behind them, or (with `all`) any is held; else only if it is ready.
     fn next(&mut self, all: bool) -> Option<Detected> {
         loop {
             if let Some(done) = self.early.remove(&self.next) {
                 self.next += 1;
                 return Some(done);
             }
-            let in_detection = (self.submitted - self.next) as usize;
-            let wait = in_detection >= self.depth || (all && in_detection > 0);
+            let held = (self.submitted - self.next) as usize;
+            let wait = self.in_detection >= self.depth
+                || held >= self.depth * HELD_PER_WORKER
+                || (all && held > 0);
             let done = match wait {
                 true => self.results.recv().ok()?,
                 false => self.results.try_recv().ok()?,
             };
+            self.in_detection -= 1;
             self.early.insert(done.seq, done);
         }
     }
