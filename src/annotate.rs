@@ -422,7 +422,7 @@ mod tests {
         let frame = Frame {
             width: 200,
             height: 100,
-            data: vec![0; 200 * 100 * 3],
+            data: vec![0; 200 * 100 * 3].into(),
             stream_time_s: t,
             captured_at: SystemTime::UNIX_EPOCH,
             metadata: Vec::new(),

@@ -26,7 +26,7 @@ const GLYPH: u32 = 8;
 
 /// A frame (packed BGR) as an RGB picture to draw on.
 pub fn picture(frame: &Frame) -> Result<RgbImage, String> {
-    let mut rgb = frame.data.clone();
+    let mut rgb = frame.data.to_vec();
     for pixel in rgb.chunks_exact_mut(3) {
         pixel.swap(0, 2);
     }

@@ -350,7 +350,7 @@ mod tests {
         Arc::new(Frame {
             width,
             height,
-            data: vec![40; width * height * 3],
+            data: vec![40; width * height * 3].into(),
             stream_time_s: 31.2004,
             captured_at: SystemTime::UNIX_EPOCH
                 + std::time::Duration::from_millis(1_795_000_000_120),

@@ -39,13 +39,48 @@ use crate::stats::CameraStats;
 pub struct Frame {
     pub width: usize,
     pub height: usize,
-    pub data: Vec<u8>,
+    pub data: Pixels,
     /// Seconds since the camera's first frame, from the stream's own timestamps.
     pub stream_time_s: f64,
     /// Wall-clock time of the frame: arrival time live, start time + stream time in replay.
     pub captured_at: SystemTime,
     /// The stream's metadata (a drone's KLV) that arrived since the previous frame handed on.
     pub metadata: Vec<Metadata>,
+}
+
+/// A frame's packed BGR8 pixels: the colour converter's own buffer when its rows are already
+/// packed (no copy, and the buffer goes back to the converter's pool when the frame is
+/// dropped), else a packed copy.
+#[derive(Clone)]
+pub struct Pixels(Store);
+
+#[derive(Clone)]
+enum Store {
+    Owned(Vec<u8>),
+    Mapped { buffer: Arc<gst::MappedBuffer<gst::buffer::Readable>>, offset: usize, len: usize },
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Store::Owned(data) => data,
+            Store::Mapped { buffer, offset, len } => &buffer.as_slice()[*offset..offset + len],
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(data: Vec<u8>) -> Self {
+        Pixels(Store::Owned(data))
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pixels({} bytes)", self.len())
+    }
 }
 
 /// One buffer of a stream's metadata: what reached the template's element named `klv`.
@@ -618,19 +653,39 @@ fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, Stri
     let caps = sample.caps().ok_or("a frame without caps")?;
     let info =
         gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("unusable frame caps: {e}"))?;
-    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
-    let video = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|e| format!("cannot map a frame: {e}"))?;
+    let buffer = sample.buffer_owned().ok_or("a sample without a buffer")?;
     let (width, height) = (info.width() as usize, info.height() as usize);
-    let stride = video.plane_stride()[0] as usize;
+    let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
+    let data = packed_pixels(buffer, &info, width, height)?;
+    Ok(Frame { width, height, data, stream_time_s, captured_at, metadata: Vec::new() })
+}
+
+/// The BGR plane of `buffer`, packed: the buffer itself when its rows are (the usual case), else
+/// a copy without the rows' padding.
+fn packed_pixels(
+    buffer: gst::Buffer,
+    info: &gst_video::VideoInfo,
+    width: usize,
+    height: usize,
+) -> Result<Pixels, String> {
+    let len = width * height * 3;
+    let (offset, stride) = match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => (meta.offset()[0], meta.stride()[0]),
+        None => (info.offset()[0], info.stride()[0]),
+    };
+    if stride as usize == width * 3 && buffer.size() >= offset + len {
+        let buffer = buffer.into_mapped_buffer_readable().map_err(|_| "cannot map a frame")?;
+        return Ok(Pixels(Store::Mapped { buffer: Arc::new(buffer), offset, len }));
+    }
+    let video = gst_video::VideoFrame::from_buffer_readable(buffer, info)
+        .map_err(|_| "cannot map a frame")?;
     let plane = video.plane_data(0).map_err(|e| format!("cannot read a frame: {e}"))?;
-    // Rows may be padded; analysis wants them packed.
-    let mut data = Vec::with_capacity(width * height * 3);
+    let stride = video.plane_stride()[0] as usize;
+    let mut data = Vec::with_capacity(len);
     for row in plane.chunks(stride).take(height) {
         data.extend_from_slice(&row[..width * 3]);
     }
-    let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
-    Ok(Frame { width, height, data, stream_time_s, captured_at, metadata: Vec::new() })
+    Ok(data.into())
 }
 
 /// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival.

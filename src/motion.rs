@@ -128,7 +128,7 @@ mod tests {
             }
         }
         let captured_at = SystemTime::now();
-        Frame { width, height, data, stream_time_s: t, captured_at, metadata: Vec::new() }
+        Frame { width, height, data: data.into(), stream_time_s: t, captured_at, metadata: Vec::new() }
     }
 
     fn top_right() -> Polygon {

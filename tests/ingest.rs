@@ -52,6 +52,22 @@ fn test_pattern_camera_has_the_size_it_asks_for() {
 }
 
 #[test]
+fn frames_are_packed_rows_whether_or_not_the_converter_pads_them() {
+    // 320 BGR pixels fill whole 4-byte words, so the converter's buffer is handed on as it is;
+    // 322 do not, so GStreamer pads each row and ingest packs them into a copy.
+    for width in [320, 322] {
+        let (_dir, camera) = camera(&format!("test://smpte?width={width}&height=240&fps=5"));
+        let frame = ingest::first_frame(&camera).unwrap();
+        assert_eq!((frame.width, frame.data.len()), (width, width * 240 * 3));
+        // The SMPTE bars are vertical in the top two thirds: every row there is the same,
+        // which a padding byte left in would shift out of line.
+        let row = |y: usize| &frame.data[y * width * 3..(y + 1) * width * 3];
+        assert!((1..150).all(|y| row(y) == row(0)), "width {width}: rows differ");
+        assert_ne!(row(0)[..3], row(0)[(width - 1) * 3..], "width {width}: no bars");
+    }
+}
+
+#[test]
 fn frames_are_sampled_to_analysis_fps_by_stream_time() {
     let (_dir, mut camera) = camera(&format!("file://{}", shared("testdata/vtest.avi").display()));
     camera.analysis_fps = 2.5; // every 4th frame of a 10 frames/s video

@@ -509,7 +509,7 @@ mod tests {
         Frame {
             width: 8,
             height: 8,
-            data: vec![0; 8 * 8 * 3],
+            data: vec![0; 8 * 8 * 3].into(),
             stream_time_s: 1.02,
             captured_at: std::time::SystemTime::UNIX_EPOCH,
             metadata,

@@ -68,7 +68,7 @@ impl Classifier {
         let blank = Frame {
             width: 8,
             height: 8,
-            data: vec![0; 8 * 8 * 3],
+            data: vec![0; 8 * 8 * 3].into(),
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
             metadata: Vec::new(),
@@ -132,11 +132,12 @@ mod tests {
     #[test]
     fn crops_take_the_pixels_of_the_box_and_refuse_empty_boxes() {
         // A 4x2 frame whose pixel (x, y) holds x + 10 y in every channel.
-        let data = (0..2).flat_map(|y| (0..4).flat_map(move |x| [x + 10 * y; 3])).collect();
+        let data =
+            (0..2).flat_map(|y| (0..4).flat_map(move |x| [x + 10 * y; 3])).collect::<Vec<u8>>();
         let frame = Frame {
             width: 4,
             height: 2,
-            data,
+            data: data.into(),
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::UNIX_EPOCH,
             metadata: Vec::new(),

@@ -252,7 +252,7 @@ impl Detector {
         let blank = Frame {
             width: self.model.input.width,
             height: self.model.input.height,
-            data: vec![0; self.model.input.width * self.model.input.height * 3],
+            data: vec![0; self.model.input.width * self.model.input.height * 3].into(),
             stream_time_s: 0.0,
             captured_at: std::time::SystemTime::now(),
             metadata: Vec::new(),

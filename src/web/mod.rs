@@ -382,7 +382,7 @@ mod tests {
         Arc::new(Frame {
             width: 80,
             height: 60,
-            data: vec![40; 80 * 60 * 3],
+            data: vec![40; 80 * 60 * 3].into(),
             stream_time_s: second as f64,
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + second),
             metadata: Vec::new(),
@@ -569,7 +569,7 @@ mod tests {
         let big = Arc::new(Frame {
             width: 4096,
             height: 2560,
-            data: vec![0; 4096 * 2560 * 3],
+            data: vec![0; 4096 * 2560 * 3].into(),
             ..Arc::unwrap_or_clone(frame(1))
         });
         for n in 1..=3 {
