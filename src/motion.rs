@@ -29,9 +29,13 @@ pub const REFRESH_S: f64 = 5.0;
 pub struct MotionGate {
     /// Grid cells that count, row by row.
     mask: Vec<bool>,
+    /// Each grid row's span of cells that count (`None`: none do): only they are read.
+    spans: Vec<Option<(usize, usize)>>,
     /// The grid of the frame the detector last ran on.
     reference: Option<Vec<u8>>,
     grid: Vec<u8>,
+    /// Per cell: the sum of the grey levels read and their count.
+    sums: Vec<(u32, u32)>,
     last_run_s: f64,
 }
 
@@ -57,12 +61,27 @@ impl MotionGate {
                 }
             }
         }
-        MotionGate { mask, reference: None, grid: vec![0; GRID_W * GRID_H], last_run_s: 0.0 }
+        let spans = mask
+            .chunks_exact(GRID_W)
+            .map(|row| {
+                let first = row.iter().position(|&inside| inside)?;
+                let last = row.iter().rposition(|&inside| inside)?;
+                Some((first, last + 1))
+            })
+            .collect();
+        MotionGate {
+            mask,
+            spans,
+            reference: None,
+            grid: vec![0; GRID_W * GRID_H],
+            sums: vec![(0, 0); GRID_W * GRID_H],
+            last_run_s: 0.0,
+        }
     }
 
     /// Whether the detector must run on `frame`; if so, the frame becomes the reference.
     pub fn must_detect(&mut self, frame: &Frame) -> bool {
-        grey_grid(frame, &mut self.grid);
+        grey_grid(frame, &self.spans, &mut self.sums, &mut self.grid);
         let due = frame.stream_time_s - self.last_run_s >= REFRESH_S;
         let moved = match &self.reference {
             None => true,
@@ -89,14 +108,24 @@ fn margin_cells(cells: usize) -> usize {
     (MARGIN * cells as f32).ceil() as usize
 }
 
-/// The frame's mean grey level per grid cell, from every other pixel of every other row.
-fn grey_grid(frame: &Frame, grid: &mut [u8]) {
+/// The frame's mean grey level per grid cell within `spans`, from every other pixel of every
+/// other row; 0 elsewhere.
+fn grey_grid(
+    frame: &Frame,
+    spans: &[Option<(usize, usize)>],
+    sums: &mut [(u32, u32)],
+    grid: &mut [u8],
+) {
     let (w, h) = (frame.width, frame.height);
-    let mut sums = vec![(0u32, 0u32); GRID_W * GRID_H];
+    sums.fill((0, 0));
     for y in (0..h).step_by(2) {
-        let row = &frame.data[y * w * 3..(y + 1) * w * 3];
         let gy = y * GRID_H / h;
-        for x in (0..w).step_by(2) {
+        let Some((first, end)) = spans[gy] else { continue };
+        let row = &frame.data[y * w * 3..(y + 1) * w * 3];
+        // The pixels whose cells are first..end, from an even column like every row's.
+        let from = (first * w).div_ceil(GRID_W);
+        let to = (end * w).div_ceil(GRID_W).min(w);
+        for x in (from + from % 2..to).step_by(2) {
             let p = &row[x * 3..x * 3 + 3];
             // BGR; green carries most of the luminance, blue least.
             let grey = (u32::from(p[0]) + 5 * u32::from(p[1]) + 2 * u32::from(p[2])) / 8;
@@ -105,8 +134,8 @@ fn grey_grid(frame: &Frame, grid: &mut [u8]) {
             cell.1 += 1;
         }
     }
-    for (g, (sum, n)) in grid.iter_mut().zip(sums) {
-        *g = sum.checked_div(n).unwrap_or(0) as u8;
+    for (g, (sum, n)) in grid.iter_mut().zip(sums.iter()) {
+        *g = sum.checked_div(*n).unwrap_or(0) as u8;
     }
 }
 
@@ -128,7 +157,14 @@ mod tests {
             }
         }
         let captured_at = SystemTime::now();
-        Frame { width, height, data: data.into(), stream_time_s: t, captured_at, metadata: Vec::new() }
+        Frame {
+            width,
+            height,
+            data: data.into(),
+            stream_time_s: t,
+            captured_at,
+            metadata: Vec::new(),
+        }
     }
 
     fn top_right() -> Polygon {
