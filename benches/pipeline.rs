@@ -19,10 +19,11 @@ use std::time::{Duration, SystemTime};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
 use cityeye::config::Config;
+use cityeye::frame::Frame;
 use cityeye::geometry::{BBox, Detection, Point, Polygon};
 use cityeye::incident::{Evidence, evidence_jpeg};
 use cityeye::infer::{Detector, Scratch};
-use cityeye::ingest::{self, Frame};
+use cityeye::ingest;
 use cityeye::rules::{Rules, Verdicts, catalog};
 use cityeye::track::{Track, TrackUpdate, Tracker, TrackerConfig};
 
@@ -265,7 +266,7 @@ mod internals {
     use cityeye::infer::ModelFormat;
     use cityeye::infer::decode::{Candidate, decode, nms};
     use cityeye::infer::input_spec;
-    use cityeye::infer::letterbox::letterbox_into;
+    use cityeye::infer::letterbox::{letterbox_frame, letterbox_into};
 
     use super::{MODEL, RAW_OUTPUT_CHILD, XorShift, frame0};
 
@@ -289,9 +290,9 @@ mod internals {
 
     pub fn bench_letterbox(c: &mut Criterion) {
         let frame = frame0();
-        let hd = resize(&frame.data, frame.width, frame.height, 1920, 1080);
+        let hd = resize(frame.bgr(), frame.width, frame.height, 1920, 1080);
         let sources = [
-            ("768x576", &frame.data[..], frame.width, frame.height),
+            ("768x576", frame.bgr(), frame.width, frame.height),
             ("1920x1080", &hd[..], 1920, 1080),
         ];
         let mut out = vec![0.0f32; 3 * 416 * 416];
@@ -307,6 +308,16 @@ mod internals {
                     b.iter(|| letterbox_into(black_box(data), w, h, spec, &mut out))
                 });
             }
+        }
+        // What the appliance does: the decoder's I420, converted only where the model samples.
+        for (spec_name, format) in
+            [("yolox", ModelFormat::Yolox), ("ultralytics", ModelFormat::Yolov8)]
+        {
+            let spec = &input_spec(format, 416, 416);
+            let id = BenchmarkId::new("768x576_i420_to_416", spec_name);
+            group.bench_function(id, |b| {
+                b.iter(|| letterbox_frame(black_box(frame), spec, &mut out))
+            });
         }
         group.finish();
     }
@@ -331,13 +342,7 @@ mod internals {
     pub fn print_yolox_output() {
         let frame = frame0();
         let mut input = vec![0.0f32; 3 * 416 * 416];
-        letterbox_into(
-            &frame.data,
-            frame.width,
-            frame.height,
-            &input_spec(ModelFormat::Yolox, 416, 416),
-            &mut input,
-        );
+        letterbox_frame(frame, &input_spec(ModelFormat::Yolox, 416, 416), &mut input);
         let library = std::env::var_os("ORT_DYLIB_PATH")
             .unwrap_or_else(|| "/usr/local/lib/cityeye/libonnxruntime.so".into());
         let env = ort::init_from(&library)

@@ -5,7 +5,8 @@
 //! - **inference ceiling**: ONNX Runtime alone on the shared YOLOX-Nano, one preprocessed vtest
 //!   frame fed again and again (no decoding): one session with 1 intra-op thread, one with 2, and
 //!   two 1-thread sessions running concurrently on two threads. The best is the ceiling;
-//! - **decode ceiling**: GStreamer decoding vtest.avi into a BGR appsink with nothing downstream;
+//! - **decode ceiling**: GStreamer decoding vtest.avi into an I420 appsink (the decoder's own
+//!   format, which cityeye takes) with nothing downstream;
 //! - **cityeye replay** of vtest.avi with the demo camera, analysing every frame
 //!   (`analysis_fps` 10, vtest's own rate), at the demo's 5 fps, and every frame with the
 //!   motion gate (`analysis.motion_gate`; the demo's only zone is the kerb);
@@ -31,7 +32,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use cityeye::config::Config;
-use cityeye::infer::letterbox::letterbox_into;
+use cityeye::infer::letterbox::letterbox_frame;
 use cityeye::infer::{ModelFormat, input_spec};
 use cityeye::ingest;
 use cityeye::pipeline::{self, ReplaySummary};
@@ -129,7 +130,7 @@ fn run() -> Result<()> {
         })
         .collect();
     rows.push(Row {
-        configuration: "Decode ceiling: GStreamer vtest.avi → BGR appsink, nothing downstream"
+        configuration: "Decode ceiling: GStreamer vtest.avi → I420 appsink, nothing downstream"
             .into(),
         fps: decode.fps(),
         ratio: None,
@@ -205,7 +206,7 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let best =
         best.map_or("none".to_string(), |n| format!("{n} ({:.2} of the bound)", n as f64 / bound));
     println!(
-        "720p H.264 at 25 frames/s ({}x{}, decoding to BGR {decode_ms:.2} ms CPU a frame, {:.0} \
+        "720p H.264 at 25 frames/s ({}x{}, decoding {decode_ms:.2} ms CPU a frame, {:.0} \
          frames/s alone), each camera analysed at 5 frames/s (inference {inference_ms:.2} ms a \
          frame): a camera costs {per_camera_ms:.0} ms of CPU a second, so {cores} cores bound \
          the box at {bound:.1} cameras. Largest count with every camera within 10 % of 5 \
@@ -282,11 +283,11 @@ impl Decoded {
     }
 }
 
-/// Decodes vtest.avi into a BGR appsink as fast as it goes.
+/// Decodes a video into an I420 appsink, as cityeye does, as fast as it goes.
 fn decode_video(video: &Path) -> Result<Decoded> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
     let description = format!(
-        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR \
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 \
          ! appsink name=sink sync=false",
         video.display()
     );
@@ -400,7 +401,7 @@ fn inference_ceiling_child() -> Result<()> {
     let frame = ingest::first_frame(&config.cameras[0])?;
     let mut input = vec![0.0; 3 * SIDE * SIDE];
     let spec = input_spec(ModelFormat::Yolox, SIDE, SIDE);
-    letterbox_into(&frame.data, frame.width, frame.height, &spec, &mut input);
+    letterbox_frame(&frame, &spec, &mut input);
     let library = ort_library();
     if !library.is_file() {
         return Err(format!("ONNX Runtime not found at {}", library.display()));

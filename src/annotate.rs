@@ -26,9 +26,10 @@ use gstreamer_video as gst_video;
 use image::{Rgb, RgbImage};
 
 use crate::draw;
+use crate::frame::Frame;
 use crate::geometry::Point;
 use crate::incident::IncidentState;
-use crate::ingest::{self, Frame};
+use crate::ingest;
 use crate::pipeline::{Analysed, Overlay};
 use crate::track::{Track, TrackState};
 

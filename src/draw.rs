@@ -9,8 +9,8 @@
 
 use image::{Rgb, RgbImage};
 
+use crate::frame::Frame;
 use crate::geometry::{BBox, Point, Polygon};
-use crate::ingest::Frame;
 
 /// Zones and lines.
 pub const YELLOW: Rgb<u8> = Rgb([255, 220, 0]);
@@ -26,7 +26,7 @@ const GLYPH: u32 = 8;
 
 /// A frame (packed BGR) as an RGB picture to draw on.
 pub fn picture(frame: &Frame) -> Result<RgbImage, String> {
-    let mut rgb = frame.data.to_vec();
+    let mut rgb = frame.bgr().to_vec();
     for pixel in rgb.chunks_exact_mut(3) {
         pixel.swap(0, 2);
     }

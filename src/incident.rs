@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::config::CameraConfig;
 use crate::draw;
+use crate::frame::Frame;
 use crate::geometry::{BBox, Point, Polygon};
-use crate::ingest::Frame;
 use crate::publish::Topics;
 use crate::rules::{ObjectFact, Phase, RuleEvent, Severity, catalog};
 use crate::track::Track;

@@ -2,8 +2,10 @@
 //!
 //! Each camera gets a pipeline built from a template in `pipelines/` (built in: `rtsp`, `file`,
 //! `test`; a camera may name its own template file). cityeye appends the analysis tail:
-//! `videoconvert ! video/x-raw,format=BGR ! appsink`. Frames are thinned to the camera's
-//! `analysis_fps` by a probe *before* colour conversion, so skipped frames cost only decoding.
+//! `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders already produce I420, so the
+//! converter passes their buffers through, and a frame is read in place (see [`crate::frame`]
+//! for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
+//! converter, so skipped frames cost only decoding.
 //!
 //! The appsink is the bounded channel between ingest and analysis. Live, it holds one frame and
 //! the newest wins (`drop=true`): a slow analysis never builds a backlog or a growing delay.
@@ -29,68 +31,10 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 
 use crate::config::{CameraConfig, Source};
+use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
-
-/// One decoded video frame, packed BGR8 (`width * 3` bytes a row).
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub width: usize,
-    pub height: usize,
-    pub data: Pixels,
-    /// Seconds since the camera's first frame, from the stream's own timestamps.
-    pub stream_time_s: f64,
-    /// Wall-clock time of the frame: arrival time live, start time + stream time in replay.
-    pub captured_at: SystemTime,
-    /// The stream's metadata (a drone's KLV) that arrived since the previous frame handed on.
-    pub metadata: Vec<Metadata>,
-}
-
-/// A frame's packed BGR8 pixels: the colour converter's own buffer when its rows are already
-/// packed (no copy, and the buffer goes back to the converter's pool when the frame is
-/// dropped), else a packed copy.
-#[derive(Clone)]
-pub struct Pixels(Store);
-
-#[derive(Clone)]
-enum Store {
-    Owned(Vec<u8>),
-    Mapped { buffer: Arc<gst::MappedBuffer<gst::buffer::Readable>>, offset: usize, len: usize },
-}
-
-impl std::ops::Deref for Pixels {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match &self.0 {
-            Store::Owned(data) => data,
-            Store::Mapped { buffer, offset, len } => &buffer.as_slice()[*offset..offset + len],
-        }
-    }
-}
-
-impl From<Vec<u8>> for Pixels {
-    fn from(data: Vec<u8>) -> Self {
-        Pixels(Store::Owned(data))
-    }
-}
-
-impl std::fmt::Debug for Pixels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pixels({} bytes)", self.len())
-    }
-}
-
-/// One buffer of a stream's metadata: what reached the template's element named `klv`.
-#[derive(Debug, Clone)]
-pub struct Metadata {
-    /// Presentation time, in the stream time of [`Frame::stream_time_s`]; the time of the
-    /// frame it came with when the buffer has none.
-    pub pts_s: f64,
-    pub data: Vec<u8>,
-}
 
 /// One buffer of a camera's encoded stream, as it came before the decoder: what clips are cut
 /// from, without re-encoding.
@@ -170,7 +114,7 @@ pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<Strin
     let source = render(&template, &template_values(&camera.url, masked))
         .map_err(|e| format!("template `{name}`: {e}"))?;
     Ok(format!(
-        "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=BGR ! appsink name={SINK_NAME}"
+        "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=I420 ! appsink name={SINK_NAME}"
     ))
 }
 
@@ -656,36 +600,53 @@ fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, Stri
     let buffer = sample.buffer_owned().ok_or("a sample without a buffer")?;
     let (width, height) = (info.width() as usize, info.height() as usize);
     let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
-    let data = packed_pixels(buffer, &info, width, height)?;
+    let data = i420_pixels(buffer, &info)?;
     Ok(Frame { width, height, data, stream_time_s, captured_at, metadata: Vec::new() })
 }
 
-/// The BGR plane of `buffer`, packed: the buffer itself when its rows are (the usual case), else
-/// a copy without the rows' padding.
-fn packed_pixels(
-    buffer: gst::Buffer,
-    info: &gst_video::VideoInfo,
-    width: usize,
-    height: usize,
-) -> Result<Pixels, String> {
-    let len = width * height * 3;
-    let (offset, stride) = match buffer.meta::<gst_video::VideoMeta>() {
-        Some(meta) => (meta.offset()[0], meta.stride()[0]),
-        None => (info.offset()[0], info.stride()[0]),
+/// The decoder's buffer itself, read in place: its planes where its video meta (or else the
+/// caps) put them.
+fn i420_pixels(buffer: gst::Buffer, info: &gst_video::VideoInfo) -> Result<Pixels, String> {
+    let (offsets, strides) = match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
+        None => (info.offset().to_vec(), info.stride().to_vec()),
     };
-    if stride as usize == width * 3 && buffer.size() >= offset + len {
-        let buffer = buffer.into_mapped_buffer_readable().map_err(|_| "cannot map a frame")?;
-        return Ok(Pixels(Store::Mapped { buffer: Arc::new(buffer), offset, len }));
+    let plane = |i: usize| -> Option<Plane> {
+        Some(Plane { offset: *offsets.get(i)?, stride: usize::try_from(*strides.get(i)?).ok()? })
+    };
+    let (Some(y), Some(u), Some(v)) = (plane(0), plane(1), plane(2)) else {
+        return Err("a frame without three planes".into());
+    };
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let needed = [y.offset + y.len(w, h), u.offset + u.len(cw, ch), v.offset + v.len(cw, ch)];
+    if needed.into_iter().any(|end| end > buffer.size()) {
+        return Err(format!("a frame of {} bytes is too short for {w}x{h} I420", buffer.size()));
     }
-    let video = gst_video::VideoFrame::from_buffer_readable(buffer, info)
-        .map_err(|_| "cannot map a frame")?;
-    let plane = video.plane_data(0).map_err(|e| format!("cannot read a frame: {e}"))?;
-    let stride = video.plane_stride()[0] as usize;
-    let mut data = Vec::with_capacity(len);
-    for row in plane.chunks(stride).take(height) {
-        data.extend_from_slice(&row[..width * 3]);
+    let buffer = buffer.into_mapped_buffer_readable().map_err(|_| "cannot map a frame")?;
+    Ok(Pixels::i420(Arc::new(Mapped(buffer)), [y, u, v], colour(info.colorimetry())))
+}
+
+/// A mapped GStreamer buffer as the bytes of a frame; unmapped and back to its pool on drop.
+struct Mapped(gst::MappedBuffer<gst::buffer::Readable>);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
     }
-    Ok(data.into())
+}
+
+/// The YUV encoding the caps declare; BT.601 when they do not say.
+fn colour(colorimetry: gst_video::VideoColorimetry) -> Colour {
+    let matrix = match colorimetry.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => Colour::BT709,
+        gst_video::VideoColorMatrix::Bt2020 => Colour::BT2020,
+        _ => Colour::BT601,
+    };
+    match colorimetry.range() {
+        gst_video::VideoColorRange::Range0_255 => matrix.full_range(),
+        _ => matrix,
+    }
 }
 
 /// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival.

@@ -5,7 +5,7 @@
 //!
 //! | stage | module | in → out |
 //! |---|---|---|
-//! | ingest | [`ingest`] | camera URL → decoded, sampled [`ingest::Frame`]s (GStreamer) |
+//! | ingest | [`ingest`] | camera URL → decoded, sampled [`frame::Frame`]s (GStreamer) |
 //! | infer | [`infer`] | frame → [`geometry::Detection`]s (ONNX Runtime) |
 //! | track | [`track`] | detections → tracks with stable ids |
 //! | rules | [`rules`] | tracks → incident start/end events |
@@ -26,6 +26,7 @@ pub mod clip;
 pub mod config;
 pub mod draw;
 pub mod drone;
+pub mod frame;
 pub mod geometry;
 pub mod http;
 pub mod incident;

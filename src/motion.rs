@@ -10,8 +10,8 @@
 //! add up until they count. The detector also runs at least every `REFRESH_S` seconds of stream
 //! time whatever the grid says, which bounds how long a missed change can go unseen.
 
+use crate::frame::Frame;
 use crate::geometry::{Point, Polygon};
-use crate::ingest::Frame;
 
 /// Grid size: about 10×10-pixel cells on a 768×576 frame, 24×18 on 1080p.
 const GRID_W: usize = 80;
@@ -109,7 +109,7 @@ fn margin_cells(cells: usize) -> usize {
 }
 
 /// The frame's mean grey level per grid cell within `spans`, from every other pixel of every
-/// other row; 0 elsewhere.
+/// other row; 0 elsewhere. An I420 frame's luma is its grey, read without conversion.
 fn grey_grid(
     frame: &Frame,
     spans: &[Option<(usize, usize)>],
@@ -117,25 +117,43 @@ fn grey_grid(
     grid: &mut [u8],
 ) {
     let (w, h) = (frame.width, frame.height);
+    let planes = frame.i420();
     sums.fill((0, 0));
     for y in (0..h).step_by(2) {
         let gy = y * GRID_H / h;
         let Some((first, end)) = spans[gy] else { continue };
-        let row = &frame.data[y * w * 3..(y + 1) * w * 3];
         // The pixels whose cells are first..end, from an even column like every row's.
         let from = (first * w).div_ceil(GRID_W);
         let to = (end * w).div_ceil(GRID_W).min(w);
-        for x in (from + from % 2..to).step_by(2) {
-            let p = &row[x * 3..x * 3 + 3];
-            // BGR; green carries most of the luminance, blue least.
-            let grey = (u32::from(p[0]) + 5 * u32::from(p[1]) + 2 * u32::from(p[2])) / 8;
+        let columns = (from + from % 2..to).step_by(2);
+        let mut add = |x: usize, grey: u8| {
             let cell = &mut sums[gy * GRID_W + x * GRID_W / w];
-            cell.0 += grey;
+            cell.0 += u32::from(grey);
             cell.1 += 1;
+        };
+        match &planes {
+            Some(planes) => {
+                let row = &planes.y[y * planes.y_stride..][..w];
+                columns.for_each(|x| add(x, row[x]));
+            }
+            None => {
+                let row = &frame.bgr()[y * w * 3..(y + 1) * w * 3];
+                for x in columns {
+                    let p = &row[x * 3..x * 3 + 3];
+                    // Green carries most of the luminance, blue least.
+                    let grey = (u16::from(p[0]) + 5 * u16::from(p[1]) + 2 * u16::from(p[2])) / 8;
+                    add(x, grey as u8);
+                }
+            }
         }
     }
+    // Limited-range luma spans 16..235: stretched, a change means the same as in BGR.
+    let grey = |mean: u32| match &planes {
+        Some(planes) => planes.colour.grey(mean as f32) as u8,
+        None => mean as u8,
+    };
     for (g, (sum, n)) in grid.iter_mut().zip(sums.iter()) {
-        *g = sum.checked_div(*n).unwrap_or(0) as u8;
+        *g = sum.checked_div(*n).map_or(0, grey);
     }
 }
 

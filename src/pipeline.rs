@@ -25,11 +25,12 @@ use crate::config::{
     ZoneConfig, sha256_hex,
 };
 use crate::drone::Drone;
+use crate::frame::Frame;
 use crate::geometry::{BBox, Detection, Polygon};
 use crate::incident::{Evidence, Incident, IncidentState, Incidents, ModelRef, evidence_jpeg};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, ModelKind, Scratch};
-use crate::ingest::{self, CameraState, Frame, Mode};
+use crate::ingest::{self, CameraState, Mode};
 use crate::motion::MotionGate;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound, Topics};
 use crate::rules::{Label, Rules, Verdicts, catalog};

@@ -91,7 +91,7 @@ fn campus() -> &'static [Value] {
   [[cameras.algorithms]]
   type = "loitering"
   zone = "road"
-  dwell_s = 20
+  dwell_s = 12
 "#
         );
         let dir = tempfile::tempdir().unwrap();
@@ -171,12 +171,14 @@ fn tripwire_counts_crossings_both_ways_each_once() {
 }
 
 #[test]
-fn loitering_fires_for_someone_on_the_road_for_20_s() {
+fn loitering_fires_for_people_on_the_road_for_12_s() {
+    // Pedestrians stay on the road 12 s and more all through the video; only one stays 20 s,
+    // at the very end, and whether its track holds that long is down to single detections.
     let starts = of("loitering", "start");
-    assert!(!starts.is_empty());
+    assert!(starts.len() >= 5, "{} loiterers", starts.len());
     for p in starts {
         assert_eq!(classes(p), ["person"]);
-        assert!(p["objects"][0]["dwell_s"].as_f64().unwrap() >= 20.0, "{p}");
+        assert!(p["objects"][0]["dwell_s"].as_f64().unwrap() >= 12.0, "{p}");
     }
 }
 

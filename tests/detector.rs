@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use cityeye::config::Config;
+use cityeye::frame::Frame;
 use cityeye::infer::{Detector, Scratch};
-use cityeye::ingest::Frame;
 use common::*;
 
 /// Frames `wanted` (counted from 0) of vtest.avi, decoded by the ingest stage.

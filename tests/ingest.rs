@@ -21,9 +21,9 @@ fn assert_vtest_frame(url: &str) {
     let (_dir, camera) = camera(url);
     let frame = ingest::first_frame(&camera).unwrap_or_else(|e| panic!("{url}: {e}"));
     assert_eq!((frame.width, frame.height), (768, 576), "{url}");
-    assert_eq!(frame.data.len(), 768 * 576 * 3);
+    assert_eq!(frame.bgr().len(), 768 * 576 * 3);
     // Real picture content, not a blank frame: the grass and road span many grey levels.
-    let levels: std::collections::HashSet<u8> = frame.data.iter().step_by(97).copied().collect();
+    let levels: std::collections::HashSet<u8> = frame.bgr().iter().step_by(97).copied().collect();
     assert!(levels.len() > 100, "{url}: only {} distinct levels", levels.len());
 }
 
@@ -48,22 +48,26 @@ fn file_camera_is_decoded() {
 fn test_pattern_camera_has_the_size_it_asks_for() {
     let (_dir, camera) = camera("test://ball?width=320&height=240&fps=5");
     let frame = ingest::first_frame(&camera).unwrap();
-    assert_eq!((frame.width, frame.height, frame.data.len()), (320, 240, 320 * 240 * 3));
+    assert_eq!((frame.width, frame.height, frame.bgr().len()), (320, 240, 320 * 240 * 3));
 }
 
 #[test]
-fn frames_are_packed_rows_whether_or_not_the_converter_pads_them() {
-    // 320 BGR pixels fill whole 4-byte words, so the converter's buffer is handed on as it is;
-    // 322 do not, so GStreamer pads each row and ingest packs them into a copy.
+fn frames_come_as_the_decoders_i420_and_convert_to_packed_bgr() {
+    // At 322 pixels GStreamer pads the rows of every plane (to 324 and 164 bytes).
     for width in [320, 322] {
         let (_dir, camera) = camera(&format!("test://smpte?width={width}&height=240&fps=5"));
         let frame = ingest::first_frame(&camera).unwrap();
-        assert_eq!((frame.width, frame.data.len()), (width, width * 240 * 3));
+        let planes = frame.i420().expect("decoded video comes as I420");
+        assert!(planes.y_stride >= width && planes.uv_stride >= width / 2);
+        assert_eq!((frame.width, frame.bgr().len()), (width, width * 240 * 3));
         // The SMPTE bars are vertical in the top two thirds: every row there is the same,
         // which a padding byte left in would shift out of line.
-        let row = |y: usize| &frame.data[y * width * 3..(y + 1) * width * 3];
+        let row = |y: usize| &frame.bgr()[y * width * 3..(y + 1) * width * 3];
         assert!((1..150).all(|y| row(y) == row(0)), "width {width}: rows differ");
-        assert_ne!(row(0)[..3], row(0)[(width - 1) * 3..], "width {width}: no bars");
+        // The first bar is white, the last blue (BGR order).
+        let (first, last) = (&row(0)[..3], &row(0)[(width - 1) * 3..]);
+        assert!(first.iter().all(|&c| c >= 250), "width {width}: {first:?}");
+        assert!(last[0] > 150 && last[1] < 30 && last[2] < 30, "width {width}: {last:?}");
     }
 }
 

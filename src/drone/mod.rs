@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CameraConfig, Config};
+use crate::frame::Frame;
 use crate::geometry::Polygon;
 use crate::incident::{Incident, IncidentState, round};
-use crate::ingest::Frame;
 use crate::rules::{Rules, catalog};
 use config::{CameraKind, TelemetryConfig, TelemetrySource};
 use geo::{GeoPolygon, LatLon, Pose};
@@ -505,7 +505,7 @@ mod tests {
             sensor_vfov_deg: Some(90.0),
             ..klv::UasSample::default()
         };
-        let metadata = vec![crate::ingest::Metadata { pts_s: 1.0, data: klv::encode(&sample) }];
+        let metadata = vec![crate::frame::Metadata { pts_s: 1.0, data: klv::encode(&sample) }];
         Frame {
             width: 8,
             height: 8,

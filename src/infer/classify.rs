@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use super::letterbox::{ChannelOrder, InputSpec, Placement};
+use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
 use super::{
     ImageSession, LoadError, ModelKind, ModelSummary, Opened, load_error, open, output_shape,
 };
 use crate::config::ModelConfig;
+use crate::frame::Frame;
 use crate::geometry::BBox;
-use crate::ingest::Frame;
 
 /// A loaded classifier.
 pub struct Classifier {
@@ -89,16 +89,18 @@ impl Classifier {
     ) -> Result<(Arc<str>, f32), String> {
         let (w, h) = crop_into(frame, bbox, &mut scratch.crop).ok_or("the box is empty")?;
         let labels = self.labels.len();
-        let (_, (best, score)) =
-            self.model.run(&scratch.crop, w, h, &mut scratch.tensor, |_, scores| {
-                scores
-                    .iter()
-                    .take(labels)
-                    .copied()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .ok_or_else(|| "the classifier gave no scores".to_string())
-            })?;
+        let crop = &scratch.crop;
+        let letterbox =
+            |spec: &InputSpec, tensor: &mut [f32]| letterbox_into(crop, w, h, spec, tensor);
+        let (_, (best, score)) = self.model.run(letterbox, &mut scratch.tensor, |_, scores| {
+            scores
+                .iter()
+                .take(labels)
+                .copied()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .ok_or_else(|| "the classifier gave no scores".to_string())
+        })?;
         Ok((self.labels[best].clone(), score))
     }
 
@@ -119,7 +121,7 @@ fn crop_into(frame: &Frame, bbox: BBox, crop: &mut Vec<u8>) -> Option<(usize, us
         return None;
     }
     crop.clear();
-    for row in frame.data.chunks_exact(frame.width * 3).take(y2).skip(y1) {
+    for row in frame.bgr().chunks_exact(frame.width * 3).take(y2).skip(y1) {
         crop.extend_from_slice(&row[x1 * 3..x2 * 3]);
     }
     Some((x2 - x1, y2 - y1))

@@ -1,10 +1,13 @@
-//! Letterbox preprocessing: a camera frame (packed BGR8) written straight into a detector's input
-//! tensor.
+//! Letterbox preprocessing: a camera frame (I420 or packed BGR8) written straight into a
+//! detector's input tensor.
 //!
 //! Detectors take a fixed input size; the frame is scaled to fit keeping its aspect ratio and the
 //! rest is padded with grey 114, the value the YOLO families were trained with. Resampling,
-//! padding, channel reordering, scaling and the HWC→CHW transpose happen in one pass over the
-//! output, so no intermediate image is allocated per frame.
+//! padding, colour conversion, channel reordering, scaling and the HWC→CHW transpose happen in
+//! one pass over the output, so no intermediate image is allocated per frame, and an I420 frame
+//! has only the pixels the model sees converted to colour.
+
+use crate::frame::{Frame, I420};
 
 /// Grey the YOLO families pad with, before scaling.
 const PAD_VALUE: f32 = 114.0;
@@ -59,6 +62,15 @@ impl Letterbox {
     }
 }
 
+/// Letterboxes `frame` into `out` (see [`letterbox_into`]): from its I420 planes when it came
+/// as I420, else from packed BGR.
+pub fn letterbox_frame(frame: &Frame, spec: &InputSpec, out: &mut [f32]) -> Letterbox {
+    match frame.i420() {
+        Some(planes) => letterbox_i420_into(&planes, frame.width, frame.height, spec, out),
+        None => letterbox_into(frame.bgr(), frame.width, frame.height, spec, out),
+    }
+}
+
 /// Resizes `src` (packed BGR8, `width * height * 3` bytes, rows contiguous) into `out` as planar
 /// NCHW f32 for `spec`, and returns the mapping back to source pixels.
 ///
@@ -91,7 +103,7 @@ pub fn letterbox_into(
         src,
         src_width: width,
         src_height: height,
-        columns: column_taps(width, layout.width),
+        columns: column_taps(width, layout.width, 3),
         row_scale: height as f64 / layout.height as f64,
     };
     let pad = PAD_VALUE * spec.scale;
@@ -118,6 +130,68 @@ pub fn letterbox_into(
         }
     }
     layout.letterbox()
+}
+
+/// [`letterbox_into`] from I420 planes: luma and chroma are each sampled bilinearly at the
+/// output pixel, and only then converted to colour (bilinear sampling commutes with the linear
+/// conversion, up to clamping).
+fn letterbox_i420_into(
+    planes: &I420<'_>,
+    width: usize,
+    height: usize,
+    spec: &InputSpec,
+    out: &mut [f32],
+) -> Letterbox {
+    let layout = Layout::new(width, height, spec);
+    let Some(planes_out) = split_planes(out, spec.width * spec.height) else {
+        return layout.letterbox();
+    };
+    let (chroma_w, chroma_h) = (width.div_ceil(2), height.div_ceil(2));
+    let luma_columns = column_taps(width, layout.width, 1);
+    let chroma_columns = column_taps(chroma_w, layout.width, 1);
+    let luma_scale = height as f64 / layout.height.max(1) as f64;
+    let chroma_scale = chroma_h as f64 / layout.height.max(1) as f64;
+    let pad = PAD_VALUE * spec.scale;
+    let source_bytes = spec.order.source_bytes();
+
+    let [p0, p1, p2] = planes_out;
+    let rows = p0
+        .chunks_exact_mut(spec.width)
+        .zip(p1.chunks_exact_mut(spec.width))
+        .zip(p2.chunks_exact_mut(spec.width));
+    for (y, ((r0, r1), r2)) in rows.enumerate() {
+        let mut dst = [r0, r1, r2];
+        let Some(row) = layout.image_row(y) else {
+            dst.iter_mut().for_each(|plane_row| plane_row.fill(pad));
+            continue;
+        };
+        let luma = rows_of(planes.y, planes.y_stride, width, tap(row, height, luma_scale));
+        let chroma_tap = tap(row, chroma_h, chroma_scale);
+        let u = rows_of(planes.u, planes.uv_stride, chroma_w, chroma_tap);
+        let v = rows_of(planes.v, planes.uv_stride, chroma_w, chroma_tap);
+        for plane_row in dst.iter_mut() {
+            plane_row[..layout.left].fill(pad);
+            plane_row[layout.left + layout.width..].fill(pad);
+        }
+        for (x, (lt, ct)) in luma_columns.iter().zip(&chroma_columns).enumerate() {
+            let bgr = planes.colour.bgr(bilinear(luma, lt), bilinear(u, ct), bilinear(v, ct));
+            for (plane_row, &byte) in dst.iter_mut().zip(&source_bytes) {
+                plane_row[layout.left + x] = bgr[byte].clamp(0.0, 255.0) * spec.scale;
+            }
+        }
+    }
+    layout.letterbox()
+}
+
+/// The two rows of a plane that tap `t` blends, and the weight of the second.
+fn rows_of(plane: &[u8], stride: usize, len: usize, t: Tap) -> (&[u8], &[u8], f32) {
+    (&plane[t.near * stride..][..len], &plane[t.far * stride..][..len], t.weight)
+}
+
+/// One plane's value at a column tap between two rows (top, bottom, weight of bottom).
+fn bilinear((top, bottom, weight): (&[u8], &[u8], f32), t: &Tap) -> f32 {
+    let sample = |row: &[u8]| lerp(f32::from(row[t.near]), f32::from(row[t.far]), t.weight);
+    lerp(sample(top), sample(bottom), weight)
 }
 
 /// The resized image's size and position inside the input, in whole pixels.
@@ -197,13 +271,14 @@ fn tap(dst: usize, src_len: usize, scale: f64) -> Tap {
     Tap { near, far: near + 1, weight: (pos - floor) as f32 }
 }
 
-/// Taps for every output column, with indices already turned into byte offsets within a row.
-fn column_taps(src_width: usize, dst_width: usize) -> Vec<Tap> {
+/// Taps for every output column, with indices already turned into byte offsets within a row
+/// of `pixel_bytes`-byte pixels.
+fn column_taps(src_width: usize, dst_width: usize, pixel_bytes: usize) -> Vec<Tap> {
     let scale = src_width as f64 / dst_width as f64;
     (0..dst_width)
         .map(|x| {
             let t = tap(x, src_width, scale);
-            Tap { near: t.near * 3, far: t.far * 3, ..t }
+            Tap { near: t.near * pixel_bytes, far: t.far * pixel_bytes, ..t }
         })
         .collect()
 }
@@ -374,6 +449,43 @@ mod tests {
         assert_eq!(letterbox.ratio, 0.5);
         assert_eq!(row(&out, &spec, 0, 0), [60.0, 100.0]);
         assert_eq!(row(&out, &spec, 0, 1), [114.0; 2]);
+    }
+
+    #[test]
+    fn i420_frames_letterbox_like_their_bgr_conversion() {
+        use crate::frame::{Colour, Pixels, Plane};
+        // A 64x48 frame with luma and chroma gradients, rows padded to 72 and 40 bytes.
+        let (w, h, stride, chroma_stride) = (64, 48, 72, 40);
+        let luma = (0..h).flat_map(|y| (0..stride).map(move |x| (16 + 2 * x + y) as u8));
+        let chroma =
+            |k: usize| (0..h / 2).flat_map(move |y| (0..40).map(move |x| (64 + k * x + y) as u8));
+        let bytes: Vec<u8> = luma.chain(chroma(2)).chain(chroma(3)).collect();
+        let planes = [
+            Plane { offset: 0, stride },
+            Plane { offset: stride * h, stride: chroma_stride },
+            Plane { offset: stride * h + chroma_stride * h / 2, stride: chroma_stride },
+        ];
+        let frame = Frame {
+            width: w,
+            height: h,
+            data: Pixels::i420(std::sync::Arc::new(bytes), planes, Colour::BT601),
+            stream_time_s: 0.0,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+            metadata: Vec::new(),
+        };
+        for order in [ChannelOrder::Bgr, ChannelOrder::Rgb] {
+            let spec = spec(40, 40, order, Placement::Centre);
+            let mut from_planes = vec![f32::NAN; 3 * 40 * 40];
+            let from_planes_box = letterbox_frame(&frame, &spec, &mut from_planes);
+            let (from_bgr, from_bgr_box) = run(frame.bgr(), w, h, &spec);
+            assert_eq!(from_planes_box, from_bgr_box);
+            let diffs: Vec<f32> =
+                from_planes.iter().zip(&from_bgr).map(|(a, b)| (a - b).abs()).collect();
+            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+            let max = diffs.iter().copied().fold(0.0, f32::max);
+            // Only rounding (the BGR copy is whole numbers) and clamping differ.
+            assert!(mean < 0.6 && max < 3.0, "{order:?}: mean {mean}, max {max}");
+        }
     }
 
     #[test]

@@ -23,11 +23,11 @@ use ort::value::{TensorRef, ValueType};
 pub use classify::Classifier;
 pub use decode::ModelFormat;
 use decode::{Candidate, decode, nms};
-use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_into};
+use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_frame};
 
 use crate::config::{ModelConfig, sha256_hex};
+use crate::frame::Frame;
 use crate::geometry::{BBox, Detection};
-use crate::ingest::Frame;
 
 /// Where cityeye looks for ONNX Runtime when `ORT_DYLIB_PATH` is not set: the package's
 /// location first, then `scripts/setup`'s.
@@ -111,20 +111,18 @@ struct ImageSession {
 }
 
 impl ImageSession {
-    /// Letterboxes packed BGR `pixels` into `tensor`, runs the model and hands its first output
-    /// (shape, data) to `read`; returns where the image landed in the input, and what `read`
-    /// made of the output.
+    /// Has `letterbox` write an image into `tensor` for the model's input, runs the model and
+    /// hands its first output (shape, data) to `read`; returns where the image landed in the
+    /// input, and what `read` made of the output.
     fn run<R>(
         &self,
-        pixels: &[u8],
-        width: usize,
-        height: usize,
+        letterbox: impl FnOnce(&InputSpec, &mut [f32]) -> Letterbox,
         tensor: &mut Vec<f32>,
         read: impl FnOnce(&[i64], &[f32]) -> Result<R, String>,
     ) -> Result<(Letterbox, R), String> {
         let (w, h) = (self.input.width, self.input.height);
         tensor.resize(3 * w * h, 0.0);
-        let letterbox = letterbox_into(pixels, width, height, &self.input, tensor);
+        let letterbox = letterbox(&self.input, tensor);
         let input = TensorRef::from_array_view(([1usize, 3, h, w], &tensor[..]))
             .map_err(|e| format!("cannot make the input tensor: {e}"))?;
         let mut session = self.free_session();
@@ -269,9 +267,7 @@ impl Detector {
         let (w, h) = (self.model.input.width, self.model.input.height);
         let candidates = &mut scratch.candidates;
         let (letterbox, ()) = self.model.run(
-            &frame.data,
-            frame.width,
-            frame.height,
+            |spec, tensor| letterbox_frame(frame, spec, tensor),
             &mut scratch.tensor,
             |shape, data| {
                 // Load checked the declared shape; a dynamic one is only known now.

@@ -17,10 +17,10 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::frame::Frame;
 use crate::geometry::BBox;
 use crate::http::Response;
 use crate::incident::{Evidence, IncidentPayload, IncidentState, evidence_jpeg, rfc3339_millis};
-use crate::ingest::Frame;
 use crate::pipeline::{Analysed, Overlay};
 use crate::stats::NodeStats;
 use crate::track::TrackState;
@@ -165,7 +165,7 @@ impl Web {
         let mut held = 0;
         for known in kept.iter_mut() {
             if let Some(Snapshot::Frame(evidence)) = &known.snapshot {
-                held += evidence.frame.data.len();
+                held += evidence.frame.held_bytes();
                 if held > MAX_SNAPSHOT_FRAME_BYTES {
                     known.snapshot = None;
                 }

@@ -435,7 +435,7 @@ pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn replay_frames(
     camera: &cityeye::config::CameraConfig,
     start: std::time::SystemTime,
-    frame: &mut dyn FnMut(cityeye::ingest::Frame),
+    frame: &mut dyn FnMut(cityeye::frame::Frame),
 ) -> u64 {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stats = Arc::new(cityeye::stats::CameraStats::default());
