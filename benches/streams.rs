@@ -203,6 +203,19 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let (best, trials) = live::largest_carried(&footage, bound, MODEL, CLASSES)?;
     println!("## Live RTSP cameras\n");
     println!("{}", live::table(&trials, ceiling));
+    // The cameras' server and the broker run on the same cores: what they leave bounds too.
+    let harness = best.and_then(|n| trials.iter().find(|t| t.cameras == n)).map(|t| {
+        let left = cores - t.harness_cpu_percent / 100.0;
+        let bound_left = left * 1e3 / per_camera_ms;
+        format!(
+            " The harness (the cameras' RTSP server and relays, the broker) used {:.0} % of a core \
+             at that count; the {left:.2} cores it left bound the box at {bound_left:.1} cameras, \
+             and {} is {:.2} of that.",
+            t.harness_cpu_percent,
+            t.cameras,
+            t.cameras as f64 / bound_left
+        )
+    });
     let best =
         best.map_or("none".to_string(), |n| format!("{n} ({:.2} of the bound)", n as f64 / bound));
     println!(
@@ -211,10 +224,11 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
          frame): a camera costs {per_camera_ms:.0} ms of CPU a second, so {cores} cores bound \
          the box at {bound:.1} cameras. Largest count with every camera within 10 % of 5 \
          frames/s: {best}. Latency: a frame's arrival at the node to the broker's PUBACK of an \
-         incident message it raised (median of the 5 s reports' p50, largest p99).",
+         incident message it raised (median of the 5 s reports' p50, largest p99).{}",
         decode.width,
         decode.height,
-        decode.fps()
+        decode.fps(),
+        harness.unwrap_or_default()
     );
     Ok(())
 }

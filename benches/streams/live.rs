@@ -41,6 +41,8 @@ pub struct Trial {
     pub analysed_fps: f64,
     pub slowest_fps: f64,
     pub cpu_percent: f64,
+    /// The cameras' RTSP server and TCP relays (this process) and the broker, on the same cores.
+    pub harness_cpu_percent: f64,
     pub rss_mb: f64,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -180,10 +182,13 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
         .map_err(|e| format!("cityeye run: {e}"))?;
     std::thread::sleep(WARM_UP);
     let pid = node.id();
+    let harness = || Some(cpu_seconds(std::process::id())? + cpu_seconds(broker.pid())?);
     let (cpu_before, seen_before) = (cpu_seconds(pid), reports.messages().len());
+    let harness_before = harness();
     let started = Instant::now();
     std::thread::sleep(MEASURE);
     let cpu = cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
+    let harness = harness().zip(harness_before).map(|(after, before)| after - before);
     let seconds = started.elapsed().as_secs_f64();
     let rss = rss_mb(pid);
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
@@ -216,6 +221,7 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
         analysed_fps: per_camera.iter().sum(),
         slowest_fps: per_camera.iter().copied().fold(f64::INFINITY, f64::min),
         cpu_percent: cpu.map_or(f64::NAN, |c| 100.0 * c / seconds),
+        harness_cpu_percent: harness.map_or(f64::NAN, |c| 100.0 * c / seconds),
         rss_mb: rss.unwrap_or(f64::NAN),
         latency_p50_ms: p50,
         latency_p99_ms: p99,
@@ -278,19 +284,20 @@ pub fn largest_carried(
 
 pub fn table(trials: &[Trial], ceiling: f64) -> String {
     let mut out = String::from(
-        "| cameras | analysed frames/s (all) | slowest camera | ratio to inference ceiling | CPU % | RSS MB (per camera) | latency p50 / p99 ms | frames dropped |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| cameras | analysed frames/s (all) | slowest camera | ratio to inference ceiling | CPU % | harness CPU % | RSS MB (per camera) | latency p50 / p99 ms | frames dropped |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0}"));
     for t in trials {
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.2} | {:.2} | {:.0} | {:.0} ({:.1}) | {} / {} | {} |",
+            "| {} | {:.1} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} ({:.1}) | {} / {} | {} |",
             t.cameras,
             t.analysed_fps,
             t.slowest_fps,
             t.analysed_fps / ceiling,
             t.cpu_percent,
+            t.harness_cpu_percent,
             t.rss_mb,
             t.rss_mb / t.cameras as f64,
             ms(t.latency_p50_ms),

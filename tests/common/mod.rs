@@ -48,6 +48,10 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start() -> Mosquitto {
         Mosquitto::start_on(free_port())
     }
