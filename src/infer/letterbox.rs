@@ -152,7 +152,10 @@ fn letterbox_i420_into(
     let luma_scale = height as f64 / layout.height.max(1) as f64;
     let chroma_scale = chroma_h as f64 / layout.height.max(1) as f64;
     let pad = PAD_VALUE * spec.scale;
-    let source_bytes = spec.order.source_bytes();
+    let weights = planes.colour.weights();
+    // One resized row of each plane at a time.
+    let (mut y_row, mut u_row, mut v_row) =
+        (vec![0.0; layout.width], vec![0.0; layout.width], vec![0.0; layout.width]);
 
     let [p0, p1, p2] = planes_out;
     let rows = p0
@@ -160,23 +163,37 @@ fn letterbox_i420_into(
         .zip(p1.chunks_exact_mut(spec.width))
         .zip(p2.chunks_exact_mut(spec.width));
     for (y, ((r0, r1), r2)) in rows.enumerate() {
-        let mut dst = [r0, r1, r2];
+        let dst = [r0, r1, r2];
         let Some(row) = layout.image_row(y) else {
-            dst.iter_mut().for_each(|plane_row| plane_row.fill(pad));
+            dst.into_iter().for_each(|plane_row| plane_row.fill(pad));
             continue;
         };
-        let luma = rows_of(planes.y, planes.y_stride, width, tap(row, height, luma_scale));
         let chroma_tap = tap(row, chroma_h, chroma_scale);
-        let u = rows_of(planes.u, planes.uv_stride, chroma_w, chroma_tap);
-        let v = rows_of(planes.v, planes.uv_stride, chroma_w, chroma_tap);
-        for plane_row in dst.iter_mut() {
-            plane_row[..layout.left].fill(pad);
-            plane_row[layout.left + layout.width..].fill(pad);
-        }
-        for (x, (lt, ct)) in luma_columns.iter().zip(&chroma_columns).enumerate() {
-            let bgr = planes.colour.bgr(bilinear(luma, lt), bilinear(u, ct), bilinear(v, ct));
-            for (plane_row, &byte) in dst.iter_mut().zip(&source_bytes) {
-                plane_row[layout.left + x] = bgr[byte].clamp(0.0, 255.0) * spec.scale;
+        let luma_tap = tap(row, height, luma_scale);
+        blend_plane_row(
+            rows_of(planes.y, planes.y_stride, width, luma_tap),
+            &luma_columns,
+            &mut y_row,
+        );
+        blend_plane_row(
+            rows_of(planes.u, planes.uv_stride, chroma_w, chroma_tap),
+            &chroma_columns,
+            &mut u_row,
+        );
+        blend_plane_row(
+            rows_of(planes.v, planes.uv_stride, chroma_w, chroma_tap),
+            &chroma_columns,
+            &mut v_row,
+        );
+        for (plane_row, &channel) in dst.into_iter().zip(&spec.order.source_bytes()) {
+            let [wy, wu, wv, c] = weights[channel];
+            let (left, rest) = plane_row.split_at_mut(layout.left);
+            let (image, right) = rest.split_at_mut(layout.width);
+            left.fill(pad);
+            right.fill(pad);
+            let samples = y_row.iter().zip(&u_row).zip(&v_row);
+            for (value, ((&y, &u), &v)) in image.iter_mut().zip(samples) {
+                *value = (wy * y + wu * u + wv * v + c).clamp(0.0, 255.0) * spec.scale;
             }
         }
     }
@@ -188,10 +205,13 @@ fn rows_of(plane: &[u8], stride: usize, len: usize, t: Tap) -> (&[u8], &[u8], f3
     (&plane[t.near * stride..][..len], &plane[t.far * stride..][..len], t.weight)
 }
 
-/// One plane's value at a column tap between two rows (top, bottom, weight of bottom).
-fn bilinear((top, bottom, weight): (&[u8], &[u8], f32), t: &Tap) -> f32 {
-    let sample = |row: &[u8]| lerp(f32::from(row[t.near]), f32::from(row[t.far]), t.weight);
-    lerp(sample(top), sample(bottom), weight)
+/// One resized row of a plane: `rows` blended, then sampled at each column tap.
+fn blend_plane_row((top, bottom, weight): (&[u8], &[u8], f32), columns: &[Tap], out: &mut [f32]) {
+    let sample =
+        |row: &[u8], t: &Tap| lerp(f32::from(row[t.near]), f32::from(row[t.far]), t.weight);
+    for (value, t) in out.iter_mut().zip(columns) {
+        *value = lerp(sample(top, t), sample(bottom, t), weight);
+    }
 }
 
 /// The resized image's size and position inside the input, in whole pixels.
