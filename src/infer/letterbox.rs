@@ -99,13 +99,7 @@ pub fn letterbox_into(
     let Some(planes) = split_planes(out, spec.width * spec.height) else {
         return layout.letterbox();
     };
-    let resampler = Resampler {
-        src,
-        src_width: width,
-        src_height: height,
-        columns: column_taps(width, layout.width, 3),
-        row_scale: height as f64 / layout.height as f64,
-    };
+    let mut sampler = PlaneSampler::new(src, width * 3, (width, height), 3, &layout);
     let pad = PAD_VALUE * spec.scale;
     let source_bytes = spec.order.source_bytes();
 
@@ -120,13 +114,13 @@ pub fn letterbox_into(
             dst.iter_mut().for_each(|plane_row| plane_row.fill(pad));
             continue;
         };
-        let (top, bottom, weight) = resampler.source_rows(row);
+        sampler.blend(row);
         for (plane_row, &byte) in dst.iter_mut().zip(&source_bytes) {
             let (left, rest) = plane_row.split_at_mut(layout.left);
             let (image, right) = rest.split_at_mut(layout.width);
             left.fill(pad);
             right.fill(pad);
-            resampler.blend_row(top, bottom, weight, byte, spec.scale, image);
+            sampler.sample(byte, spec.scale, image);
         }
     }
     layout.letterbox()
@@ -146,11 +140,10 @@ fn letterbox_i420_into(
     let Some(planes_out) = split_planes(out, spec.width * spec.height) else {
         return layout.letterbox();
     };
-    let (chroma_w, chroma_h) = (width.div_ceil(2), height.div_ceil(2));
-    let luma_columns = column_taps(width, layout.width, 1);
-    let chroma_columns = column_taps(chroma_w, layout.width, 1);
-    let luma_scale = height as f64 / layout.height.max(1) as f64;
-    let chroma_scale = chroma_h as f64 / layout.height.max(1) as f64;
+    let chroma = (width.div_ceil(2), height.div_ceil(2));
+    let mut luma = PlaneSampler::new(planes.y, planes.y_stride, (width, height), 1, &layout);
+    let mut u = PlaneSampler::new(planes.u, planes.uv_stride, chroma, 1, &layout);
+    let mut v = PlaneSampler::new(planes.v, planes.uv_stride, chroma, 1, &layout);
     let pad = PAD_VALUE * spec.scale;
     let weights = planes.colour.weights();
     // One resized row of each plane at a time.
@@ -168,23 +161,12 @@ fn letterbox_i420_into(
             dst.into_iter().for_each(|plane_row| plane_row.fill(pad));
             continue;
         };
-        let chroma_tap = tap(row, chroma_h, chroma_scale);
-        let luma_tap = tap(row, height, luma_scale);
-        blend_plane_row(
-            rows_of(planes.y, planes.y_stride, width, luma_tap),
-            &luma_columns,
-            &mut y_row,
-        );
-        blend_plane_row(
-            rows_of(planes.u, planes.uv_stride, chroma_w, chroma_tap),
-            &chroma_columns,
-            &mut u_row,
-        );
-        blend_plane_row(
-            rows_of(planes.v, planes.uv_stride, chroma_w, chroma_tap),
-            &chroma_columns,
-            &mut v_row,
-        );
+        for (plane, resized) in
+            [(&mut luma, &mut y_row), (&mut u, &mut u_row), (&mut v, &mut v_row)]
+        {
+            plane.blend(row);
+            plane.sample(0, 1.0, resized);
+        }
         for (plane_row, &channel) in dst.into_iter().zip(&spec.order.source_bytes()) {
             let [wy, wu, wv, c] = weights[channel];
             let (left, rest) = plane_row.split_at_mut(layout.left);
@@ -198,20 +180,6 @@ fn letterbox_i420_into(
         }
     }
     layout.letterbox()
-}
-
-/// The two rows of a plane that tap `t` blends, and the weight of the second.
-fn rows_of(plane: &[u8], stride: usize, len: usize, t: Tap) -> (&[u8], &[u8], f32) {
-    (&plane[t.near * stride..][..len], &plane[t.far * stride..][..len], t.weight)
-}
-
-/// One resized row of a plane: `rows` blended, then sampled at each column tap.
-fn blend_plane_row((top, bottom, weight): (&[u8], &[u8], f32), columns: &[Tap], out: &mut [f32]) {
-    let sample =
-        |row: &[u8], t: &Tap| lerp(f32::from(row[t.near]), f32::from(row[t.far]), t.weight);
-    for (value, t) in out.iter_mut().zip(columns) {
-        *value = lerp(sample(top, t), sample(bottom, t), weight);
-    }
 }
 
 /// The resized image's size and position inside the input, in whole pixels.
@@ -303,41 +271,52 @@ fn column_taps(src_width: usize, dst_width: usize, pixel_bytes: usize) -> Vec<Ta
         .collect()
 }
 
-/// Bilinear sampling of one source image into resized rows.
-struct Resampler<'a> {
-    src: &'a [u8],
-    src_width: usize,
-    src_height: usize,
+/// Bilinear sampling of one image plane (`channels` interleaved bytes a pixel) into the
+/// resized image's rows: each row is first blended between its two source rows in one
+/// contiguous pass the compiler vectorizes, then sampled at each column.
+struct PlaneSampler<'a> {
+    plane: &'a [u8],
+    stride: usize,
+    row_bytes: usize,
+    height: usize,
     columns: Vec<Tap>,
     row_scale: f64,
+    blended: Vec<f32>,
 }
 
-impl<'a> Resampler<'a> {
-    /// The two source rows blended into resized row `row`, and the weight of the second.
-    fn source_rows(&self, row: usize) -> (&'a [u8], &'a [u8], f32) {
-        let t = tap(row, self.src_height, self.row_scale);
-        let stride = self.src_width * 3;
-        let src_row = |index: usize| &self.src[index * stride..][..stride];
-        (src_row(t.near), src_row(t.far), t.weight)
+impl<'a> PlaneSampler<'a> {
+    fn new(
+        plane: &'a [u8],
+        stride: usize,
+        (width, height): (usize, usize),
+        channels: usize,
+        layout: &Layout,
+    ) -> Self {
+        PlaneSampler {
+            plane,
+            stride,
+            row_bytes: width * channels,
+            height,
+            columns: column_taps(width, layout.width, channels),
+            row_scale: height as f64 / layout.height.max(1) as f64,
+            blended: Vec::with_capacity(width * channels),
+        }
     }
 
-    /// Writes one channel (`byte` within each BGR pixel) of a resized row, times `scale`.
-    fn blend_row(
-        &self,
-        top: &[u8],
-        bottom: &[u8],
-        weight: f32,
-        byte: usize,
-        scale: f32,
-        dst: &mut [f32],
-    ) {
-        let sample = |row: &[u8], t: &Tap| {
-            let near = f32::from(row[t.near + byte]);
-            let far = f32::from(row[t.far + byte]);
-            lerp(near, far, t.weight)
-        };
-        for (value, t) in dst.iter_mut().zip(&self.columns) {
-            *value = lerp(sample(top, t), sample(bottom, t), weight) * scale;
+    /// Blends the two source rows that resized row `row` falls between.
+    fn blend(&mut self, row: usize) {
+        let t = tap(row, self.height, self.row_scale);
+        let source_row = |index: usize| &self.plane[index * self.stride..][..self.row_bytes];
+        let rows = source_row(t.near).iter().zip(source_row(t.far));
+        self.blended.clear();
+        self.blended.extend(rows.map(|(&a, &b)| lerp(f32::from(a), f32::from(b), t.weight)));
+    }
+
+    /// Channel `byte` of the blended row at each column, times `scale`.
+    fn sample(&self, byte: usize, scale: f32, out: &mut [f32]) {
+        let blended = &self.blended;
+        for (value, t) in out.iter_mut().zip(&self.columns) {
+            *value = lerp(blended[t.near + byte], blended[t.far + byte], t.weight) * scale;
         }
     }
 }
