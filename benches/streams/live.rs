@@ -282,6 +282,34 @@ pub fn largest_carried(
     Ok((best, trials))
 }
 
+/// The latency goal: frame-to-PUBACK p99.
+pub const P99_GOAL_MS: f64 = 150.0;
+
+/// The largest count whose cameras are all carried with p99 latency within [`P99_GOAL_MS`]:
+/// from the trials made, else from new trials below the smallest count tried (at most four).
+pub fn largest_within_latency(
+    footage: &Path,
+    trials: &mut Vec<Trial>,
+    model: &str,
+    classes: &str,
+) -> Result<Option<usize>> {
+    let within = |t: &Trial| t.carried() && t.latency_p99_ms.is_some_and(|p| p <= P99_GOAL_MS);
+    if let Some(t) = trials.iter().rev().find(|t| within(t)) {
+        return Ok(Some(t.cameras));
+    }
+    let smallest = trials.first().map_or(1, |t| t.cameras);
+    for n in (smallest.saturating_sub(4).max(1)..smallest).rev() {
+        let t = trial(footage, n, model, classes)?;
+        eprintln!("  {n} cameras: p99 {:?} ms", t.latency_p99_ms);
+        let found = within(&t);
+        trials.insert(0, t);
+        if found {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
 pub fn table(trials: &[Trial], ceiling: f64) -> String {
     let mut out = String::from(
         "| cameras | analysed frames/s (all) | slowest camera | ratio to inference ceiling | CPU % | harness CPU % | RSS MB (per camera) | latency p50 / p99 ms | frames dropped |\n\
