@@ -23,6 +23,7 @@
 //! it never holds up decoding. Unlike a sink branch it sees every buffer, from the first, also
 //! while the pipeline prerolls.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
@@ -358,6 +359,9 @@ struct Session {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     live: bool,
+    /// Shared with the probe that samples frames: tells which of them never reached analysis.
+    sampler: Arc<Mutex<Sampler>>,
+    stats: Arc<CameraStats>,
     /// The encoded stream's buffers, when asked for and the template exposes it.
     encoded: Option<mpsc::Receiver<Tapped>>,
     /// The metadata buffers, when the template has an element named `klv`.
@@ -388,22 +392,20 @@ impl Session {
         sink.set_sync(live && !camera.url.is_live());
         let convert = pipeline.by_name(CONVERT_NAME).ok_or("the pipeline has no videoconvert")?;
         let pad = convert.static_pad("sink").ok_or("videoconvert has no sink pad")?;
-        let sampler = Mutex::new(Sampler::new(camera.analysis_fps));
-        let stats = stats.clone();
+        let sampler = Arc::new(Mutex::new(Sampler::new(camera.analysis_fps)));
+        let (probe_sampler, probe_stats) = (sampler.clone(), stats.clone());
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-            stats.frames_in.fetch_add(1, Ordering::Relaxed);
-            let keep = sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
-            if keep {
-                stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
-            }
+            probe_stats.frames_in.fetch_add(1, Ordering::Relaxed);
+            let keep = probe_sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
             // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
             // release it a second time.
             if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
         });
         let encoded = if want_encoded { tap_encoded(&pipeline) } else { None };
         let metadata = tap_metadata(&pipeline);
-        let session = Session { pipeline, sink, live, encoded, metadata };
+        let stats = stats.clone();
+        let session = Session { pipeline, sink, live, sampler, stats, encoded, metadata };
         session.pipeline.set_state(gst::State::Playing).map_err(|_| {
             session.bus_error().unwrap_or_else(|| "the pipeline would not start".into())
         })?;
@@ -435,6 +437,10 @@ impl Session {
             match self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
                 Some(sample) => {
                     last_frame = Instant::now();
+                    let pts = sample.buffer().and_then(|b| b.pts());
+                    let dropped =
+                        self.sampler.lock().unwrap_or_else(|e| e.into_inner()).pulled(pts);
+                    self.stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
                     let mut f = to_frame(&sample, clock)?;
                     if let Some(receiver) = &self.metadata {
                         f.metadata =
@@ -513,7 +519,6 @@ fn tap_encoded(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<Tapped>> {
     Some(rx)
 }
 
-/// Taps the buffers entering the template's `klv` element; returns where they arrive.
 /// One decoding thread per camera. A box serves many cameras, which keep its cores busy between
 /// them; FFmpeg's frame threads would only add a frame pool and a frame of delay to each (at
 /// 720p: 10 MB less and 15 % less decoding CPU per camera, measured).
@@ -526,6 +531,7 @@ fn single_threaded_decoders(pipeline: &gst::Pipeline) {
     });
 }
 
+/// Taps the buffers entering the template's `klv` element; returns where they arrive.
 fn tap_metadata(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<gst::Buffer>> {
     let pad = pipeline.by_name(METADATA_NAME)?.static_pad("sink")?;
     let (tx, rx) = mpsc::sync_channel(METADATA_BACKLOG);
@@ -649,18 +655,52 @@ fn colour(colorimetry: gst_video::VideoColorimetry) -> Colour {
     }
 }
 
-/// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival.
+/// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival,
+/// and counts the kept frames that never reach analysis: the appsink's newest-wins drops them
+/// without a word.
 struct Sampler {
     interval: u64,
     next_due: Option<u64>,
+    /// Timestamps of the kept frames not pulled yet, oldest first.
+    waiting: VecDeque<Option<gst::ClockTime>>,
+    /// Kept frames known to be lost since the last pull.
+    lost: u64,
 }
+
+/// Kept frames tracked on their way to analysis; more than the pipeline holds, so an overflow
+/// only happens when the camera thread is stuck, and counts as loss.
+const WAITING_CAPACITY: usize = 64;
 
 impl Sampler {
     fn new(fps: f64) -> Self {
-        Sampler { interval: (1e9 / fps) as u64, next_due: None }
+        let waiting = VecDeque::with_capacity(WAITING_CAPACITY);
+        Sampler { interval: (1e9 / fps) as u64, next_due: None, waiting, lost: 0 }
     }
 
+    /// Whether the frame at `pts` goes to analysis.
     fn keep(&mut self, pts: Option<gst::ClockTime>) -> bool {
+        let keep = self.due(pts);
+        if keep {
+            if self.waiting.len() == WAITING_CAPACITY {
+                self.waiting.pop_front();
+                self.lost += 1;
+            }
+            self.waiting.push_back(pts);
+        }
+        keep
+    }
+
+    /// The frame at `pts` reached analysis: the kept frames before it were dropped. Returns how
+    /// many kept frames were lost since the last pull.
+    fn pulled(&mut self, pts: Option<gst::ClockTime>) -> u64 {
+        if let Some(i) = self.waiting.iter().position(|&waiting| waiting == pts) {
+            self.lost += i as u64;
+            self.waiting.drain(..=i);
+        }
+        std::mem::take(&mut self.lost)
+    }
+
+    fn due(&mut self, pts: Option<gst::ClockTime>) -> bool {
         let Some(pts) = pts.map(|p| p.nseconds()) else { return true };
         // A millisecond of slack absorbs timestamp rounding in containers.
         const SLACK_NS: u64 = 1_000_000;
@@ -703,6 +743,26 @@ mod tests {
         assert!(s.keep(ms(5000)));
         assert!(!s.keep(ms(5040)));
         assert!(s.keep(ms(5200)));
+    }
+
+    #[test]
+    fn sampled_frames_displaced_before_analysis_are_counted_as_dropped() {
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..10).map(|i| i * 200).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept.len(), 10);
+        assert_eq!(s.pulled(ms(0)), 0);
+        // The sink kept only the newest of 200..=800.
+        assert_eq!(s.pulled(ms(800)), 3);
+        assert_eq!(s.pulled(ms(1000)), 0);
+        // A frame pulled twice, or never kept, counts nothing.
+        assert_eq!(s.pulled(ms(1000)), 0);
+        // A stuck camera thread: 1200..=1800 wait, then more than the capacity come; the
+        // oldest beyond it are lost at once, the rest when the newest is pulled.
+        let more = WAITING_CAPACITY as u64 + 5;
+        (0..more).for_each(|i| assert!(s.keep(ms(2000 + i * 200))));
+        let overflowed = 4 + more - WAITING_CAPACITY as u64;
+        let skipped = WAITING_CAPACITY as u64 - 1;
+        assert_eq!(s.pulled(ms(2000 + (more - 1) * 200)), overflowed + skipped);
     }
 
     #[test]

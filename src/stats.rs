@@ -99,9 +99,9 @@ impl Latency {
 pub struct CameraStats {
     /// Frames decoded from the stream.
     pub frames_in: AtomicU64,
-    /// Frames the sampler kept for analysis (at `analysis_fps`).
-    pub frames_sampled: AtomicU64,
     pub frames_analysed: AtomicU64,
+    /// Frames sampled for analysis (at `analysis_fps`) but replaced by a newer one first.
+    pub frames_dropped: AtomicU64,
     /// Analysed frames the motion gate spared the detectors (`analysis.motion_gate`).
     pub frames_gated: AtomicU64,
     /// Time spent running the camera's models, in microseconds.
@@ -154,7 +154,6 @@ impl CameraStats {
     fn totals(&self) -> Totals {
         Totals {
             frames_in: self.frames_in.load(Ordering::Relaxed),
-            frames_sampled: self.frames_sampled.load(Ordering::Relaxed),
             frames_analysed: self.frames_analysed.load(Ordering::Relaxed),
             inference_us: self.inference_us.load(Ordering::Relaxed),
         }
@@ -188,7 +187,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Totals {
     frames_in: u64,
-    frames_sampled: u64,
     frames_analysed: u64,
     inference_us: u64,
 }
@@ -295,7 +293,7 @@ impl NodeStats {
                     }),
                     frames_in: total.frames_in,
                     frames_analysed: total.frames_analysed,
-                    frames_dropped: total.frames_sampled.saturating_sub(total.frames_analysed),
+                    frames_dropped: camera.frames_dropped.load(Ordering::Relaxed),
                     frames_gated: camera.frames_gated.load(Ordering::Relaxed),
                     incidents,
                 };
@@ -375,10 +373,7 @@ impl NodeStats {
             "cityeye_frames_dropped_total",
             "counter",
             "Frames sampled for analysis but replaced by a newer one first.",
-            per_camera(&|c| {
-                let totals = c.totals();
-                totals.frames_sampled.saturating_sub(totals.frames_analysed).to_string()
-            }),
+            per_camera(&|c| count(&c.frames_dropped)),
         );
         let mut histogram = Vec::new();
         for (id, c) in &all {
@@ -538,8 +533,8 @@ mod tests {
         let kerb = stats.camera("kerb");
         kerb.set_state(&CameraState::Online { width: 768, height: 576 });
         kerb.frames_in.store(100, Ordering::Relaxed);
-        kerb.frames_sampled.store(50, Ordering::Relaxed);
         kerb.frames_analysed.store(45, Ordering::Relaxed);
+        kerb.frames_dropped.store(5, Ordering::Relaxed);
         kerb.add_inference(Duration::from_millis(45 * 12));
         kerb.count_incident("illegal_parking");
         stats.camera("gate").count_incident("illegal_parking");
