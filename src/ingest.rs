@@ -522,7 +522,7 @@ fn tap_encoded(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<Tapped>> {
 /// One decoding thread per camera. A box serves many cameras, which keep its cores busy between
 /// them; FFmpeg's frame threads would only add a frame pool and a frame of delay to each (at
 /// 720p: 10 MB less and 15 % less decoding CPU per camera, measured).
-fn single_threaded_decoders(pipeline: &gst::Pipeline) {
+pub fn single_threaded_decoders(pipeline: &gst::Pipeline) {
     pipeline.connect_deep_element_added(|_, _, element| {
         let ffmpeg = element.factory().is_some_and(|f| f.name().starts_with("avdec_"));
         if ffmpeg && element.has_property("max-threads") {
