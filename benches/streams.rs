@@ -206,7 +206,8 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     println!("## Live RTSP cameras\n");
     println!("{}", live::table(&trials, ceiling));
     // The cameras' server and the broker run on the same cores: what they leave bounds too.
-    let harness = best.and_then(|n| trials.iter().find(|t| t.cameras == n)).map(|t| {
+    let carried = best.and_then(|n| trials.iter().find(|t| t.cameras == n));
+    let harness = carried.map(|t| {
         let left = cores - t.harness_cpu_percent / 100.0;
         let bound_left = left * 1e3 / per_camera_ms;
         format!(
@@ -238,6 +239,9 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
             n as f64 / bound
         )),
     );
+    if let Some(t) = carried {
+        println!("\n{}", live::stages(t, decode_ms, inference_ms));
+    }
     Ok(())
 }
 

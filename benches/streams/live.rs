@@ -11,6 +11,11 @@
 //! /proc, and the frame-to-PUBACK latency of incident messages from the stats' `latency_ms`.
 //! `intrusion` on the whole frame with `update_s = 1` gives each camera a few incident
 //! messages a second to measure latency on.
+//!
+//! Where the node's CPU goes is read per thread from /proc, by the threads' names: the built-in
+//! `rtsp` template's `queue` runs the decoder (`queueN:src`), each camera's analysis (letterbox,
+//! inference, tracking, rules) runs on `camera-*` threads, RTSP receiving on `rtpjitterbuffer`
+//! and GStreamer's `task*` threads; the rest is publishing and the node's own upkeep.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,6 +53,52 @@ pub struct Trial {
     pub latency_p99_ms: Option<f64>,
     /// Frames sampled for analysis but replaced by a newer one, all cameras, in the window.
     pub dropped: u64,
+    /// The node's CPU by stage, in cores.
+    pub stages: Stages,
+    /// Frames decoded and analysed a second, all cameras.
+    pub decoded_fps: f64,
+}
+
+/// A node's CPU time by pipeline stage, from its threads' names; the rest is the process's
+/// time less theirs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stages {
+    pub decoding: f64,
+    pub analysis: f64,
+    pub receiving: f64,
+    pub rest: f64,
+}
+
+impl Stages {
+    /// CPU seconds so far of process `pid`'s threads, by stage.
+    fn of(pid: u32) -> Stages {
+        let mut stages = Stages::default();
+        let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return stages };
+        for thread in threads.flatten() {
+            let Ok(stat) = std::fs::read_to_string(thread.path().join("stat")) else { continue };
+            let Some((name, seconds)) = name_and_cpu(&stat) else { continue };
+            let stage = match name {
+                n if n.starts_with("queue") => &mut stages.decoding,
+                n if n.starts_with("camera-") => &mut stages.analysis,
+                n if n.starts_with("rtpjitterbuffer") || n.starts_with("task") => {
+                    &mut stages.receiving
+                }
+                _ => continue,
+            };
+            *stage += seconds;
+        }
+        stages
+    }
+
+    /// Cores used between `before` and `self`, over `seconds` in which the process used
+    /// `cpu_seconds` (which keeps the time of threads that ended).
+    fn cores_since(self, before: Stages, seconds: f64, cpu_seconds: f64) -> Stages {
+        let decoding = (self.decoding - before.decoding) / seconds;
+        let analysis = (self.analysis - before.analysis) / seconds;
+        let receiving = (self.receiving - before.receiving) / seconds;
+        let rest = cpu_seconds / seconds - decoding - analysis - receiving;
+        Stages { decoding, analysis, receiving, rest }
+    }
 }
 
 impl Trial {
@@ -148,12 +199,19 @@ fn config(broker_port: u16, url: &str, cameras: usize, model: &str, classes: &st
 /// CPU seconds (user and system) process `pid` has used.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    name_and_cpu(&stat).map(|(_, seconds)| seconds)
+}
+
+/// The name and CPU seconds (user and system) in a process's or thread's `stat`.
+fn name_and_cpu(stat: &str) -> Option<(&str, f64)> {
+    // The name is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = tail.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / per_second)
+    Some((name, ticks / per_second))
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -184,12 +242,13 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
     let pid = node.id();
     let harness = || Some(cpu_seconds(std::process::id())? + cpu_seconds(broker.pid())?);
     let (cpu_before, seen_before) = (cpu_seconds(pid), reports.messages().len());
-    let harness_before = harness();
+    let (harness_before, stages_before) = (harness(), Stages::of(pid));
     let started = Instant::now();
     std::thread::sleep(MEASURE);
     let cpu = cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
     let harness = harness().zip(harness_before).map(|(after, before)| after - before);
     let seconds = started.elapsed().as_secs_f64();
+    let stages = Stages::of(pid).cores_since(stages_before, seconds, cpu.unwrap_or(f64::NAN));
     let rss = rss_mb(pid);
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = node.wait();
@@ -202,7 +261,7 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
     // Rates from the totals between the first and the last report of the window.
     let span = seconds_between(first, last).max(1.0);
     let mut per_camera = Vec::new();
-    let mut dropped = 0;
+    let (mut dropped, mut decoded) = (0, 0);
     for i in 0..cameras {
         let id = format!("cam{i}");
         let count = |report: &serde_json::Value, key: &str| {
@@ -211,6 +270,7 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
         per_camera
             .push((count(last, "frames_analysed") - count(first, "frames_analysed")) as f64 / span);
         dropped += count(last, "frames_dropped") - count(first, "frames_dropped");
+        decoded += count(last, "frames_in") - count(first, "frames_in");
     }
     let latencies: Vec<&serde_json::Value> =
         reports[1..].iter().filter_map(|r| r.get("latency_ms")).collect();
@@ -226,6 +286,8 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
         latency_p50_ms: p50,
         latency_p99_ms: p99,
         dropped,
+        stages,
+        decoded_fps: decoded as f64 / span,
     })
 }
 
@@ -308,6 +370,26 @@ pub fn largest_within_latency(
         }
     }
     Ok(None)
+}
+
+/// Where a trial's CPU went, stage by stage, against the ceilings' costs: which stage costs
+/// more in the node than alone.
+pub fn stages(t: &Trial, decode_ms: f64, inference_ms: f64) -> String {
+    let s = t.stages;
+    let per = |cores: f64, fps: f64| cores * 1e3 / fps.max(1e-9);
+    format!(
+        "At {} cameras the node used {:.2} cores: decoding {:.2} ({:.2} ms a frame; {decode_ms:.2} \
+         alone), analysis {:.2} ({:.2} ms a frame: letterbox, inference, tracking, rules; \
+         inference alone {inference_ms:.2}), RTSP receiving {:.2}, publishing and the rest {:.2}.",
+        t.cameras,
+        s.decoding + s.analysis + s.receiving + s.rest,
+        s.decoding,
+        per(s.decoding, t.decoded_fps),
+        s.analysis,
+        per(s.analysis, t.analysed_fps),
+        s.receiving,
+        s.rest,
+    )
 }
 
 pub fn table(trials: &[Trial], ceiling: f64) -> String {
