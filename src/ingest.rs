@@ -5,7 +5,8 @@
 //! `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders already produce I420, so the
 //! converter passes their buffers through, and a frame is read in place (see [`crate::frame`]
 //! for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
-//! converter, so skipped frames cost only decoding.
+//! converter, so skipped frames cost only decoding. Live cameras are thinned on the clock, each
+//! at a phase of its own, so cameras that deliver frames in step spread their analysis out.
 //!
 //! The appsink is the bounded channel between ingest and analysis. Live, it holds one frame and
 //! the newest wins (`drop=true`): a slow analysis never builds a backlog or a growing delay.
