@@ -5,8 +5,7 @@
 //! `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders already produce I420, so the
 //! converter passes their buffers through, and a frame is read in place (see [`crate::frame`]
 //! for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
-//! converter, so skipped frames cost only decoding. Live cameras are thinned on the clock, each
-//! at a phase of its own, so cameras that deliver frames in step spread their analysis out.
+//! converter, so skipped frames cost only decoding.
 //!
 //! The appsink is the bounded channel between ingest and analysis. Live, it holds one frame and
 //! the newest wins (`drop=true`): a slow analysis never builds a backlog or a growing delay.
@@ -25,7 +24,7 @@
 //! while the pipeline prerolls.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -393,17 +392,12 @@ impl Session {
         sink.set_sync(live && !camera.url.is_live());
         let convert = pipeline.by_name(CONVERT_NAME).ok_or("the pipeline has no videoconvert")?;
         let pad = convert.static_pad("sink").ok_or("videoconvert has no sink pad")?;
-        let phase = live.then(next_live_phase);
-        let sampler = Arc::new(Mutex::new(Sampler::new(camera.analysis_fps, phase)));
+        let sampler = Arc::new(Mutex::new(Sampler::new(camera.analysis_fps)));
         let (probe_sampler, probe_stats) = (sampler.clone(), stats.clone());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
             probe_stats.frames_in.fetch_add(1, Ordering::Relaxed);
-            // Live, the grid is on the pipeline's clock, which every camera's pipeline shares.
-            let base_time = phase.and_then(|_| pad.parent_element()?.base_time());
-            let mut sampler = probe_sampler.lock().unwrap_or_else(|e| e.into_inner());
-            let keep = sampler.keep(buffer.pts(), base_time.unwrap_or(gst::ClockTime::ZERO));
-            drop(sampler);
+            let keep = probe_sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
             // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
             // release it a second time.
             if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
@@ -661,25 +655,11 @@ fn colour(colorimetry: gst_video::VideoColorimetry) -> Colour {
     }
 }
 
-/// Where on the sampling interval a live camera's frames are taken, as a fraction of it: the
-/// golden-ratio sequence over the sessions started, which spreads any number of cameras evenly.
-/// Cameras whose frames arrive in step (one recorder, or one node starting them together) then
-/// take different frames, instead of all asking for inference at the same instant and waiting
-/// behind each other (13 such cameras: p99 latency 254 -> 123 ms, measured).
-fn next_live_phase() -> f64 {
-    static SESSIONS: AtomicU64 = AtomicU64::new(0);
-    const GOLDEN_RATIO_FRACTION: f64 = 0.618_033_988_749_895;
-    (SESSIONS.fetch_add(1, Ordering::Relaxed) as f64 * GOLDEN_RATIO_FRACTION).fract()
-}
-
 /// Keeps frames at `fps` by their timestamps, so sampling follows stream time, not arrival,
 /// and counts the kept frames that never reach analysis: the appsink's newest-wins drops them
 /// without a word.
 struct Sampler {
     interval: u64,
-    /// Frames are due on a grid of `interval` from here: the first frame's time, or a live
-    /// camera's phase on the clock.
-    origin: Option<u64>,
     next_due: Option<u64>,
     /// Timestamps of the kept frames not pulled yet, oldest first.
     waiting: VecDeque<Option<gst::ClockTime>>,
@@ -692,17 +672,14 @@ struct Sampler {
 const WAITING_CAPACITY: usize = 64;
 
 impl Sampler {
-    /// A sampler at `fps`; with a `phase` (a fraction of the interval), on the clock's grid.
-    fn new(fps: f64, phase: Option<f64>) -> Self {
-        let interval = (1e9 / fps) as u64;
-        let origin = phase.map(|phase| (phase * interval as f64) as u64);
+    fn new(fps: f64) -> Self {
         let waiting = VecDeque::with_capacity(WAITING_CAPACITY);
-        Sampler { interval, origin, next_due: None, waiting, lost: 0 }
+        Sampler { interval: (1e9 / fps) as u64, next_due: None, waiting, lost: 0 }
     }
 
-    /// Whether the frame at `pts` (`base_time` on the clock) goes to analysis.
-    fn keep(&mut self, pts: Option<gst::ClockTime>, base_time: gst::ClockTime) -> bool {
-        let keep = self.due(pts.map(|pts| (pts + base_time).nseconds()));
+    /// Whether the frame at `pts` goes to analysis.
+    fn keep(&mut self, pts: Option<gst::ClockTime>) -> bool {
+        let keep = self.due(pts);
         if keep {
             if self.waiting.len() == WAITING_CAPACITY {
                 self.waiting.pop_front();
@@ -723,27 +700,23 @@ impl Sampler {
         std::mem::take(&mut self.lost)
     }
 
-    /// Whether a frame at `time` (nanoseconds) is due.
-    fn due(&mut self, time: Option<u64>) -> bool {
-        let Some(time) = time else { return true };
+    fn due(&mut self, pts: Option<gst::ClockTime>) -> bool {
+        let Some(pts) = pts.map(|p| p.nseconds()) else { return true };
         // A millisecond of slack absorbs timestamp rounding in containers.
         const SLACK_NS: u64 = 1_000_000;
-        let origin = *self.origin.get_or_insert(time);
-        let due =
-            self.next_due.unwrap_or_else(|| self.grid_from(origin, time.saturating_sub(SLACK_NS)));
-        self.next_due = Some(due);
-        if time + SLACK_NS < due {
-            return false;
+        match self.next_due {
+            Some(due) if pts + SLACK_NS < due => false,
+            Some(due) => {
+                let next = due + self.interval;
+                // After a gap, restart the schedule from this frame rather than catching up.
+                self.next_due = Some(if next <= pts { pts + self.interval } else { next });
+                true
+            }
+            None => {
+                self.next_due = Some(pts + self.interval);
+                true
+            }
         }
-        let next = due + self.interval;
-        // After a gap, go on from this frame's place on the grid rather than catching up.
-        self.next_due = Some(if next <= time { self.grid_from(origin, time + 1) } else { next });
-        true
-    }
-
-    /// The first time on the grid from `origin` at or after `time`.
-    fn grid_from(&self, origin: u64, time: u64) -> u64 {
-        origin + time.saturating_sub(origin).div_ceil(self.interval) * self.interval
     }
 }
 
@@ -755,47 +728,28 @@ mod tests {
         Some(gst::ClockTime::from_mseconds(v))
     }
 
-    /// Which of the frames at `times` (ms, no base time) sampler `s` keeps.
-    fn kept(s: &mut Sampler, times: impl IntoIterator<Item = u64>) -> Vec<u64> {
-        times.into_iter().filter(|t| s.keep(ms(*t), gst::ClockTime::ZERO)).collect()
-    }
-
     #[test]
     fn sampler_thins_10_fps_to_5() {
-        let mut s = Sampler::new(5.0, None);
-        assert_eq!(kept(&mut s, (0..10).map(|i| i * 100)), [0, 200, 400, 600, 800]);
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..10).map(|i| i * 100).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept, vec![0, 200, 400, 600, 800]);
     }
 
     #[test]
     fn sampler_thins_25_fps_to_5_and_restarts_after_a_gap() {
-        let mut s = Sampler::new(5.0, None);
-        assert_eq!(kept(&mut s, (0..25).map(|i| i * 40)), [0, 200, 400, 600, 800]);
-        assert_eq!(kept(&mut s, [5000, 5040, 5200]), [5000, 5200]);
-    }
-
-    #[test]
-    fn a_replay_samples_from_its_first_frame() {
-        let mut s = Sampler::new(5.0, None);
-        assert_eq!(kept(&mut s, (0..15).map(|i| 33 + i * 40)), [33, 233, 433]);
-    }
-
-    #[test]
-    fn live_cameras_in_step_take_different_frames_by_their_phase() {
-        // Both pipelines started 10 s into the clock; their frames arrive together.
-        let base_time = gst::ClockTime::from_seconds(10);
-        let frames = || (0..15).map(|i| i * 40);
-        let take = |phase| {
-            let mut s = Sampler::new(5.0, Some(phase));
-            frames().filter(|t| s.keep(ms(*t), base_time)).collect::<Vec<_>>()
-        };
-        assert_eq!(take(0.0), [0, 200, 400]);
-        assert_eq!(take(0.5), [120, 320, 520]);
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..25).map(|i| i * 40).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept, vec![0, 200, 400, 600, 800]);
+        assert!(s.keep(ms(5000)));
+        assert!(!s.keep(ms(5040)));
+        assert!(s.keep(ms(5200)));
     }
 
     #[test]
     fn sampled_frames_displaced_before_analysis_are_counted_as_dropped() {
-        let mut s = Sampler::new(5.0, None);
-        assert_eq!(kept(&mut s, (0..10).map(|i| i * 200)).len(), 10);
+        let mut s = Sampler::new(5.0);
+        let kept: Vec<u64> = (0..10).map(|i| i * 200).filter(|t| s.keep(ms(*t))).collect();
+        assert_eq!(kept.len(), 10);
         assert_eq!(s.pulled(ms(0)), 0);
         // The sink kept only the newest of 200..=800.
         assert_eq!(s.pulled(ms(800)), 3);
@@ -805,7 +759,7 @@ mod tests {
         // A stuck camera thread: 1200..=1800 wait, then more than the capacity come; the
         // oldest beyond it are lost at once, the rest when the newest is pulled.
         let more = WAITING_CAPACITY as u64 + 5;
-        assert_eq!(kept(&mut s, (0..more).map(|i| 2000 + i * 200)).len(), more as usize);
+        (0..more).for_each(|i| assert!(s.keep(ms(2000 + i * 200))));
         let overflowed = 4 + more - WAITING_CAPACITY as u64;
         let skipped = WAITING_CAPACITY as u64 - 1;
         assert_eq!(s.pulled(ms(2000 + (more - 1) * 200)), overflowed + skipped);
