@@ -96,33 +96,14 @@ pub fn letterbox_into(
 
     let layout =
         if src.len() >= src_len { Layout::new(width, height, spec) } else { Layout::EMPTY };
-    let Some(planes) = split_planes(out, spec.width * spec.height) else {
-        return layout.letterbox();
-    };
     let mut sampler = PlaneSampler::new(src, width * 3, (width, height), 3, &layout);
-    let pad = PAD_VALUE * spec.scale;
     let source_bytes = spec.order.source_bytes();
-
-    let [p0, p1, p2] = planes;
-    let rows = p0
-        .chunks_exact_mut(spec.width)
-        .zip(p1.chunks_exact_mut(spec.width))
-        .zip(p2.chunks_exact_mut(spec.width));
-    for (y, ((r0, r1), r2)) in rows.enumerate() {
-        let mut dst = [r0, r1, r2];
-        let Some(row) = layout.image_row(y) else {
-            dst.iter_mut().for_each(|plane_row| plane_row.fill(pad));
-            continue;
-        };
+    for_each_image_row(out, spec, &layout, |row, images| {
         sampler.blend(row);
-        for (plane_row, &byte) in dst.iter_mut().zip(&source_bytes) {
-            let (left, rest) = plane_row.split_at_mut(layout.left);
-            let (image, right) = rest.split_at_mut(layout.width);
-            left.fill(pad);
-            right.fill(pad);
+        for (image, &byte) in images.into_iter().zip(&source_bytes) {
             sampler.sample(byte, spec.scale, image);
         }
-    }
+    });
     layout.letterbox()
 }
 
@@ -137,48 +118,30 @@ fn letterbox_i420_into(
     out: &mut [f32],
 ) -> Letterbox {
     let layout = Layout::new(width, height, spec);
-    let Some(planes_out) = split_planes(out, spec.width * spec.height) else {
-        return layout.letterbox();
-    };
     let chroma = (width.div_ceil(2), height.div_ceil(2));
     let mut luma = PlaneSampler::new(planes.y, planes.y_stride, (width, height), 1, &layout);
     let mut u = PlaneSampler::new(planes.u, planes.uv_stride, chroma, 1, &layout);
     let mut v = PlaneSampler::new(planes.v, planes.uv_stride, chroma, 1, &layout);
-    let pad = PAD_VALUE * spec.scale;
     let weights = planes.colour.weights();
+    let source_bytes = spec.order.source_bytes();
     // One resized row of each plane at a time.
     let (mut y_row, mut u_row, mut v_row) =
         (vec![0.0; layout.width], vec![0.0; layout.width], vec![0.0; layout.width]);
-
-    let [p0, p1, p2] = planes_out;
-    let rows = p0
-        .chunks_exact_mut(spec.width)
-        .zip(p1.chunks_exact_mut(spec.width))
-        .zip(p2.chunks_exact_mut(spec.width));
-    for (y, ((r0, r1), r2)) in rows.enumerate() {
-        let dst = [r0, r1, r2];
-        let Some(row) = layout.image_row(y) else {
-            dst.into_iter().for_each(|plane_row| plane_row.fill(pad));
-            continue;
-        };
+    for_each_image_row(out, spec, &layout, |row, images| {
         for (plane, resized) in
             [(&mut luma, &mut y_row), (&mut u, &mut u_row), (&mut v, &mut v_row)]
         {
             plane.blend(row);
             plane.sample(0, 1.0, resized);
         }
-        for (plane_row, &channel) in dst.into_iter().zip(&spec.order.source_bytes()) {
+        for (image, &channel) in images.into_iter().zip(&source_bytes) {
             let [wy, wu, wv, c] = weights[channel];
-            let (left, rest) = plane_row.split_at_mut(layout.left);
-            let (image, right) = rest.split_at_mut(layout.width);
-            left.fill(pad);
-            right.fill(pad);
             let samples = y_row.iter().zip(&u_row).zip(&v_row);
             for (value, ((&y, &u), &v)) in image.iter_mut().zip(samples) {
                 *value = (wy * y + wu * u + wv * v + c).clamp(0.0, 255.0) * spec.scale;
             }
         }
-    }
+    });
     layout.letterbox()
 }
 
@@ -225,13 +188,44 @@ impl Layout {
 }
 
 /// The three output planes, or `None` if `out` is not exactly three non-empty planes.
-fn split_planes(out: &mut [f32], plane: usize) -> Option<[&mut [f32]; 3]> {
+/// Walks the input tensor `out` (three planes of `spec`'s size) row by row: padding rows are
+/// filled with the pad value; for each row that holds the image, `fill` gets the source row it
+/// resizes and each plane's span of the image, the padding either side already filled. A tensor
+/// of the wrong size is left alone.
+fn for_each_image_row(
+    out: &mut [f32],
+    spec: &InputSpec,
+    layout: &Layout,
+    mut fill: impl FnMut(usize, [&mut [f32]; 3]),
+) {
+    let plane = spec.width * spec.height;
     if plane == 0 || out.len() != 3 * plane {
-        return None;
+        return;
     }
+    let pad = PAD_VALUE * spec.scale;
     let (p0, rest) = out.split_at_mut(plane);
     let (p1, p2) = rest.split_at_mut(plane);
-    Some([p0, p1, p2])
+    let rows = p0
+        .chunks_exact_mut(spec.width)
+        .zip(p1.chunks_exact_mut(spec.width))
+        .zip(p2.chunks_exact_mut(spec.width));
+    for (y, ((r0, r1), r2)) in rows.enumerate() {
+        let dst = [r0, r1, r2];
+        let Some(row) = layout.image_row(y) else {
+            dst.into_iter().for_each(|plane_row| plane_row.fill(pad));
+            continue;
+        };
+        fill(
+            row,
+            dst.map(|plane_row| {
+                let (left, rest) = plane_row.split_at_mut(layout.left);
+                let (image, right) = rest.split_at_mut(layout.width);
+                left.fill(pad);
+                right.fill(pad);
+                image
+            }),
+        );
+    }
 }
 
 /// Where one output pixel samples along one axis: two neighbouring source pixels and the weight
