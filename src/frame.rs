@@ -36,9 +36,9 @@ pub struct Metadata {
 impl Frame {
     /// The frame as packed BGR8 (`width * 3` bytes a row): converted from I420 on first use.
     pub fn bgr(&self) -> &[u8] {
-        match &self.data.layout {
-            Layout::Bgr => self.data.bytes(),
-            Layout::I420 { .. } => self.data.bgr.get_or_init(|| self.convert_to_bgr()),
+        match self.i420() {
+            None => self.data.bytes(),
+            Some(planes) => self.data.bgr.get_or_init(|| self.convert_to_bgr(&planes)),
         }
     }
 
@@ -65,8 +65,7 @@ impl Frame {
 
     /// The whole frame in BGR, in 16-bit fixed point: a 720p frame in a few milliseconds,
     /// each pair of pixels sharing one chroma computation.
-    fn convert_to_bgr(&self) -> Vec<u8> {
-        let planes = self.i420().expect("only I420 frames are converted");
+    fn convert_to_bgr(&self, planes: &I420<'_>) -> Vec<u8> {
         let weights = planes.colour.weights().map(|w| w.map(|k| (k * 65536.0).round() as i32));
         let luma_scale = weights[0][0];
         let (w, chroma_w) = (self.width, self.width.div_ceil(2));
@@ -181,22 +180,22 @@ impl Colour {
         Colour { full_range: true, ..self }
     }
 
-    /// The grey level (0..255) of a luma value.
+    /// The grey level (0..255) of a luma value: what each of blue, green and red comes to
+    /// with neutral chroma.
     pub fn grey(self, y: f32) -> f32 {
-        self.bgr(y, 128.0, 128.0)[1].clamp(0.0, 255.0)
+        let (scale, black) = self.luma_scale_and_black();
+        (scale * (y - black)).clamp(0.0, 255.0)
     }
 
-    /// Blue, green and red (0..255, not clamped) of one YUV sample.
-    pub fn bgr(self, y: f32, u: f32, v: f32) -> [f32; 3] {
-        self.weights().map(|[wy, wu, wv, c]| wy * y + wu * u + wv * v + c)
+    /// Limited range puts black at 16 and white at 235.
+    fn luma_scale_and_black(self) -> (f32, f32) {
+        if self.full_range { (1.0, 0.0) } else { (255.0 / 219.0, 16.0) }
     }
 
     /// For blue, green and red: the weights of Y, U and V, and a constant.
     pub fn weights(self) -> [[f32; 4]; 3] {
-        let (scale, chroma, black) = match self.full_range {
-            true => (1.0, 1.0, 0.0),
-            false => (255.0 / 219.0, 255.0 / 224.0, 16.0),
-        };
+        let (scale, black) = self.luma_scale_and_black();
+        let chroma = if self.full_range { 1.0 } else { 255.0 / 224.0 };
         let (kr, kb) = (self.kr, self.kb);
         let kg = 1.0 - kr - kb;
         let (bu, rv) = (chroma * 2.0 * (1.0 - kb), chroma * 2.0 * (1.0 - kr));
