@@ -24,7 +24,7 @@ use cityeye::geometry::{BBox, Detection, Point, Polygon};
 use cityeye::incident::{Evidence, evidence_jpeg};
 use cityeye::infer::{Detector, Scratch};
 use cityeye::ingest;
-use cityeye::rules::{Rules, Verdicts, catalog};
+use cityeye::rules::{self, Rules, Verdicts};
 use cityeye::track::{Track, TrackUpdate, Tracker, TrackerConfig};
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
@@ -200,8 +200,7 @@ fn bench_rules(c: &mut Criterion) {
             .enumerate()
             .map(|(k, d)| tracker.update(d, k as f64 / SCENE_FPS).tracks.to_vec())
             .collect();
-        let entries = catalog::for_camera(camera).expect("bench algorithms are in the catalog");
-        let mut rules = Rules::new(catalog::specs(camera, &entries, 0.35).expect("valid"));
+        let mut rules = Rules::new(rules::specs(camera, 0.35).expect("valid"));
         let (verdicts, at) = (Verdicts::new(), SystemTime::UNIX_EPOCH);
         // Past the dwell time, so parked vehicles have their incidents open.
         let mut k = 0usize;
@@ -263,7 +262,7 @@ mod internals {
     use ort::session::Session;
     use ort::value::TensorRef;
 
-    use cityeye::infer::ModelFormat;
+    use cityeye::config::ModelFormat;
     use cityeye::infer::decode::{Candidate, decode, nms};
     use cityeye::infer::input_spec;
     use cityeye::infer::letterbox::{letterbox_frame, letterbox_into};

@@ -32,11 +32,13 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use cityeye::commands::replay::{self, ReplayRequest, ReplaySummary};
 use cityeye::config::Config;
+use cityeye::config::ModelFormat;
+use cityeye::engine::{self, Models};
+use cityeye::infer::input_spec;
 use cityeye::infer::letterbox::letterbox_frame;
-use cityeye::infer::{ModelFormat, input_spec};
 use cityeye::ingest;
-use cityeye::pipeline::{self, ReplaySummary};
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
 const VIDEO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/vtest.avi");
@@ -113,7 +115,7 @@ fn run() -> Result<()> {
 
     eprintln!("cityeye replay ...");
     let mut config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
-    let models = pipeline::load_models(&config).map_err(|e| e.to_string())?;
+    let models = engine::load_models(&config).map_err(|e| e.to_string())?;
     let native = decode.native_fps().round();
     let every_frame = replay(&mut config, &models, native)?;
     let demo_rate = replay(&mut config, &models, 5.0)?;
@@ -378,16 +380,12 @@ fn bus_error(pipeline: &gst::Pipeline) -> String {
 
 /// Replays vtest.avi through the demo camera at `analysis_fps`, into a temporary folder; also
 /// the CPU seconds it took.
-fn replay(
-    config: &mut Config,
-    models: &pipeline::Models,
-    analysis_fps: f64,
-) -> Result<(ReplaySummary, f64)> {
+fn replay(config: &mut Config, models: &Models, analysis_fps: f64) -> Result<(ReplaySummary, f64)> {
     let camera = config.cameras.first_mut().ok_or("the demo config has no camera")?;
     camera.analysis_fps = analysis_fps;
     let camera = camera.id.clone();
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let request = pipeline::ReplayRequest {
+    let request = ReplayRequest {
         camera: &camera,
         input: Path::new(VIDEO),
         out_dir: out.path(),
@@ -395,7 +393,7 @@ fn replay(
         annotate: None,
     };
     let cpu = cpu_seconds();
-    let summary = pipeline::replay(config, models, &request, &Arc::default())
+    let summary = replay::replay(config, models, &request, &Arc::default())
         .map_err(|e| format!("replay at analysis_fps {analysis_fps}: {e:?}"))?;
     eprintln!(
         "  analysis_fps {analysis_fps}: {} frames analysed in {:.2} s, {} incidents",

@@ -31,9 +31,10 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::incident::{ClipRef, EvidenceRef, Incident, IncidentPayload, IncidentState, round};
+use crate::incident::Incident;
 use crate::ingest::Encoded;
-use crate::publish::{Outbound, Topics};
+use crate::publish::Outbound;
+use crate::wire::{ClipRef, EvidenceRef, IncidentPayload, IncidentState, Topics, round};
 
 /// How far the encoded stream may run ahead of the frame being analysed: it skips the decoder
 /// and the decode branch's queue (a second of video at most). The ring keeps this much beyond

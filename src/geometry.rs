@@ -1,10 +1,13 @@
-//! Image geometry shared by every stage: boxes, points and zone polygons.
+//! Geometry shared by every stage: boxes, points and zone polygons in the image, and WGS84
+//! positions and geo-fences on the ground (drone cameras).
 //!
 //! Everything downstream of inference works in *normalized* image coordinates: `x` and `y` in
 //! `[0, 1]`, origin at the top-left corner. Zones in the config, boxes in the incident payload and
 //! the tracker all use the same space, so a camera's resolution never leaks into the rules.
 
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 /// A point in normalized image coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +106,36 @@ pub struct Detection {
     /// Canonical class name, e.g. `car`.
     pub class: Arc<str>,
     pub confidence: f32,
+}
+
+/// A WGS84 position, degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A geo-fence: a polygon of WGS84 positions, at least three, checked by the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoPolygon(pub Vec<LatLon>);
+
+impl GeoPolygon {
+    /// Whether a position is inside (even-odd rule on latitude and longitude, which is exact
+    /// enough for fences of a few kilometres).
+    pub fn contains(&self, p: LatLon) -> bool {
+        let pts = &self.0;
+        let mut inside = false;
+        for i in 0..pts.len() {
+            let (a, b) = (pts[i], pts[(i + pts.len() - 1) % pts.len()]);
+            if (a.lat > p.lat) != (b.lat > p.lat) {
+                let lon = a.lon + (p.lat - a.lat) / (b.lat - a.lat) * (b.lon - a.lon);
+                if p.lon < lon {
+                    inside = !inside;
+                }
+            }
+        }
+        inside
+    }
 }
 
 #[cfg(test)]

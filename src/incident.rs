@@ -10,116 +10,20 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::CameraConfig;
+use crate::config::{CameraConfig, Entry, Severity};
 use crate::draw;
 use crate::frame::Frame;
 use crate::geometry::{BBox, Point, Polygon};
-use crate::publish::Topics;
-use crate::rules::{ObjectFact, Phase, RuleEvent, Severity, catalog};
+use crate::rules::{ObjectFact, Phase, RuleEvent};
 use crate::track::Track;
+use crate::wire::{
+    EvidenceRef, FactsPayload, IncidentPayload, IncidentState, ModelRef, ObjectPayload, SCHEMA,
+    Topics, rfc3339_millis, round,
+};
 
-pub const SCHEMA: &str = "cityeye.incident.v1";
 const JPEG_QUALITY: u8 = 85;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IncidentPayload {
-    pub schema: String,
-    pub id: String,
-    pub node: String,
-    pub camera: String,
-    pub algorithm: String,
-    pub category: String,
-    pub name_zh: String,
-    pub name_en: String,
-    pub severity: String,
-    pub state: IncidentState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    pub detected_at: String,
-    pub stream_time_s: f64,
-    pub objects: Vec<ObjectPayload>,
-    #[serde(flatten)]
-    pub facts: FactsPayload,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<EvidenceRef>,
-    /// The camera's (first) model; `models` lists them all when there are several.
-    pub model: ModelRef,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<ModelRef>,
-    /// Drone cameras: where on the ground (see [`crate::drone`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geo: Option<crate::drone::GeoPayload>,
-}
-
-/// What the algorithm's primitive measured, where it applies.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FactsPayload {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<[[f32; 2]; 2]>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direction: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heading_deg: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub score: Option<f32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IncidentState {
-    Start,
-    Update,
-    End,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ObjectPayload {
-    pub track_id: u64,
-    pub class: String,
-    pub confidence: f32,
-    /// `[x, y, w, h]`, normalized, top-left origin.
-    pub bbox: [f32; 4],
-    pub dwell_s: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvidenceRef {
-    pub topic: String,
-    pub width: usize,
-    pub height: usize,
-    /// The incident's video clip, on the first message after it was written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clip: Option<ClipRef>,
-}
-
-/// Where an incident's clip is on the node, and what it holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClipRef {
-    pub path: String,
-    pub duration_s: f64,
-    pub size_bytes: u64,
-    /// Seconds into the clip of the frame the incident started on.
-    pub incident_at_s: f64,
-    /// Where the MP4 was published, when clips are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelRef {
-    pub name: String,
-    pub sha256: String,
-}
 
 /// What the snapshot shows: the frame, the zone, the incident's objects and everything else
 /// tracked.
@@ -145,7 +49,7 @@ pub struct Incident {
 
 /// What the payload says about an algorithm, and what its snapshots draw.
 struct RuleInfo {
-    entry: &'static catalog::Entry,
+    entry: &'static Entry,
     severity: Severity,
     zone_name: Option<String>,
     zone: Option<Polygon>,
@@ -162,22 +66,14 @@ pub struct Incidents {
 }
 
 impl Incidents {
-    /// `entries` are the catalog entries of the camera's algorithms, in its order; `models` the
-    /// camera's models (at least one: the config requires it).
-    pub fn new(
-        node: &str,
-        camera: &CameraConfig,
-        entries: &[&'static catalog::Entry],
-        topics: Topics,
-        models: Vec<ModelRef>,
-    ) -> Self {
+    /// `models` are the camera's models (at least one: the config requires it).
+    pub fn new(node: &str, camera: &CameraConfig, topics: Topics, models: Vec<ModelRef>) -> Self {
         let rules = camera
-            .algorithms
+            .resolved
             .iter()
-            .zip(entries)
-            .map(|(a, entry)| RuleInfo {
-                entry,
-                severity: a.severity.unwrap_or(entry.severity),
+            .map(|a| RuleInfo {
+                entry: a.entry,
+                severity: a.severity,
                 zone_name: a.zone.clone(),
                 zone: a.zone.as_ref().and_then(|z| camera.zone(z)).cloned(),
             })
@@ -301,15 +197,6 @@ fn object_payload(o: &ObjectFact) -> ObjectPayload {
         bbox: [b.x, b.y, b.w, b.h].map(|v| round(f64::from(v), 4) as f32),
         dwell_s: round(o.dwell_s, 1),
     }
-}
-
-pub(crate) fn round(v: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (v * scale).round() / scale
-}
-
-pub fn rfc3339_millis(at: SystemTime) -> String {
-    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn uuid_timestamp(at: SystemTime) -> uuid::Timestamp {

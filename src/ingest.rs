@@ -1,8 +1,8 @@
 //! Ingest: a camera's video, decoded by GStreamer, handed on as [`Frame`]s.
 //!
-//! Each camera gets a pipeline built from a template in `pipelines/` (built in: `rtsp`, `file`,
-//! `test`; a camera may name its own template file). cityeye appends the analysis tail:
-//! `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders already produce I420, so the
+//! Each camera gets a pipeline built from its template (see [`crate::config::pipeline`]), which
+//! ends in the analysis tail `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders
+//! already produce I420, so the
 //! converter passes their buffers through, and a frame is read in place (see [`crate::frame`]
 //! for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
 //! converter, so skipped frames cost only decoding.
@@ -33,9 +33,11 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::config::{CameraConfig, Source};
+use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
+use crate::config::{CameraConfig, pipeline_description};
 use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
+use crate::wire::CameraState;
 
 /// One buffer of a camera's encoded stream, as it came before the decoder: what clips are cut
 /// from, without re-encoding.
@@ -66,122 +68,16 @@ pub enum Mode {
     Replay { start: SystemTime },
 }
 
-/// What a camera is doing, as reported on its status topic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CameraState {
-    Connecting,
-    Online { width: usize, height: usize },
-    Offline { reason: String, retry_in_s: u64 },
-}
-
-const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
-    ("rtsp", include_str!("../pipelines/rtsp.pipeline")),
-    ("file", include_str!("../pipelines/file.pipeline")),
-    ("test", include_str!("../pipelines/test.pipeline")),
-    ("udp-ts", include_str!("../pipelines/udp-ts.pipeline")),
-    ("srt-ts", include_str!("../pipelines/srt-ts.pipeline")),
-    ("rtmp", include_str!("../pipelines/rtmp.pipeline")),
-];
-const CONVERT_NAME: &str = "cityeye_convert";
-const SINK_NAME: &str = "cityeye_frames";
-/// The element a template names to expose its stream before decoding.
-const ENCODED_NAME: &str = "encoded";
-/// The element a template names to receive the stream's KLV metadata.
-const METADATA_NAME: &str = "klv";
 /// Metadata buffers waiting for the next frame: many seconds of KLV at drones' 10-30 a second.
 const METADATA_BACKLOG: usize = 256;
 /// Encoded buffers waiting for the camera thread, which takes them between frames: seconds of
 /// video even at 30 frames/s. Beyond that the camera thread is held up (its sink is full), and
 /// newer buffers are dropped.
 const ENCODED_BACKLOG: usize = 512;
-const RTSP_LATENCY_MS: u32 = 200;
 /// A live stream that delivers nothing for this long is treated as failed.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST_S: u64 = 1;
 const BACKOFF_MAX_S: u64 = 30;
-
-pub fn is_builtin_template(name: &str) -> bool {
-    BUILTIN_TEMPLATES.iter().any(|(n, _)| *n == name)
-}
-
-/// The full GStreamer pipeline for a camera; with `masked`, the password reads `***`.
-pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<String, String> {
-    let name = camera.pipeline.as_deref().unwrap_or(camera.url.default_pipeline());
-    let template = match BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name) {
-        Some((_, t)) => t.to_string(),
-        None => std::fs::read_to_string(name)
-            .map_err(|e| format!("cannot read pipeline template {name}: {e}"))?,
-    };
-    let source = render(&template, &template_values(&camera.url, masked))
-        .map_err(|e| format!("template `{name}`: {e}"))?;
-    Ok(format!(
-        "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=I420 ! appsink name={SINK_NAME}"
-    ))
-}
-
-enum Value {
-    Text(String),
-    Number(u32),
-}
-
-fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> {
-    match source {
-        Source::Rtsp { url, user, password } => vec![
-            ("location", Value::Text(url.to_string())),
-            ("user", Value::Text(user.clone().unwrap_or_default())),
-            (
-                "password",
-                Value::Text(match password {
-                    Some(_) if masked => "***".into(),
-                    p => p.clone().unwrap_or_default(),
-                }),
-            ),
-            ("latency_ms", Value::Number(RTSP_LATENCY_MS)),
-        ],
-        Source::File { path } => {
-            vec![("location", Value::Text(path.to_string_lossy().into_owned()))]
-        }
-        Source::Test { pattern, width, height, fps } => vec![
-            ("pattern", Value::Text(pattern.clone())),
-            ("width", Value::Number(*width)),
-            ("height", Value::Number(*height)),
-            ("fps", Value::Number(*fps)),
-        ],
-        Source::Stream { url } => {
-            vec![("location", Value::Text(if masked { source.masked() } else { url.to_string() }))]
-        }
-    }
-}
-
-/// Fills `{name}` placeholders; text values are quoted for gst-launch syntax. Lines starting
-/// with `#` are comments.
-fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
-    let body: Vec<&str> =
-        template.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let mut rest = body.join(" ");
-    let mut out = String::with_capacity(rest.len());
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').ok_or("unclosed `{`")? + open;
-        let name = &rest[open + 1..close];
-        let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| v).ok_or_else(|| {
-            let known: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
-            format!(
-                "unknown placeholder {{{name}}}; this camera's URL provides {}",
-                known.join(", ")
-            )
-        })?;
-        out.push_str(&rest[..open]);
-        match value {
-            Value::Text(t) => {
-                out.push_str(&format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")))
-            }
-            Value::Number(n) => out.push_str(&n.to_string()),
-        }
-        rest = rest.split_off(close + 1);
-    }
-    out.push_str(&rest);
-    Ok(out)
-}
 
 /// Runs a camera's stream until `stop` is set (live) or the file ends (replay), calling `frame`
 /// for every sampled frame and `state` for every change of connection state; `stats` counts
@@ -763,30 +659,5 @@ mod tests {
         let overflowed = 4 + more - WAITING_CAPACITY as u64;
         let skipped = WAITING_CAPACITY as u64 - 1;
         assert_eq!(s.pulled(ms(2000 + (more - 1) * 200)), overflowed + skipped);
-    }
-
-    #[test]
-    fn template_values_are_quoted_and_passwords_masked() {
-        let source = Source::Rtsp {
-            url: url::Url::parse("rtsp://192.0.2.1/s").unwrap(),
-            user: Some("admin".into()),
-            password: Some("se\"cret".into()),
-        };
-        let t = "rtspsrc location={location} user-pw={password} latency={latency_ms}";
-        assert_eq!(
-            render(t, &template_values(&source, false)).unwrap(),
-            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"se\\\"cret\" latency=200"
-        );
-        assert_eq!(
-            render(t, &template_values(&source, true)).unwrap(),
-            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200"
-        );
-    }
-
-    #[test]
-    fn unknown_placeholders_are_named() {
-        let source = Source::File { path: "/v.mp4".into() };
-        let e = render("filesrc location={path}", &template_values(&source, false)).unwrap_err();
-        assert!(e.contains("{path}") && e.contains("location"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! cityeye: an edge video-analytics appliance. Camera streams in, city-event incidents out over
 //! MQTT.
 //!
-//! Read it as a data pipeline, one module per stage, wired together in [`pipeline`]:
+//! Read it as a data pipeline, one module per stage, driven by the [`engine`]:
 //!
 //! | stage | module | in → out |
 //! |---|---|---|
@@ -12,20 +12,28 @@
 //! | incidents | [`incident`] | events → `cityeye.incident.v1` payloads and evidence |
 //! | publish | [`publish`] | payloads → MQTT (or a replay folder) |
 //!
-//! A drone camera's frames also pass through [`drone`], which places its incidents on the
-//! ground from the drone's telemetry. Beside them, [`clip`] keeps each camera's encoded stream
-//! and cuts an MP4 clip per incident; [`draw`] makes the pictures (evidence, previews,
-//! [`annotate`]d replays). For operators, [`progress`] shows a replay's progress and
-//! [`simulate`] serves video files as RTSP cameras.
-//! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
-//! the counters every stage adds to, published on the stats topic; [`http`] serves them and
-//! the [`web`] page.
+//! One rule holds the layout, in layers from the bottom:
+//!
+//! - **leaves**: [`geometry`] and [`frame`], plain data and maths;
+//! - **contracts**: [`config`] (every type the TOML file names, loaded and validated before
+//!   anything starts) and [`wire`] (every payload the node publishes). They import nothing
+//!   above them;
+//! - **stages**: the pipeline's stages above, and beside them [`clip`] (an MP4 clip per
+//!   incident), [`drone`] (incidents placed on the ground), [`motion`] (the motion gate),
+//!   [`draw`] (pictures), [`stats`] (the counters every stage adds to), [`engine`] (the stages
+//!   joined for one camera), [`node`] (the running node), [`http`] (metrics, health and the web
+//!   page) and [`systemd`];
+//! - **commands**: [`commands`], what the `cityeye` command line runs.
+//!
+//! A module imports only its own layer or those below, and no module imports one that imports
+//! it back: `tests/layout.rs` checks both.
 
-pub mod annotate;
 pub mod clip;
+pub mod commands;
 pub mod config;
 pub mod draw;
 pub mod drone;
+pub mod engine;
 pub mod frame;
 pub mod geometry;
 pub mod http;
@@ -34,14 +42,10 @@ pub mod infer;
 pub mod ingest;
 pub mod motion;
 pub mod node;
-pub mod pipeline;
-pub mod probe;
-pub mod progress;
 pub mod publish;
 pub mod rules;
-pub mod simulate;
 pub mod stats;
 pub mod systemd;
-pub mod tail;
 pub mod track;
 pub mod web;
+pub mod wire;

@@ -1,20 +1,15 @@
-//! The `cityeye` command: run a node, check its config, replay a video through a camera's
-//! analysis, or serve videos as a site's cameras.
+//! The `cityeye` command line: parses it and hands each command to [`cityeye::commands`].
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 
-use cityeye::config::{Config, ConfigErrors};
-use cityeye::progress::{self, Progress};
-use cityeye::rules::catalog;
-use cityeye::simulate::{self, Codec};
-use cityeye::stats::CameraStats;
-use cityeye::{ingest, node, pipeline, publish};
+use cityeye::commands::replay::{self, ReplayRequest};
+use cityeye::commands::simulate::{self, Codec};
+use cityeye::commands::{algorithms, check, models, progress, run, tail};
 
 #[derive(Parser)]
 #[command(
@@ -151,9 +146,6 @@ fn parse_video(text: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
-/// Exit code for a config (or usage) mistake, as opposed to a failure at run time.
-const EXIT_CONFIG: u8 = 2;
-
 /// glibc gives threads up to 8 malloc arenas per core, and each camera runs several threads:
 /// freed memory stays spread over the arenas. One arena per core, and blocks of 1 MiB and more
 /// (frames, tensors) mapped and returned on their own, took 3 MB a camera off 13 live 720p
@@ -184,10 +176,10 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
     match cli.command {
-        Command::Run { config } => run(&config),
-        Command::Check { config, probe } => check(&config, probe),
+        Command::Run { config } => run::run(&config),
+        Command::Check { config, probe } => check::check(&config, probe),
         Command::Replay { config, camera, input, out, start_time, annotate } => {
-            let request = pipeline::ReplayRequest {
+            let request = ReplayRequest {
                 camera: &camera,
                 input: &input,
                 out_dir: &out,
@@ -195,364 +187,25 @@ fn main() -> ExitCode {
                 annotate: annotate.as_deref(),
             };
             let json_logs = cli.log_format == LogFormat::Json;
-            replay(&config, &request, progress::wanted(std::io::stderr().is_terminal(), json_logs))
+            let progress = progress::wanted(std::io::stderr().is_terminal(), json_logs);
+            replay::replay_command(&config, &request, progress)
         }
         Command::Simulate { config, videos, default_video, codec } => {
             let codec = match codec {
                 StreamCodec::H264 => Codec::H264,
                 StreamCodec::H265 => Codec::H265,
             };
-            simulate(&config, &videos, default_video.as_deref(), codec)
+            simulate::simulate(&config, &videos, default_video.as_deref(), codec)
         }
-        Command::Algorithms { json } => algorithms(json),
-        Command::Tail { config, stats } => tail(&config, stats),
-        Command::Models { command: ModelsCommand::Inspect { model } } => inspect_model(&model),
+        Command::Algorithms { json } => algorithms::algorithms(json),
+        Command::Tail { config, stats } => tail::tail(&config, stats),
+        Command::Models { command: ModelsCommand::Inspect { model } } => {
+            models::inspect_model(&model)
+        }
         Command::Preview { config, camera, input, out } => {
-            preview(&config, &camera, input.as_deref(), &out)
+            replay::preview_command(&config, &camera, input.as_deref(), &out)
         }
     }
-}
-
-fn tail(path: &std::path::Path, with_stats: bool) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            errors.0.iter().for_each(|e| eprintln!("error: {e}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    match cityeye::tail::run(&config, with_stats) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn inspect_model(path: &std::path::Path) -> ExitCode {
-    match cityeye::infer::inspect::inspect(path) {
-        Ok(inspection) => {
-            print!("{inspection}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-    }
-}
-
-/// Loads the config and its models, printing every mistake.
-fn load(path: &std::path::Path) -> Result<(Config, pipeline::Models), ExitCode> {
-    let report = |errors: ConfigErrors| {
-        for e in &errors.0 {
-            eprintln!("error: {e}");
-        }
-        ExitCode::from(EXIT_CONFIG)
-    };
-    let config = Config::load(path).map_err(report)?;
-    let models = pipeline::load_models(&config).map_err(report)?;
-    Ok((config, models))
-}
-
-fn run(path: &std::path::Path) -> ExitCode {
-    let (config, models) = match load(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    match node::run_node(config, models) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(path: &std::path::Path, probe: bool) -> ExitCode {
-    let (config, models) = match load(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Reads the CA, certificate, key and password files as `run` would.
-    let link = match publish::link::Settings::load(&config.mqtt, &config.node.id) {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("error: {}: {e}", config.path.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    println!("config {}: valid", config.path.display());
-    let embedded = if config.mqtt.embedded_broker { " (embedded broker)" } else { "" };
-    println!(
-        "mqtt {}{embedded}, topics under {}/{}/",
-        link.describe(),
-        config.mqtt.topic_prefix,
-        config.node.id
-    );
-    if config.http.enabled {
-        println!("http http://{} (web page, /metrics, /healthz)", config.http.listen);
-    }
-    for model in &config.models {
-        let summary = match (models.detectors.get(&model.name), models.classifiers.get(&model.name))
-        {
-            (Some(d), _) => &d.summary,
-            (_, Some(c)) => &c.summary,
-            (None, None) => continue,
-        };
-        println!("model {} ({}, {})", model.name, model.format.name(), model.path.display());
-        println!("  sha256  {}", summary.sha256);
-        for input in &summary.inputs {
-            println!("  input   {input}");
-        }
-        for output in &summary.outputs {
-            println!("  output  {output}");
-        }
-        println!("  classes {}", summary.classes);
-    }
-    for camera in &config.cameras {
-        println!(
-            "camera {} (models {}, {} fps)",
-            camera.id,
-            camera.models.join(", "),
-            camera.analysis_fps
-        );
-        println!("  url      {}", camera.url.masked());
-        match ingest::pipeline_description(camera, true) {
-            Ok(p) => println!("  pipeline {p}"),
-            Err(e) => println!("  pipeline error: {e}"),
-        }
-        if let Some(telemetry) = &camera.telemetry {
-            println!("  telemetry {}", telemetry.describe(&config.mqtt.url));
-        }
-        for a in &camera.algorithms {
-            let zone = a.zone.as_deref().unwrap_or("the whole frame");
-            let entry = catalog::find(&a.kind).expect("checked by the config");
-            let classes = a.classes.as_ref().unwrap_or(&entry.classes).join(", ");
-            let params = a.params.or(&entry.params);
-            let schedule = a.schedule.as_ref().map_or("always".into(), |s| s.join(", "));
-            println!(
-                "  algorithm {} ({}, {}) in {zone}: {} on {classes}; {}",
-                entry.id,
-                entry.name_en,
-                entry.name_zh,
-                entry.primitive.name(),
-                params.describe()
-            );
-            println!(
-                "    severity {}, cooldown_s {}, update_s {}, on duty {schedule}",
-                a.severity.unwrap_or(entry.severity).name(),
-                a.cooldown_s.unwrap_or(entry.cooldown_s),
-                a.update_s.unwrap_or(entry.update_s),
-            );
-        }
-    }
-    if probe {
-        println!();
-        if !cityeye::probe::run(&config, &link) {
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-fn preview(
-    path: &std::path::Path,
-    camera: &str,
-    input: Option<&std::path::Path>,
-    out: &std::path::Path,
-) -> ExitCode {
-    let (config, models) = match load(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let written = pipeline::preview(&config, &models, camera, input).and_then(|jpeg| {
-        std::fs::write(out, jpeg).map_err(|e| {
-            pipeline::ReplayError::Failed(format!("cannot write {}: {e}", out.display()))
-        })
-    });
-    match written {
-        Ok(()) => {
-            println!("{} written: zones and lines in yellow, detections in green", out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => failed(e),
-    }
-}
-
-/// A usage mistake (unknown camera, missing file) exits like a config mistake.
-fn failed(error: pipeline::ReplayError) -> ExitCode {
-    match error {
-        pipeline::ReplayError::Usage(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        pipeline::ReplayError::Failed(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn algorithms(json: bool) -> ExitCode {
-    // A reader that stops early (`| head`) is not an error.
-    let mut out = std::io::stdout().lock();
-    for e in catalog::entries() {
-        let partners = e.params.partner_classes.clone().unwrap_or_default();
-        let written = if json {
-            let line = serde_json::json!({
-                "id": e.id,
-                "name_zh": e.name_zh,
-                "name_en": e.name_en,
-                "category": e.category.name(),
-                "primitive": e.primitive.name(),
-                "classes": e.classes,
-                "partner_classes": partners,
-                "severity": e.severity.name(),
-                "description": e.description,
-            });
-            writeln!(out, "{line}")
-        } else {
-            let mut classes = e.classes.join(", ");
-            if !partners.is_empty() {
-                classes = format!("{classes} + {}", partners.join(", "));
-            }
-            writeln!(
-                out,
-                "{:<26} {:<13} {:<11} {} ({})\n{:<26} classes: {classes}",
-                e.id,
-                e.category.name(),
-                e.primitive.name(),
-                e.name_en,
-                e.name_zh,
-                ""
-            )
-        };
-        if written.is_err() {
-            break;
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-fn replay(
-    path: &std::path::Path,
-    request: &pipeline::ReplayRequest<'_>,
-    progress: bool,
-) -> ExitCode {
-    let (config, models) = match load(path) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let stats = Arc::new(CameraStats::default());
-    let bar = progress.then(|| Progress::start(progress::frames_in(request.input), stats.clone()));
-    let replayed = pipeline::replay(&config, &models, request, &stats);
-    drop(bar);
-    match replayed {
-        Ok(s) => {
-            println!(
-                "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",
-                s.frames_decoded,
-                s.frames_analysed,
-                s.analysed_fps(),
-                s.incidents
-            );
-            if config.analysis.motion_gate {
-                let share = 100.0 * s.frames_gated as f64 / s.frames_analysed.max(1) as f64;
-                println!(
-                    "motion gate: detectors skipped on {} frames ({share:.0} %)",
-                    s.frames_gated
-                );
-            }
-            println!("results in {}", request.out_dir.display());
-            if let (Some(frames), Some(video)) = (s.frames_annotated, request.annotate) {
-                println!("annotated video {} ({frames} frames)", video.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => failed(e),
-    }
-}
-
-fn simulate(
-    path: &std::path::Path,
-    videos: &[(String, PathBuf)],
-    default_video: Option<&std::path::Path>,
-    codec: Codec,
-) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            errors.0.iter().for_each(|e| eprintln!("error: {e}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let cameras = config.cameras.iter().map(|c| (c.id.as_str(), &c.url));
-    let served = match simulate::plan(cameras, videos, default_video) {
-        Ok(served) => served,
-        Err(errors) => {
-            errors.iter().for_each(|e| eprintln!("error: {e}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let mut servers = Vec::new();
-    for ((address, port), mounts) in simulate::servers(&served) {
-        match simulate::Server::start(address, port, &mounts, codec) {
-            Ok(server) => servers.push(server),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let rows: Vec<[String; 3]> = served
-        .iter()
-        .map(|s| {
-            let server = servers.iter().find(|v| v.port() == s.port);
-            let url = server.map_or_else(String::new, |v| v.url(&s.mount.path));
-            [s.camera.clone(), url, s.mount.video.display().to_string()]
-        })
-        .collect();
-    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(6);
-    let (w0, w1) = (width(0), width(1));
-    println!("{:<w0$}  {:<w1$}  video", "camera", "url");
-    for [camera, url, video] in &rows {
-        println!("{camera:<w0$}  {url:<w1$}  {video}");
-    }
-    let codec = match codec {
-        Codec::H264 => "H.264",
-        Codec::H265 => "H.265",
-    };
-    let cameras =
-        if rows.len() == 1 { "1 camera".into() } else { format!("{} cameras", rows.len()) };
-    println!("serving {cameras} as {codec}, each video looped, until Ctrl-C");
-    let _ = std::io::stdout().flush();
-    match wait_for_signal() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Waits for SIGINT (Ctrl-C) or SIGTERM.
-fn wait_for_signal() -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-        Ok(())
-    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The running node: its cameras, each on a thread of its own (see [`crate::pipeline`]), the
+//! The running node: its cameras, each on a thread of its own (see [`crate::engine`]), the
 //! MQTT sink they feed, the HTTP endpoints and the systemd watchdog, until SIGINT or SIGTERM.
 //!
 //! The node also keeps its config current. On SIGHUP, or when the file's text changes, it loads
@@ -25,14 +25,14 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
+use crate::engine::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
 use crate::http;
-use crate::incident::rfc3339_millis;
 use crate::ingest::Mode;
-use crate::pipeline::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
-use crate::publish::{self, CHANNEL_CAPACITY, ConfigReport, Outbound};
+use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
 use crate::web::Web;
+use crate::wire::{ConfigReport, rfc3339_millis};
 
 /// How often the config file is read to see whether it changed.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -348,6 +348,7 @@ fn stream_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
         models: Vec::new(),
         zones: Vec::new(),
         algorithms: Vec::new(),
+        resolved: Vec::new(),
         ..c.clone()
     };
     stream(old) != stream(new)

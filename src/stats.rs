@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
-use crate::incident::rfc3339_millis;
-use crate::ingest::CameraState;
-use crate::publish::OutboxStats;
+use crate::wire::{
+    CameraReport, CameraState, LatencyReport, OutboxStats, StatsPayload, rfc3339_millis,
+};
 
 /// Upper bounds of the inference-time histogram on `/metrics`, in milliseconds.
 const INFERENCE_BUCKETS_MS: [f64; 8] = [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 1000.0];
@@ -58,15 +56,6 @@ struct Latency {
     sum_s: f64,
     /// Since the last report, milliseconds.
     recent: Vec<f64>,
-}
-
-/// The interval's latency percentiles in the stats report.
-#[derive(Debug, Serialize)]
-struct LatencyReport {
-    count: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
 }
 
 impl Latency {
@@ -468,40 +457,6 @@ fn rate(count: u64, seconds: f64) -> f64 {
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
-}
-
-#[derive(Serialize)]
-struct StatsPayload<'a> {
-    schema: &'static str,
-    node: &'a str,
-    at: String,
-    uptime_s: u64,
-    /// The seconds the rates cover.
-    interval_s: f64,
-    cameras: BTreeMap<String, CameraReport>,
-    /// New incidents by algorithm since the node started, all cameras together.
-    incidents: BTreeMap<String, u64>,
-    outbox: OutboxStats,
-    /// Frame-to-broker latency of the incident messages acknowledged in the interval.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<LatencyReport>,
-}
-
-#[derive(Serialize)]
-struct CameraReport {
-    state: &'static str,
-    fps_in: f64,
-    fps_analysed: f64,
-    /// Mean time per analysed frame in the camera's models over the interval.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    inference_ms: Option<f64>,
-    frames_in: u64,
-    frames_analysed: u64,
-    /// Frames sampled for analysis but replaced by a newer one before analysis got to them.
-    frames_dropped: u64,
-    /// Analysed frames on which the motion gate spared the detectors.
-    frames_gated: u64,
-    incidents: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

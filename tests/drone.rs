@@ -392,7 +392,7 @@ fn drone_templates_build() {
         );
         let (_dir, path) = write_config(&text);
         let config = cityeye::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let description = cityeye::ingest::pipeline_description(&config.cameras[0], false).unwrap();
+        let description = cityeye::config::pipeline_description(&config.cameras[0], false).unwrap();
         let pipeline = gst::parse::launch(&description).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("encoded").is_some());
     }

@@ -226,8 +226,8 @@ fn replay_annotate_writes_every_analysed_frame_with_zones_tracks_and_banners() {
 
 #[test]
 fn the_progress_total_is_the_videos_frame_count() {
-    assert_eq!(cityeye::progress::frames_in(&shared("testdata/vtest.avi")), Some(795));
-    assert_eq!(cityeye::progress::frames_in(Path::new("/nonexistent.mp4")), None);
+    assert_eq!(cityeye::commands::progress::frames_in(&shared("testdata/vtest.avi")), Some(795));
+    assert_eq!(cityeye::commands::progress::frames_in(Path::new("/nonexistent.mp4")), None);
 }
 
 #[test]

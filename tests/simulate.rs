@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
+use cityeye::commands::simulate::{Codec, Mount, Server};
 use cityeye::config::Config;
-use cityeye::simulate::{Codec, Mount, Server};
 use common::*;
 
 fn simulate(config: &Path) -> Command {

@@ -22,8 +22,8 @@
 //! have no ground point at all. Terrain that is not flat is outside the model: a roof 10 m above
 //! the ground seen at 45° lands 10 m too far.
 
-use serde::{Deserialize, Serialize};
-
+use crate::config::TelemetryConfig;
+pub use crate::geometry::{GeoPolygon, LatLon};
 use crate::geometry::{Point, Polygon};
 
 /// Rays flatter than this have no ground point: their error would be larger than the answer.
@@ -32,13 +32,6 @@ pub const MIN_DEPRESSION_DEG: f64 = 2.0;
 pub const MAX_RANGE_M: f64 = 10_000.0;
 const WGS84_A: f64 = 6_378_137.0;
 const WGS84_E2: f64 = 6.694_379_990_14e-3;
-
-/// A WGS84 position, degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LatLon {
-    pub lat: f64,
-    pub lon: f64,
-}
 
 /// Where a camera is, which way it looks and what it sees, at one instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +57,17 @@ pub struct Sigmas {
     pub angle_deg: f64,
     pub altitude_m: f64,
     pub position_m: f64,
+}
+
+impl Sigmas {
+    /// The sigmas a camera's telemetry settings give.
+    pub fn of(config: &TelemetryConfig) -> Sigmas {
+        Sigmas {
+            angle_deg: config.angle_sigma_deg,
+            altitude_m: config.altitude_sigma_m,
+            position_m: config.position_sigma_m,
+        }
+    }
 }
 
 /// A point on the ground and its 1-sigma horizontal uncertainty.
@@ -283,29 +287,6 @@ pub fn metres(origin: LatLon, to: LatLon) -> (f64, f64) {
 pub fn distance_m(a: LatLon, b: LatLon) -> f64 {
     let (n, e) = metres(a, b);
     n.hypot(e)
-}
-
-/// A geo-fence: a polygon of WGS84 positions, at least three, checked by the config.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeoPolygon(pub Vec<LatLon>);
-
-impl GeoPolygon {
-    /// Whether a position is inside (even-odd rule on latitude and longitude, which is exact
-    /// enough for fences of a few kilometres).
-    pub fn contains(&self, p: LatLon) -> bool {
-        let pts = &self.0;
-        let mut inside = false;
-        for i in 0..pts.len() {
-            let (a, b) = (pts[i], pts[(i + pts.len() - 1) % pts.len()]);
-            if (a.lat > p.lat) != (b.lat > p.lat) {
-                let lon = a.lon + (p.lat - a.lat) / (b.lat - a.lat) * (b.lon - a.lon);
-                if p.lon < lon {
-                    inside = !inside;
-                }
-            }
-        }
-        inside
-    }
 }
 
 #[cfg(test)]

@@ -15,64 +15,20 @@
 //!   `cooldown_s`: the same thing seen again within the radius (the next pass over the same
 //!   debris) continues that incident as an `update` instead of starting another.
 
-pub mod config;
 pub mod geo;
 pub mod klv;
 pub mod telemetry;
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, CameraKind, Config, TelemetryConfig, TelemetrySource};
 use crate::frame::Frame;
 use crate::geometry::Polygon;
-use crate::incident::{Incident, IncidentState, round};
-use crate::rules::{Rules, catalog};
-use config::{CameraKind, TelemetryConfig, TelemetrySource};
+use crate::incident::Incident;
+use crate::rules::Rules;
+use crate::wire::{GeoPayload, GroundPayload, IncidentState, PlatformPayload, round};
 use geo::{GeoPolygon, LatLon, Pose};
 use telemetry::{MqttFeed, Samples};
-
-/// The `geo` block of a drone camera's incident message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GeoPayload {
-    /// `ok`, `missing` (no sample yet), `stale` (none within `max_age_s` of the frame) or
-    /// `incomplete` (the sample lacks a value a position needs).
-    pub telemetry: String,
-    /// `klv` or `mqtt`.
-    pub source: String,
-    /// Frame time minus the sample's time, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub age_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<PlatformPayload>,
-    /// The ground altitude the projection used (the KLV frame centre's, or the config's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ground_altitude_m: Option<f64>,
-    /// Where the image centre is by the drone's own reckoning (KLV), when it says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frame_centre: Option<LatLon>,
-    /// Each of the incident's objects that has a ground position.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub objects: Vec<GroundPayload>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlatformPayload {
-    pub lat: f64,
-    pub lon: f64,
-    pub altitude_m: f64,
-    pub heading_deg: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroundPayload {
-    pub track_id: u64,
-    pub lat: f64,
-    pub lon: f64,
-    /// 1-sigma horizontal uncertainty, metres.
-    pub uncertainty_m: f64,
-}
 
 /// What a frame's telemetry is.
 #[derive(Debug, Clone)]
@@ -160,14 +116,8 @@ impl Drone {
                 Some(Fence { rule, zone: zone.name.clone(), ground, image: Polygon::default() })
             })
             .collect();
-        let cooldowns = camera
-            .algorithms
-            .iter()
-            .filter_map(|a| {
-                let entry = catalog::find(&a.kind)?;
-                Some((entry.id.clone(), a.cooldown_s.unwrap_or(entry.cooldown_s)))
-            })
-            .collect();
+        let cooldowns =
+            camera.resolved.iter().map(|a| (a.entry.id.clone(), a.cooldown_s)).collect();
         Ok(Some(Drone {
             camera: camera.id.clone(),
             config: config.clone(),
@@ -287,7 +237,7 @@ impl Drone {
     }
 
     fn geo(&self, incident: &Incident, fix: &Fix) -> GeoPayload {
-        let sigmas = self.config.sigmas();
+        let sigmas = geo::Sigmas::of(&self.config);
         let objects = match &fix.pose {
             Some(pose) => incident
                 .payload

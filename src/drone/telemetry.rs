@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::config::TelemetryConfig;
 use super::geo::{LatLon, Pose};
 use super::klv::UasSample;
 use crate::config::BrokerUrl;
+use crate::config::TelemetryConfig;
 
 /// Samples kept: seconds of telemetry at the 10-30 a second drones send.
 const KEPT: usize = 512;

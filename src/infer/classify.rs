@@ -8,10 +8,8 @@
 use std::sync::Arc;
 
 use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
-use super::{
-    ImageSession, LoadError, ModelKind, ModelSummary, Opened, load_error, open, output_shape,
-};
-use crate::config::ModelConfig;
+use super::{ImageSession, LoadError, ModelSummary, Opened, load_error, open, output_shape};
+use crate::config::{ModelConfig, ModelKind};
 use crate::frame::Frame;
 use crate::geometry::BBox;
 

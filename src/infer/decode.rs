@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use crate::config::ModelFormat;
+
 /// Strides of YOLOX's three detection heads, in the order their anchors appear in the output.
 const YOLOX_STRIDES: [usize; 3] = [8, 16, 32];
 
@@ -15,33 +17,7 @@ const YOLOX_STRIDES: [usize; 3] = [8, 16, 32];
 /// contiguous run instead of striding across the whole tensor per anchor.
 const YOLOV8_BLOCK: usize = 64;
 
-/// Output layout families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelFormat {
-    Yolox,
-    Yolov5,
-    Yolov8,
-}
-
 impl ModelFormat {
-    /// "yolox" | "yolov5" | "yolov8" | "yolo11" (YOLO11 has YOLOv8's layout).
-    pub fn parse(s: &str) -> Option<ModelFormat> {
-        match s {
-            "yolox" => Some(ModelFormat::Yolox),
-            "yolov5" => Some(ModelFormat::Yolov5),
-            "yolov8" | "yolo11" => Some(ModelFormat::Yolov8),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModelFormat::Yolox => "yolox",
-            ModelFormat::Yolov5 => "yolov5",
-            ModelFormat::Yolov8 => "yolov8",
-        }
-    }
-
     /// Check an output shape (dims as i64, -1 = dynamic) against this format for `classes`
     /// classes and input W×H.
     ///
@@ -352,18 +328,6 @@ mod tests {
 
     fn cand(x1: f32, y1: f32, x2: f32, y2: f32, class_id: usize, score: f32) -> Candidate {
         Candidate { x1, y1, x2, y2, class_id, score }
-    }
-
-    #[test]
-    fn parse_and_name() {
-        assert_eq!(ModelFormat::parse("yolox"), Some(ModelFormat::Yolox));
-        assert_eq!(ModelFormat::parse("yolov5"), Some(ModelFormat::Yolov5));
-        assert_eq!(ModelFormat::parse("yolov8"), Some(ModelFormat::Yolov8));
-        assert_eq!(ModelFormat::parse("yolo11"), Some(ModelFormat::Yolov8));
-        assert_eq!(ModelFormat::parse("yolov7"), None);
-        for format in [ModelFormat::Yolox, ModelFormat::Yolov5, ModelFormat::Yolov8] {
-            assert_eq!(ModelFormat::parse(format.name()), Some(format));
-        }
     }
 
     #[test]

@@ -21,11 +21,10 @@ use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
 pub use classify::Classifier;
-pub use decode::ModelFormat;
 use decode::{Candidate, decode, nms};
 use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_frame};
 
-use crate::config::{ModelConfig, sha256_hex};
+use crate::config::{ModelConfig, ModelFormat, ModelKind, sha256_hex};
 use crate::frame::Frame;
 use crate::geometry::{BBox, Detection};
 
@@ -33,31 +32,6 @@ use crate::geometry::{BBox, Detection};
 /// location first, then `scripts/setup`'s.
 const ORT_LIBRARY_PLACES: [&str; 2] =
     ["/usr/lib/cityeye/libonnxruntime.so", "/usr/local/lib/cityeye/libonnxruntime.so"];
-
-/// What a model file is: a detector of one of the YOLO families, or an image classifier
-/// (the second stage of cascade algorithms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    Detector(ModelFormat),
-    Classifier,
-}
-
-impl ModelKind {
-    /// A config's `format`: `yolox`, `yolov5`, `yolov8`, `yolo11` or `classifier`.
-    pub fn parse(text: &str) -> Option<ModelKind> {
-        match text {
-            "classifier" => Some(ModelKind::Classifier),
-            other => ModelFormat::parse(other).map(ModelKind::Detector),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModelKind::Detector(format) => format.name(),
-            ModelKind::Classifier => "classifier",
-        }
-    }
-}
 
 /// A model that cannot be used, and which config key is to blame.
 #[derive(Debug, Clone, PartialEq)]

@@ -36,8 +36,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{MAX_PACKET_BYTES, Topics, node_status};
+use super::MAX_PACKET_BYTES;
 use crate::config::{MqttConfig, MqttVersion};
+use crate::wire::{Topics, node_status};
 
 /// What the connection task tells the sink.
 #[derive(Debug)]

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 pub mod link;
@@ -37,12 +36,12 @@ mod outbox;
 
 use link::LinkEvent;
 use outbox::WINDOW;
-pub use outbox::{Outbox, OutboxStats, Publication, free_bytes, probe_writable};
+pub use outbox::{Outbox, Publication, free_bytes, probe_writable};
 
 use crate::config::{Config, MqttConfig};
-use crate::incident::{Incident, IncidentPayload, evidence_jpeg, rfc3339_millis};
-use crate::ingest::CameraState;
+use crate::incident::{Incident, evidence_jpeg};
 use crate::stats::NodeStats;
+use crate::wire::{CameraState, ConfigReport, IncidentPayload, Topics, camera_status, node_status};
 
 /// Largest message either way: evidence snapshots of 4K frames stay well under this.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
@@ -64,138 +63,6 @@ pub enum Outbound {
     /// The config the node runs, after start and after each reload: goes out with the node's
     /// status.
     Config(ConfigReport),
-}
-
-/// The node status's `config`: which config file version the node runs and how the last
-/// reload went.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ConfigReport {
-    /// SHA-256 of the config file's text the node runs.
-    pub sha256: String,
-    /// When the node started running it (UTC, RFC 3339).
-    pub applied_at: String,
-    /// Sections changed in the file that apply only at the next restart.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub restart_needed: Vec<String>,
-    /// The last reload's mistakes, when it was refused: the node keeps running `sha256`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
-}
-
-/// The node's topic names.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    base: String,
-}
-
-impl Topics {
-    pub fn new(prefix: &str, node: &str) -> Self {
-        Topics { base: format!("{prefix}/{node}") }
-    }
-
-    pub fn incident(&self, camera: &str, algorithm: &str) -> String {
-        format!("{}/{camera}/incident/{algorithm}", self.base)
-    }
-
-    pub fn evidence(&self, camera: &str, incident_id: &str) -> String {
-        format!("{}/{camera}/evidence/{incident_id}", self.base)
-    }
-
-    pub fn clip(&self, camera: &str, incident_id: &str) -> String {
-        format!("{}/clip", self.evidence(camera, incident_id))
-    }
-
-    pub fn node_status(&self) -> String {
-        format!("{}/status", self.base)
-    }
-
-    pub fn camera_status(&self, camera: &str) -> String {
-        format!("{}/{camera}/status", self.base)
-    }
-
-    /// `{prefix}/{node}`: every topic of the node is under it.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    pub fn stats(&self) -> String {
-        format!("{}/stats", self.base)
-    }
-}
-
-/// `cityeye.status.v1`: the node's or a camera's state, as retained on the status topics.
-#[derive(Debug, Serialize)]
-struct StatusPayload<'a> {
-    schema: &'static str,
-    node: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    camera: Option<&'a str>,
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_in_s: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    width: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    height: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    telemetry: Option<&'a str>,
-    at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    config: Option<&'a ConfigReport>,
-}
-
-fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u8> {
-    let payload = StatusPayload {
-        schema: "cityeye.status.v1",
-        node,
-        camera: None,
-        state: if online { "online" } else { "offline" },
-        reason: None,
-        retry_in_s: None,
-        width: None,
-        height: None,
-        telemetry: None,
-        at: rfc3339_millis(SystemTime::now()),
-        config,
-    };
-    serde_json::to_vec(&payload).expect("status serializes")
-}
-
-fn camera_status(
-    node: &str,
-    camera: &str,
-    state: &CameraState,
-    telemetry: Option<&'static str>,
-    at: SystemTime,
-) -> Vec<u8> {
-    let mut payload = StatusPayload {
-        schema: "cityeye.status.v1",
-        node,
-        camera: Some(camera),
-        state: "connecting",
-        reason: None,
-        retry_in_s: None,
-        width: None,
-        height: None,
-        telemetry: None,
-        at: rfc3339_millis(at),
-        config: None,
-    };
-    match state {
-        CameraState::Connecting => {}
-        CameraState::Online { width, height } => {
-            payload.state = "online";
-            (payload.width, payload.height) = (Some(*width), Some(*height));
-            payload.telemetry = telemetry;
-        }
-        CameraState::Offline { reason, retry_in_s } => {
-            payload.state = "offline";
-            (payload.reason, payload.retry_in_s) = (Some(reason.as_str()), Some(*retry_in_s));
-        }
-    }
-    serde_json::to_vec(&payload).expect("status serializes")
 }
 
 /// Publishes everything from `rx` to the broker of `settings` until `stop` is set and the input
@@ -430,34 +297,4 @@ pub fn replay_sink(out_dir: &Path, rx: &mut mpsc::Receiver<Outbound>) -> Result<
         count += 1;
     }
     Ok(count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topics_follow_the_contract() {
-        let t = Topics::new("cityeye", "edge-0001");
-        assert_eq!(
-            t.incident("gate-east", "illegal_parking"),
-            "cityeye/edge-0001/gate-east/incident/illegal_parking"
-        );
-        assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
-        assert_eq!(t.clip("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X/clip");
-        assert_eq!(t.node_status(), "cityeye/edge-0001/status");
-        assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
-    }
-
-    #[test]
-    fn camera_status_says_why_it_is_offline() {
-        let state = CameraState::Offline { reason: "refused".into(), retry_in_s: 4 };
-        let body: serde_json::Value =
-            serde_json::from_slice(&camera_status("n", "c", &state, None, SystemTime::UNIX_EPOCH))
-                .unwrap();
-        assert_eq!(body["state"], "offline");
-        assert_eq!(body["reason"], "refused");
-        assert_eq!(body["retry_in_s"], 4);
-        assert_eq!(body["camera"], "c");
-    }
 }

@@ -23,8 +23,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::wire::OutboxStats;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
 /// Publications the outbox holds in memory only (statuses, or everything while the disk fails)
 /// before it stops taking messages from the cameras.
@@ -94,21 +94,6 @@ struct Entry {
     row: Option<i64>,
     payload: Option<Vec<u8>>,
     seen_at: Option<SystemTime>,
-}
-
-/// What the outbox holds and what it had to drop, for the stats topic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct OutboxStats {
-    /// Messages waiting for the broker's acknowledgement.
-    pub depth: usize,
-    /// Payload bytes of those on disk, and the cap.
-    pub bytes: u64,
-    pub max_bytes: u64,
-    /// Evidence dropped to keep under the cap since the node started.
-    pub evidence_dropped: u64,
-    pub evidence_dropped_bytes: u64,
-    /// Writes to disk that failed (full, read-only) since the node started.
-    pub store_errors: u64,
 }
 
 pub struct Outbox {

@@ -1,8 +1,9 @@
 //! Rules: the city-event algorithms, evaluated on one camera's tracks on stream time.
 //!
-//! An algorithm is a catalog entry ([`catalog`]: id, names, category, a *primitive*, default
-//! classes and parameters) plus the camera's settings (zone, classes, thresholds, schedule,
-//! cooldown, severity). A primitive ([`primitives`]) says which conditions hold right now
+//! An algorithm is a catalog entry ([`crate::config::catalog`]: id, names, category, a
+//! *primitive*, default classes and parameters) plus the camera's settings (zone, classes,
+//! thresholds, schedule, cooldown, severity), merged by the config ([`crate::config::Algorithm`])
+//! and made runnable by [`specs`]. A primitive ([`primitives`]) says which conditions hold right now
 //! (a vehicle has dwelt long enough, a crowd is there, a line was crossed); this module turns
 //! what holds into incidents the same way for every algorithm:
 //!
@@ -14,19 +15,18 @@
 //!
 //! Plain Rust over [`Track`]s: no video or model inside, so tests drive it with synthetic tracks.
 
-pub mod catalog;
-pub mod params;
 pub mod primitives;
-pub mod schedule;
+mod spec;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::config::Schedule;
 use crate::geometry::{BBox, Polygon};
 use crate::track::{Track, TrackState, TrackUpdate};
 
-pub use params::{Params, PrimitiveKind, Severity};
+pub use spec::specs;
 
 /// Two incident boxes overlapping at least this much are the same place.
 const SAME_PLACE_IOU: f32 = 0.3;
@@ -167,7 +167,7 @@ pub struct AlgorithmSpec {
     pub partner_classes: Vec<Arc<str>>,
     pub min_confidence: f32,
     pub min_box_area: f32,
-    pub schedule: schedule::Schedule,
+    pub schedule: Schedule,
     pub cooldown_s: f64,
     pub update_s: f64,
     /// The classifier whose verdicts a cascade algorithm reads.
@@ -394,7 +394,7 @@ mod tests {
             partner_classes: vec![],
             min_confidence: 0.5,
             min_box_area: 0.001,
-            schedule: schedule::Schedule::default(),
+            schedule: Schedule::default(),
             cooldown_s: 30.0,
             update_s: 10.0,
             classifier: None,
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn outside_the_schedule_nothing_starts_and_open_incidents_end() {
         let mut on_duty = spec(Box::new(Presence::new(0.0, 0.0)));
-        on_duty.schedule = schedule::Schedule::parse(&["Wed-Fri 00:00-24:00".into()]).unwrap();
+        on_duty.schedule = Schedule::parse(&["Wed-Fri 00:00-24:00".into()]).unwrap();
         let mut rules = Rules::new(vec![on_duty]);
         let open = run(&mut rules, 0, 3, thursday(), |_| vec![person(1)]);
         assert_eq!(open, [(0, Phase::Start, 0)]);

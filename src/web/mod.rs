@@ -17,13 +17,14 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::engine::{Analysed, Overlay};
 use crate::frame::Frame;
 use crate::geometry::BBox;
 use crate::http::Response;
-use crate::incident::{Evidence, IncidentPayload, IncidentState, evidence_jpeg, rfc3339_millis};
-use crate::pipeline::{Analysed, Overlay};
+use crate::incident::{Evidence, evidence_jpeg};
 use crate::stats::NodeStats;
 use crate::track::TrackState;
+use crate::wire::{IncidentPayload, IncidentState, rfc3339_millis};
 
 /// How many incidents the page lists, newest first. Each holds its snapshot's frame until the
 /// snapshot is first shown, then only the JPEG.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 pub mod onnx;
 
-pub use cityeye::simulate::Codec;
-use cityeye::simulate::{Mount, Server};
+pub use cityeye::commands::simulate::Codec;
+use cityeye::commands::simulate::{Mount, Server};
 
 pub fn shared(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)

@@ -30,8 +30,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::{Anchor, CrossDirection};
 use crate::geometry::Point;
-use crate::rules::params::{Anchor, CrossDirection};
 use crate::rules::{Facts, Hold, ObjectFact, Primitive, View};
 use crate::track::Track;
 

@@ -27,6 +27,52 @@ pub use line_cross::LineCross;
 pub use pair::Pair;
 pub use presence::Presence;
 
+use std::sync::Arc;
+
+use super::Primitive;
+use crate::config::{Anchor, CrossDirection, Params, PrimitiveKind};
+
+/// A primitive's state, from an algorithm's (checked) parameters and the primitive's defaults.
+pub fn build(params: &Params, kind: PrimitiveKind) -> Box<dyn Primitive> {
+    let persist_s = params.persist_s.unwrap_or(2.0);
+    let clear_s = params.clear_s.unwrap_or(5.0);
+    match kind {
+        PrimitiveKind::Presence => Box::new(Presence::new(persist_s, clear_s)),
+        PrimitiveKind::Dwell => {
+            Box::new(Dwell::new(params.dwell_s.unwrap_or(60.0), params.max_motion.unwrap_or(0.15)))
+        }
+        PrimitiveKind::Loiter => Box::new(Dwell::loiter(params.dwell_s.unwrap_or(60.0))),
+        PrimitiveKind::Count => {
+            Box::new(Count::new(params.min_count.unwrap_or(1), persist_s, clear_s))
+        }
+        PrimitiveKind::LineCross => Box::new(LineCross::new(
+            params.line.unwrap_or([[0.0, 0.5], [1.0, 0.5]]),
+            params.direction.unwrap_or(CrossDirection::Any),
+            params.min_travel.unwrap_or(0.02),
+            params.anchor.unwrap_or(Anchor::BottomCentre),
+        )),
+        PrimitiveKind::Direction => Box::new(Direction::new(
+            params.heading_deg.unwrap_or(0.0),
+            params.tolerance_deg.unwrap_or(45.0),
+            params.min_travel.unwrap_or(0.05),
+        )),
+        PrimitiveKind::Absence => Box::new(Absence::new(params.persist_s.unwrap_or(30.0))),
+        PrimitiveKind::Pair => {
+            Box::new(Pair::new(params.max_gap.unwrap_or(0.02), persist_s, clear_s))
+        }
+        PrimitiveKind::AreaRatio => Box::new(AreaRatio::new(
+            params.min_ratio.unwrap_or(0.2),
+            params.persist_s.unwrap_or(5.0),
+            clear_s,
+        )),
+        PrimitiveKind::Cascade => Box::new(Cascade::new(
+            params.labels.iter().flatten().map(|l| Arc::from(l.as_str())).collect(),
+            params.min_score.unwrap_or(0.5),
+            params.min_frames.unwrap_or(3),
+        )),
+    }
+}
+
 /// Builders for the primitives' tests: synthetic tracks and views.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -26,12 +26,12 @@ use gstreamer_video as gst_video;
 use image::{Rgb, RgbImage};
 
 use crate::draw;
+use crate::engine::{Analysed, Overlay};
 use crate::frame::Frame;
 use crate::geometry::Point;
-use crate::incident::IncidentState;
 use crate::ingest;
-use crate::pipeline::{Analysed, Overlay};
 use crate::track::{Track, TrackState};
+use crate::wire::IncidentState;
 
 /// Seconds of stream time an incident's banner stays up after its latest message.
 pub const BANNER_S: f64 = 2.0;

@@ -23,6 +23,10 @@ use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 use url::Host;
 
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::{EXIT_CONFIG, load_config};
 use crate::config::Source;
 use crate::ingest;
 
@@ -438,6 +442,84 @@ pub fn servers(served: &[Served]) -> BTreeMap<(IpAddr, u16), Vec<Mount>> {
         }
     }
     servers
+}
+
+/// `cityeye simulate`: serves the videos as the config's RTSP cameras until SIGINT or SIGTERM.
+pub fn simulate(
+    path: &std::path::Path,
+    videos: &[(String, PathBuf)],
+    default_video: Option<&std::path::Path>,
+    codec: Codec,
+) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let cameras = config.cameras.iter().map(|c| (c.id.as_str(), &c.url));
+    let served = match plan(cameras, videos, default_video) {
+        Ok(served) => served,
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut running = Vec::new();
+    for ((address, port), mounts) in servers(&served) {
+        match Server::start(address, port, &mounts, codec) {
+            Ok(server) => running.push(server),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let rows: Vec<[String; 3]> = served
+        .iter()
+        .map(|s| {
+            let server = running.iter().find(|v| v.port() == s.port);
+            let url = server.map_or_else(String::new, |v| v.url(&s.mount.path));
+            [s.camera.clone(), url, s.mount.video.display().to_string()]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(6);
+    let (w0, w1) = (width(0), width(1));
+    println!("{:<w0$}  {:<w1$}  video", "camera", "url");
+    for [camera, url, video] in &rows {
+        println!("{camera:<w0$}  {url:<w1$}  {video}");
+    }
+    let codec = match codec {
+        Codec::H264 => "H.264",
+        Codec::H265 => "H.265",
+    };
+    let cameras =
+        if rows.len() == 1 { "1 camera".into() } else { format!("{} cameras", rows.len()) };
+    println!("serving {cameras} as {codec}, each video looped, until Ctrl-C");
+    let _ = std::io::stdout().flush();
+    match wait_for_signal() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

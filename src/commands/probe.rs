@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CameraConfig, Config};
 use crate::ingest;
-use crate::publish::Topics;
 use crate::publish::link::Settings;
+use crate::wire::Topics;
 
 /// One camera's probe, as a table row.
 pub struct CameraProbe {

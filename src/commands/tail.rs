@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::load_config;
 use crate::config::Config;
-use crate::incident::IncidentPayload;
-use crate::publish::Topics;
 use crate::publish::link::Settings;
+use crate::wire::{IncidentPayload, Topics};
 
 /// Prints the node's messages until the connection fails for good or the process is stopped.
 pub fn run(config: &Config, with_stats: bool) -> Result<(), String> {
@@ -107,6 +110,21 @@ fn incident_line(i: &IncidentPayload) -> String {
 /// `2026-11-21T19:56:37.111Z` → `19:56:37` (UTC, as in the payload).
 fn time_of_day(rfc3339: &str) -> String {
     rfc3339.get(11..19).unwrap_or(rfc3339).to_string()
+}
+
+/// `cityeye tail`: prints the node's messages from its broker until stopped.
+pub fn tail(path: &Path, with_stats: bool) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match run(&config, with_stats) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

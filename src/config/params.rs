@@ -1,14 +1,8 @@
 //! Algorithm parameters: one set of names shared by the catalog (defaults per algorithm) and the
-//! camera config (overrides), and what each primitive takes.
-
-use std::sync::Arc;
+//! camera config (overrides), and what each primitive takes. The rules stage builds each
+//! primitive from them (`rules::primitives::build`).
 
 use serde::{Deserialize, Serialize};
-
-use super::Primitive;
-use super::primitives::{
-    Absence, AreaRatio, Cascade, Count, Direction, Dwell, LineCross, Pair, Presence,
-};
 
 /// The building blocks algorithms are made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -289,46 +283,5 @@ impl Params {
             problems.push(("tolerance_deg", "must be between 0 and 180".into()));
         }
         problems
-    }
-
-    /// The primitive's state, from these (checked) values and its defaults.
-    pub fn build(&self, kind: PrimitiveKind) -> Box<dyn Primitive> {
-        let persist_s = self.persist_s.unwrap_or(2.0);
-        let clear_s = self.clear_s.unwrap_or(5.0);
-        match kind {
-            PrimitiveKind::Presence => Box::new(Presence::new(persist_s, clear_s)),
-            PrimitiveKind::Dwell => {
-                Box::new(Dwell::new(self.dwell_s.unwrap_or(60.0), self.max_motion.unwrap_or(0.15)))
-            }
-            PrimitiveKind::Loiter => Box::new(Dwell::loiter(self.dwell_s.unwrap_or(60.0))),
-            PrimitiveKind::Count => {
-                Box::new(Count::new(self.min_count.unwrap_or(1), persist_s, clear_s))
-            }
-            PrimitiveKind::LineCross => Box::new(LineCross::new(
-                self.line.unwrap_or([[0.0, 0.5], [1.0, 0.5]]),
-                self.direction.unwrap_or(CrossDirection::Any),
-                self.min_travel.unwrap_or(0.02),
-                self.anchor.unwrap_or(Anchor::BottomCentre),
-            )),
-            PrimitiveKind::Direction => Box::new(Direction::new(
-                self.heading_deg.unwrap_or(0.0),
-                self.tolerance_deg.unwrap_or(45.0),
-                self.min_travel.unwrap_or(0.05),
-            )),
-            PrimitiveKind::Absence => Box::new(Absence::new(self.persist_s.unwrap_or(30.0))),
-            PrimitiveKind::Pair => {
-                Box::new(Pair::new(self.max_gap.unwrap_or(0.02), persist_s, clear_s))
-            }
-            PrimitiveKind::AreaRatio => Box::new(AreaRatio::new(
-                self.min_ratio.unwrap_or(0.2),
-                self.persist_s.unwrap_or(5.0),
-                clear_s,
-            )),
-            PrimitiveKind::Cascade => Box::new(Cascade::new(
-                self.labels.iter().flatten().map(|l| Arc::from(l.as_str())).collect(),
-                self.min_score.unwrap_or(0.5),
-                self.min_frames.unwrap_or(3),
-            )),
-        }
     }
 }

@@ -1,150 +1,47 @@
-//! The algorithm catalog: the named city-event algorithms a dispatch centre handles (机动车违停,
-//! 占道经营, 人员聚集 …), each defined as data in `catalog/algorithms.toml` (built into the
-//! binary) on top of a primitive: names, category, default classes and parameters.
+//! An algorithm as the config resolved it becomes one the rules run: its zone's polygon, its
+//! classes as shared names, its schedule parsed and its primitive built.
 
-use std::sync::{Arc, OnceLock};
-
-use serde::Deserialize;
+use std::sync::Arc;
 
 use super::AlgorithmSpec;
-use super::params::{Params, PrimitiveKind, Severity};
-use super::schedule::Schedule;
-use crate::config::{AlgorithmConfig, CameraConfig, ZoneConfig};
-
-/// The groups of the national urban-management standard GB/T 30428, plus traffic, water and
-/// kitchen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    Appearance,
-    Advertising,
-    Construction,
-    StreetOrder,
-    Emergency,
-    Traffic,
-    Water,
-    Kitchen,
-}
-
-impl Category {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Category::Appearance => "appearance",
-            Category::Advertising => "advertising",
-            Category::Construction => "construction",
-            Category::StreetOrder => "street_order",
-            Category::Emergency => "emergency",
-            Category::Traffic => "traffic",
-            Category::Water => "water",
-            Category::Kitchen => "kitchen",
-        }
-    }
-}
-
-/// One named algorithm.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    pub id: String,
-    pub name_zh: String,
-    pub name_en: String,
-    pub category: Category,
-    pub primitive: PrimitiveKind,
-    /// The classes it looks for (for `cascade`: whose crops the classifier sees).
-    pub classes: Vec<String>,
-    #[serde(default)]
-    pub severity: Severity,
-    pub cooldown_s: f64,
-    pub update_s: f64,
-    pub description: String,
-    #[serde(default)]
-    pub params: Params,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    algorithm: Vec<Entry>,
-}
-
-/// Every algorithm, in catalog order.
-pub fn entries() -> &'static [Entry] {
-    static CATALOG: OnceLock<Vec<Entry>> = OnceLock::new();
-    CATALOG.get_or_init(|| {
-        // Built-in data: the catalog tests prove it parses and every entry is complete.
-        toml::from_str::<File>(include_str!("../../catalog/algorithms.toml"))
-            .expect("catalog/algorithms.toml is valid")
-            .algorithm
-    })
-}
-
-pub fn find(id: &str) -> Option<&'static Entry> {
-    entries().iter().find(|e| e.id == id)
-}
-
-/// The catalog entries of a camera's algorithms, in its order.
-pub fn for_camera(camera: &CameraConfig) -> Result<Vec<&'static Entry>, String> {
-    camera
-        .algorithms
-        .iter()
-        .map(|a| find(&a.kind).ok_or(format!("unknown algorithm {}", a.kind)))
-        .collect()
-}
+use super::primitives;
+use crate::config::{Algorithm, CameraConfig, Schedule, ZoneConfig};
 
 /// A camera's algorithms, ready to run; `default_confidence` applies where neither the camera
 /// nor the catalog sets `min_confidence`.
-pub fn specs(
-    camera: &CameraConfig,
-    entries: &[&'static Entry],
-    default_confidence: f32,
-) -> Result<Vec<AlgorithmSpec>, String> {
+pub fn specs(camera: &CameraConfig, default_confidence: f32) -> Result<Vec<AlgorithmSpec>, String> {
     camera
-        .algorithms
+        .resolved
         .iter()
-        .zip(entries)
-        .map(|(a, entry)| entry.spec(a, &camera.zones, default_confidence))
+        .map(|algorithm| AlgorithmSpec::new(algorithm, &camera.zones, default_confidence))
         .collect()
 }
 
-impl Entry {
-    /// The classes a camera's models must provide for this algorithm as configured: what it
-    /// looks for and what it pairs with.
-    pub fn needed_classes(&self, config: &AlgorithmConfig) -> Vec<String> {
-        let params = config.params.or(&self.params);
-        let mut needed = config.classes.clone().unwrap_or_else(|| self.classes.clone());
-        needed.extend(params.partner_classes.unwrap_or_default());
-        needed
-    }
-
-    /// The algorithm as a camera configures it, the camera's values over the catalog's.
-    /// `default_confidence` applies where neither sets `min_confidence`. The config has been
-    /// validated, so a schedule that does not parse is reported rather than expected.
-    pub fn spec(
-        &self,
-        config: &AlgorithmConfig,
+impl AlgorithmSpec {
+    /// The config has been validated, so a schedule that does not parse is reported rather
+    /// than expected.
+    pub fn new(
+        algorithm: &Algorithm,
         zones: &[ZoneConfig],
         default_confidence: f32,
     ) -> Result<AlgorithmSpec, String> {
-        let params = config.params.or(&self.params);
         let names = |list: &[String]| list.iter().map(|c| Arc::from(c.as_str())).collect();
+        let params = &algorithm.params;
         Ok(AlgorithmSpec {
-            zone: config
+            zone: algorithm
                 .zone
                 .as_ref()
                 .and_then(|z| zones.iter().find(|zc| &zc.name == z))
                 .map(|z| z.polygon.clone()),
-            classes: names(config.classes.as_deref().unwrap_or(&self.classes)),
+            classes: names(&algorithm.classes),
             partner_classes: names(params.partner_classes.as_deref().unwrap_or_default()),
-            min_confidence: config.min_confidence.unwrap_or(default_confidence),
-            min_box_area: config.min_box_area.unwrap_or(0.0),
-            schedule: Schedule::parse(config.schedule.as_deref().unwrap_or_default())?,
-            cooldown_s: config.cooldown_s.unwrap_or(self.cooldown_s),
-            update_s: config.update_s.unwrap_or(self.update_s),
-            classifier: params
-                .classifier
-                .clone()
-                .filter(|_| self.primitive == PrimitiveKind::Cascade),
-            primitive: params.build(self.primitive),
+            min_confidence: algorithm.min_confidence.unwrap_or(default_confidence),
+            min_box_area: algorithm.min_box_area,
+            schedule: Schedule::parse(&algorithm.schedule)?,
+            cooldown_s: algorithm.cooldown_s,
+            update_s: algorithm.update_s,
+            classifier: algorithm.classifier().map(String::from),
+            primitive: primitives::build(params, algorithm.entry.primitive),
         })
     }
 }
@@ -154,6 +51,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::config::catalog::{Entry, entries, find};
+    use crate::config::{AlgorithmConfig, Params, PrimitiveKind};
     use crate::geometry::BBox;
     use crate::rules::{Label, Phase, Rules, Verdicts};
     use crate::track::{Track, TrackState, TrackUpdate};
@@ -227,7 +126,8 @@ mod tests {
                 ..Params::default()
             },
         };
-        let spec = entry.spec(&config, &[], 0.35).unwrap();
+        let algorithm = config.resolve().expect("a catalog entry");
+        let spec = AlgorithmSpec::new(&algorithm, &[], 0.35).unwrap();
         let classifier = spec.classifier.clone();
         let mut rules = Rules::new(vec![spec]);
         let p = &entry.params;
@@ -331,38 +231,5 @@ mod tests {
             stove_unattended,
             kitchen_bin_open
         );
-    }
-
-    #[test]
-    fn the_catalog_has_every_required_algorithm_once() {
-        let ids: Vec<&str> = entries().iter().map(|e| e.id.as_str()).collect();
-        assert!(ids.len() >= 46, "{} algorithms", ids.len());
-        let mut unique = ids.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "duplicate ids");
-        for id in ["illegal_parking", "crowd_gathering", "tripwire", "stove_unattended"] {
-            assert!(find(id).is_some(), "{id} missing");
-        }
-    }
-
-    const SITE_SPECIFIC: [&str; 2] = ["line", "heading_deg"];
-
-    #[test]
-    fn every_entry_is_complete_and_its_parameters_fit_its_primitive() {
-        for e in entries() {
-            assert!(!e.name_zh.is_empty() && !e.name_en.is_empty() && !e.description.is_empty());
-            assert!(!e.classes.is_empty(), "{}: no classes", e.id);
-            assert!(e.cooldown_s >= 0.0 && e.update_s > 0.0, "{}", e.id);
-            // Where a line or a heading goes depends on the site: the catalog leaves them out so
-            // that a camera config without them is refused.
-            let problems: Vec<_> = e
-                .params
-                .problems(e.primitive)
-                .into_iter()
-                .filter(|(name, _)| !SITE_SPECIFIC.contains(name))
-                .collect();
-            assert_eq!(problems, vec![], "{}", e.id);
-        }
     }
 }

@@ -1,0 +1,264 @@
+//! `[[cameras]]`: where each camera's video comes from, its zones and its algorithms.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use super::algorithm::{Algorithm, AlgorithmConfig};
+use super::drone::{CameraKind, TelemetryConfig};
+use crate::geometry::{GeoPolygon, Point, Polygon};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(deserialize_with = "camera_source")]
+    pub url: Source,
+    /// A built-in template (`rtsp`, `file`, `test`) or the path of a template file.
+    pub pipeline: Option<String>,
+    #[serde(default = "default_analysis_fps")]
+    pub analysis_fps: f64,
+    /// The detector models whose detections are tracked together: `model = "coco"` or
+    /// `models = ["coco", "city"]`.
+    #[serde(alias = "model", deserialize_with = "one_or_many")]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    #[serde(default)]
+    pub algorithms: Vec<AlgorithmConfig>,
+    /// `fixed` (the default) or `drone`: a drone's incidents are placed on the ground.
+    #[serde(default)]
+    pub kind: CameraKind,
+    pub telemetry: Option<TelemetryConfig>,
+    /// A drone's incident seen again within this many metres and its algorithm's `cooldown_s`
+    /// updates the open incident instead of starting another.
+    pub dedup_radius_m: Option<f64>,
+    /// `algorithms` merged over their catalog entries, in the same order: what the stages run.
+    /// Filled when the file has loaded and validated.
+    #[serde(skip)]
+    pub resolved: Vec<Algorithm>,
+}
+
+impl CameraConfig {
+    /// The polygon of the zone called `name`.
+    pub fn zone(&self, name: &str) -> Option<&Polygon> {
+        self.zones.iter().find(|z| z.name == name).map(|z| &z.polygon)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// Empty for a geo-fence.
+    #[serde(default, deserialize_with = "polygon")]
+    pub polygon: Polygon,
+    /// A drone camera's zone: `[[lat, lon], …]` on the ground.
+    #[serde(default, deserialize_with = "super::drone::geo_polygon")]
+    pub geo_polygon: Option<GeoPolygon>,
+}
+
+/// Where a camera's video comes from, parsed from its `url`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// An RTSP stream; credentials are kept apart so they never reach a log.
+    Rtsp { url: Url, user: Option<String>, password: Option<String> },
+    /// A local video file (`file:///abs/path` or `file://relative/to/config`).
+    File { path: PathBuf },
+    /// GStreamer's test pattern (`test://smpte?width=640&height=480&fps=10`).
+    Test { pattern: String, width: u32, height: u32, fps: u32 },
+    /// MPEG-TS over UDP or SRT (`udp://`, `srt://`), or RTMP (`rtmp://`): drone links.
+    Stream { url: Url },
+}
+
+impl Source {
+    /// The built-in pipeline template this kind of source uses unless the camera names one.
+    pub fn default_pipeline(&self) -> &'static str {
+        match self {
+            Source::Rtsp { .. } => "rtsp",
+            Source::File { .. } => "file",
+            Source::Test { .. } => "test",
+            Source::Stream { url } => match url.scheme() {
+                "udp" => "udp-ts",
+                "srt" => "srt-ts",
+                _ => "rtmp",
+            },
+        }
+    }
+
+    /// The URL as it may be shown anywhere: the password replaced by `***`.
+    pub fn masked(&self) -> String {
+        match self {
+            Source::Rtsp { url, user, password } => {
+                let mut shown = url.clone();
+                if let Some(user) = user {
+                    let _ = shown.set_username(user);
+                }
+                if password.is_some() {
+                    let _ = shown.set_password(Some("***"));
+                }
+                shown.to_string()
+            }
+            Source::File { path } => format!("file://{}", path.display()),
+            Source::Test { pattern, width, height, fps } => {
+                format!("test://{pattern}?width={width}&height={height}&fps={fps}")
+            }
+            Source::Stream { url } => self.redact(url.as_str()),
+        }
+    }
+
+    /// `text` with this source's password, if any, replaced by `***` (for messages that quote
+    /// a URL back, such as GStreamer's errors).
+    pub fn redact(&self, text: &str) -> String {
+        match self {
+            Source::Rtsp { password: Some(p), .. } if !p.is_empty() => {
+                text.replace(p.as_str(), "***")
+            }
+            // An SRT link's secret is its passphrase.
+            Source::Stream { url } => match url.query_pairs().find(|(k, _)| k == "passphrase") {
+                Some((_, p)) if !p.is_empty() => text.replace(p.as_ref(), "***"),
+                _ => text.to_string(),
+            },
+            _ => text.to_string(),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Source::File { .. })
+    }
+}
+
+fn default_analysis_fps() -> f64 {
+    5.0
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a model name or a list of model names")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
+}
+
+fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Polygon, D::Error> {
+    let points = Vec::<[f32; 2]>::deserialize(d)?;
+    if points.len() < 3 {
+        return Err(serde::de::Error::custom(format!(
+            "a polygon needs at least 3 points, this one has {}",
+            points.len()
+        )));
+    }
+    if let Some((i, p)) =
+        points.iter().enumerate().find(|(_, p)| p.iter().any(|c| !(0.0..=1.0).contains(c)))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "point {i} [{}, {}] is outside the image: coordinates are fractions of width and height, from 0 to 1",
+            p[0], p[1]
+        )));
+    }
+    Ok(Polygon::new(points.into_iter().map(|[x, y]| Point { x, y }).collect()))
+}
+
+fn camera_source<'de, D: Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_source(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_source(text: &str) -> Result<Source, String> {
+    // file:// is taken apart by hand: a URL parser would read a relative path's first folder
+    // as a host name.
+    if let Some(path) = text.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("a file:// URL needs a path".into());
+        }
+        return Ok(Source::File { path: PathBuf::from(path) });
+    }
+    let url = Url::parse(text).map_err(|e| {
+        format!("not a valid camera URL ({e}); expected rtsp://, rtsps://, file:// or test://")
+    })?;
+    match url.scheme() {
+        "rtsp" | "rtsps" => rtsp_source(url),
+        "test" => test_source(&url),
+        "udp" | "srt" | "rtmp" if url.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(Source::Stream { url })
+        }
+        "udp" | "srt" | "rtmp" => Err(format!("a {}:// URL needs a host", url.scheme())),
+        other => Err(format!(
+            "scheme `{other}` is not supported; use rtsp://, rtsps://, file://, test://, \
+             udp://, srt:// or rtmp://"
+        )),
+    }
+}
+
+fn rtsp_source(mut url: Url) -> Result<Source, String> {
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("an RTSP URL needs a host".into());
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
+    let password = url.password().map(decode);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok(Source::Rtsp { url, user, password })
+}
+
+fn test_source(url: &Url) -> Result<Source, String> {
+    let pattern = url.host_str().unwrap_or("smpte").to_string();
+    let (mut width, mut height, mut fps) = (640, 480, 10);
+    for (key, value) in url.query_pairs() {
+        let slot = match key.as_ref() {
+            "width" => &mut width,
+            "height" => &mut height,
+            "fps" => &mut fps,
+            other => {
+                return Err(format!("unknown test:// parameter `{other}`; use width, height, fps"));
+            }
+        };
+        *slot =
+            value.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                format!("test:// parameter `{key}` must be a positive whole number")
+            })?;
+    }
+    Ok(Source::Test { pattern, width, height, fps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtsp_credentials_are_separated_and_masked() {
+        let s = parse_source("rtsp://admin:p%40ss@192.0.2.10:554/stream1").unwrap();
+        let Source::Rtsp { url, user, password } = &s else { panic!("not rtsp: {s:?}") };
+        assert_eq!(url.as_str(), "rtsp://192.0.2.10:554/stream1");
+        assert_eq!(user.as_deref(), Some("admin"));
+        assert_eq!(password.as_deref(), Some("p@ss"));
+        assert_eq!(s.masked(), "rtsp://admin:***@192.0.2.10:554/stream1");
+        assert!(!s.masked().contains("p@ss") && !s.masked().contains("p%40ss"));
+    }
+
+    #[test]
+    fn test_and_file_sources_parse() {
+        assert_eq!(
+            parse_source("test://ball?width=320&height=240&fps=5").unwrap(),
+            Source::Test { pattern: "ball".into(), width: 320, height: 240, fps: 5 }
+        );
+        assert_eq!(
+            parse_source("file://videos/a.mp4").unwrap(),
+            Source::File { path: PathBuf::from("videos/a.mp4") }
+        );
+        assert!(parse_source("http://x/y").unwrap_err().contains("scheme `http`"));
+        assert!(parse_source("test://smpte?fps=0").unwrap_err().contains("positive"));
+    }
+}

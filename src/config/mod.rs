@@ -1,0 +1,219 @@
+//! The node's configuration: one TOML file, parsed and validated before anything starts.
+//!
+//! Every type the file names lives here, one file per section: [`node`] (with the outbox,
+//! HTTP, analysis and evidence sections), [`mqtt`], [`model`], [`camera`], [`algorithm`] with
+//! its [`params`] and [`schedule`], the algorithm [`catalog`], [`drone`] telemetry and the
+//! [`pipeline`] templates. This module imports nothing from the stages: they import it.
+//!
+//! Loading happens in three passes. The first deserializes the file; serde reports the first
+//! mistake it meets (an unknown key, a wrong type, a polygon with two points) with the exact key
+//! path, e.g. `cameras[1].zones[0].polygon`, and the line. The second ([`validate`](self::validate))
+//! checks what only the whole file can tell (duplicate ids, a camera naming an unknown model or
+//! zone, files that do not exist) and reports *every* problem it finds, so an installer fixes
+//! them in one go. The third resolves each camera's algorithms against the catalog, once
+//! ([`Algorithm`]): the stages read the merged settings and never merge again.
+//! Relative paths are resolved against the config file's folder.
+
+pub mod algorithm;
+pub mod camera;
+pub mod catalog;
+pub mod drone;
+mod error;
+pub mod model;
+pub mod mqtt;
+pub mod node;
+pub mod params;
+pub mod pipeline;
+pub mod schedule;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use algorithm::{Algorithm, AlgorithmConfig};
+pub use camera::{CameraConfig, Source, ZoneConfig};
+pub use catalog::{Category, Entry};
+pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{ClassList, ModelConfig, ModelFormat, ModelKind};
+pub use mqtt::{BrokerUrl, MqttConfig, MqttVersion, parse_broker_url};
+pub use node::{AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig};
+pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
+pub use pipeline::pipeline_description;
+pub use schedule::Schedule;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// The file this was loaded from, for error messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// SHA-256 of the file's text: which version of the config a node runs.
+    #[serde(skip)]
+    pub sha256: String,
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text as if read from `path` (used for relative paths and
+    /// messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| ConfigErrors(vec![parse_error(e, text, path)]))?;
+        config.path = path.to_path_buf();
+        config.sha256 = sha256_hex(text.as_bytes());
+        config.resolve_paths();
+        let errors = config.validate();
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        config.resolve_algorithms();
+        Ok(config)
+    }
+
+    /// An error about `key` in this config.
+    pub fn error(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            key: key.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Merges every camera's algorithms over their catalog entries, once: what the stages run.
+    /// Only for a validated config, whose every algorithm names a catalog entry.
+    fn resolve_algorithms(&mut self) {
+        for camera in &mut self.cameras {
+            camera.resolved =
+                camera.algorithms.iter().filter_map(AlgorithmConfig::resolve).collect();
+        }
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.node.data_dir);
+        for p in [
+            &mut self.mqtt.password_file,
+            &mut self.mqtt.ca_file,
+            &mut self.mqtt.cert_file,
+            &mut self.mqtt.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+        for model in &mut self.models {
+            resolve(&mut model.path);
+            if let ClassList::File(p) = &mut model.classes {
+                resolve(p);
+            }
+        }
+        for camera in &mut self.cameras {
+            if let Source::File { path } = &mut camera.url {
+                resolve(path);
+            }
+            if let Some(p) = camera.pipeline.as_mut().filter(|p| !pipeline::is_builtin_template(p))
+            {
+                *p = base.join(&*p).to_string_lossy().into_owned();
+            }
+        }
+    }
+}
+
+/// Turns serde's first error into a located config error, worded for an installer.
+fn parse_error(
+    e: serde_path_to_error::Error<toml::de::Error>,
+    text: &str,
+    path: &Path,
+) -> ConfigError {
+    let mut key = e.path().to_string();
+    if key == "." {
+        key.clear();
+    }
+    let inner = e.inner();
+    let message = plain_types(&inner.message().trim().replace('\n', " "));
+    // Values inside an algorithm table are read in a second pass whose errors end with
+    // " in `key`": put the key where the installer looks for it.
+    let (message, inner_key) = match message.rsplit_once(" in `") {
+        Some((text, rest)) if rest.ends_with('`') => {
+            (text.to_string(), Some(rest.trim_end_matches('`').to_string()))
+        }
+        _ => (message, None),
+    };
+    if let Some(inner) = inner_key {
+        key = if key.is_empty() { inner } else { format!("{key}.{inner}") };
+    }
+    // serde_path_to_error names an unknown key itself at the end of the path; toml does not.
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+        && !key.ends_with(field)
+    {
+        key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+    }
+    let line =
+        inner.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    ConfigError { file: path.to_path_buf(), key, line, message }
+}
+
+/// serde speaks of Rust types; an installer reads "a number".
+fn plain_types(message: &str) -> String {
+    [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (rust, plain)| m.replace(rust, plain))
+}

@@ -1,0 +1,139 @@
+//! Pipeline templates: how a camera's source becomes a GStreamer pipeline description.
+//!
+//! Each camera gets a pipeline built from a template in `pipelines/` (built in: `rtsp`, `file`,
+//! `test`, `udp-ts`, `srt-ts`, `rtmp`; a camera may name its own template file), its
+//! `{placeholders}` filled from the camera's URL, and the analysis tail appended:
+//! `videoconvert ! video/x-raw,format=I420 ! appsink`. The elements ingest looks up by name are
+//! named here, so the template and the code that reads it agree.
+
+use super::camera::{CameraConfig, Source};
+
+const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
+    ("rtsp", include_str!("../../pipelines/rtsp.pipeline")),
+    ("file", include_str!("../../pipelines/file.pipeline")),
+    ("test", include_str!("../../pipelines/test.pipeline")),
+    ("udp-ts", include_str!("../../pipelines/udp-ts.pipeline")),
+    ("srt-ts", include_str!("../../pipelines/srt-ts.pipeline")),
+    ("rtmp", include_str!("../../pipelines/rtmp.pipeline")),
+];
+/// The converter and sink of the analysis tail.
+pub const CONVERT_NAME: &str = "cityeye_convert";
+pub const SINK_NAME: &str = "cityeye_frames";
+/// The element a template names to expose its stream before decoding.
+pub const ENCODED_NAME: &str = "encoded";
+/// The element a template names to receive the stream's KLV metadata.
+pub const METADATA_NAME: &str = "klv";
+const RTSP_LATENCY_MS: u32 = 200;
+
+pub fn is_builtin_template(name: &str) -> bool {
+    BUILTIN_TEMPLATES.iter().any(|(n, _)| *n == name)
+}
+
+/// The full GStreamer pipeline for a camera; with `masked`, the password reads `***`.
+pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<String, String> {
+    let name = camera.pipeline.as_deref().unwrap_or(camera.url.default_pipeline());
+    let template = match BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name) {
+        Some((_, t)) => t.to_string(),
+        None => std::fs::read_to_string(name)
+            .map_err(|e| format!("cannot read pipeline template {name}: {e}"))?,
+    };
+    let source = render(&template, &template_values(&camera.url, masked))
+        .map_err(|e| format!("template `{name}`: {e}"))?;
+    Ok(format!(
+        "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=I420 ! appsink name={SINK_NAME}"
+    ))
+}
+
+enum Value {
+    Text(String),
+    Number(u32),
+}
+
+fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> {
+    match source {
+        Source::Rtsp { url, user, password } => vec![
+            ("location", Value::Text(url.to_string())),
+            ("user", Value::Text(user.clone().unwrap_or_default())),
+            (
+                "password",
+                Value::Text(match password {
+                    Some(_) if masked => "***".into(),
+                    p => p.clone().unwrap_or_default(),
+                }),
+            ),
+            ("latency_ms", Value::Number(RTSP_LATENCY_MS)),
+        ],
+        Source::File { path } => {
+            vec![("location", Value::Text(path.to_string_lossy().into_owned()))]
+        }
+        Source::Test { pattern, width, height, fps } => vec![
+            ("pattern", Value::Text(pattern.clone())),
+            ("width", Value::Number(*width)),
+            ("height", Value::Number(*height)),
+            ("fps", Value::Number(*fps)),
+        ],
+        Source::Stream { url } => {
+            vec![("location", Value::Text(if masked { source.masked() } else { url.to_string() }))]
+        }
+    }
+}
+
+/// Fills `{name}` placeholders; text values are quoted for gst-launch syntax. Lines starting
+/// with `#` are comments.
+fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
+    let body: Vec<&str> =
+        template.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut rest = body.join(" ");
+    let mut out = String::with_capacity(rest.len());
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("unclosed `{`")? + open;
+        let name = &rest[open + 1..close];
+        let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| v).ok_or_else(|| {
+            let known: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown placeholder {{{name}}}; this camera's URL provides {}",
+                known.join(", ")
+            )
+        })?;
+        out.push_str(&rest[..open]);
+        match value {
+            Value::Text(t) => {
+                out.push_str(&format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")))
+            }
+            Value::Number(n) => out.push_str(&n.to_string()),
+        }
+        rest = rest.split_off(close + 1);
+    }
+    out.push_str(&rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_values_are_quoted_and_passwords_masked() {
+        let source = Source::Rtsp {
+            url: url::Url::parse("rtsp://192.0.2.1/s").unwrap(),
+            user: Some("admin".into()),
+            password: Some("se\"cret".into()),
+        };
+        let t = "rtspsrc location={location} user-pw={password} latency={latency_ms}";
+        assert_eq!(
+            render(t, &template_values(&source, false)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"se\\\"cret\" latency=200"
+        );
+        assert_eq!(
+            render(t, &template_values(&source, true)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_named() {
+        let source = Source::File { path: "/v.mp4".into() };
+        let e = render("filesrc location={path}", &template_values(&source, false)).unwrap_err();
+        assert!(e.contains("{path}") && e.contains("location"), "{e}");
+    }
+}

@@ -1,0 +1,489 @@
+//! The whole-file checks: what only the whole config can tell (duplicate ids, a camera naming
+//! an unknown model or zone, files that do not exist, settings that do not fit together). Each
+//! returns every mistake it finds, with its key.
+
+use std::collections::HashSet;
+
+use super::drone::{CameraKind, FIELDS, REQUIRED_FIELDS, TelemetrySource};
+use super::pipeline::pipeline_description;
+use super::{
+    AlgorithmConfig, CameraConfig, Config, ConfigError, ModelConfig, ModelKind, Params,
+    PrimitiveKind, Schedule, Source,
+};
+
+impl Config {
+    pub(super) fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, key: String, message: String| {
+            if !ok {
+                errors.push(self.error(key, message));
+            }
+        };
+        check(is_topic_safe(&self.node.id), "node.id".into(), topic_safe_message(&self.node.id));
+        check(
+            is_topic_safe(&self.mqtt.topic_prefix),
+            "mqtt.topic_prefix".into(),
+            topic_safe_message(&self.mqtt.topic_prefix),
+        );
+        let mqtt_files = [
+            ("password_file", &self.mqtt.password_file),
+            ("ca_file", &self.mqtt.ca_file),
+            ("cert_file", &self.mqtt.cert_file),
+            ("key_file", &self.mqtt.key_file),
+        ];
+        for (name, file) in mqtt_files {
+            if let Some(p) = file {
+                check(
+                    p.is_file(),
+                    format!("mqtt.{name}"),
+                    format!("file not found: {}", p.display()),
+                );
+            }
+        }
+        for (name, file) in &mqtt_files[1..] {
+            check(
+                file.is_none() || self.mqtt.url.tls,
+                format!("mqtt.{name}"),
+                "is only used with TLS: make mqtt.url mqtts://".into(),
+            );
+        }
+        check(
+            !(self.mqtt.embedded_broker && self.mqtt.url.tls),
+            "mqtt.embedded_broker".into(),
+            "the embedded broker does not speak TLS: use an mqtt:// url with it".into(),
+        );
+        check(
+            self.mqtt.cert_file.is_some() == self.mqtt.key_file.is_some(),
+            "mqtt.cert_file".into(),
+            "a client certificate needs mqtt.key_file too, and a key its cert_file".into(),
+        );
+        check(
+            self.mqtt.stats_interval_s >= 1,
+            "mqtt.stats_interval_s".into(),
+            "must be at least 1 second".into(),
+        );
+        check(
+            self.outbox.max_bytes >= 64 << 10,
+            "outbox.max_bytes".into(),
+            "must be at least 64 KiB".into(),
+        );
+        for (name, value) in
+            [("clip_pre_s", self.evidence.clip_pre_s), ("clip_post_s", self.evidence.clip_post_s)]
+        {
+            check(
+                (0.0..=120.0).contains(&value),
+                format!("evidence.{name}"),
+                "must be between 0 and 120 seconds".into(),
+            );
+        }
+        check(
+            self.evidence.retain_days > 0.0,
+            "evidence.retain_days".into(),
+            "must be above 0".into(),
+        );
+        check(
+            (5..=65_535).contains(&self.mqtt.keep_alive_s),
+            "mqtt.keep_alive_s".into(),
+            "must be between 5 and 65535 seconds".into(),
+        );
+        check(
+            self.mqtt.password_file.is_none() || self.mqtt.username.is_some(),
+            "mqtt.password_file".into(),
+            "a password needs mqtt.username too".into(),
+        );
+        for (key, dup) in duplicates(self.models.iter().map(|m| m.name.as_str()), "models", "name")
+        {
+            check(false, key, format!("duplicate model name `{dup}`"));
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            errors.extend(self.validate_model(i, model));
+        }
+        for (key, dup) in duplicates(self.cameras.iter().map(|c| c.id.as_str()), "cameras", "id") {
+            errors.push(self.error(key, format!("duplicate camera id `{dup}`")));
+        }
+        for (i, camera) in self.cameras.iter().enumerate() {
+            errors.extend(self.validate_camera(i, camera));
+        }
+        errors
+    }
+
+    fn validate_model(&self, i: usize, model: &ModelConfig) -> Vec<ConfigError> {
+        let key = |k: &str| format!("models[{i}].{k}");
+        let mut errors = Vec::new();
+        if !model.path.is_file() {
+            errors.push(
+                self.error(key("path"), format!("model file not found: {}", model.path.display())),
+            );
+        }
+        match model.class_names() {
+            Ok(names) if names.is_empty() => {
+                errors.push(self.error(key("classes"), "the class list is empty"))
+            }
+            Ok(names) => {
+                for from in model.class_map.keys().filter(|c| !names.contains(c)) {
+                    errors.push(
+                        self.error(
+                            key("class_map"),
+                            format!("`{from}` is not a class of this model"),
+                        ),
+                    );
+                }
+            }
+            Err(e) => errors.push(self.error(key("classes"), e)),
+        }
+        if !(model.confidence > 0.0 && model.confidence <= 1.0) {
+            errors.push(self.error(key("confidence"), "must be above 0 and at most 1"));
+        }
+        for (name, value) in
+            [("nms_iou", model.nms_iou), ("cross_class_iou", model.cross_class_iou)]
+        {
+            if !(value > 0.0 && value <= 1.0) {
+                errors.push(self.error(key(name), "must be above 0 and at most 1"));
+            }
+        }
+        if model.threads == 0 {
+            errors.push(self.error(key("threads"), "must be at least 1"));
+        }
+        if model.sessions.is_some_and(|n| !(1..=16).contains(&n)) {
+            errors.push(self.error(key("sessions"), "must be 1 to 16"));
+        }
+        if let Some([w, h]) = model.input_size
+            && (w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0)
+        {
+            errors.push(
+                self.error(key("input_size"), "width and height must be positive multiples of 32"),
+            );
+        }
+        errors
+    }
+
+    fn validate_camera(&self, i: usize, camera: &CameraConfig) -> Vec<ConfigError> {
+        let key = |k: &str| format!("cameras[{i}].{k}");
+        let mut errors = Vec::new();
+        if !is_topic_safe(&camera.id) {
+            errors.push(self.error(key("id"), topic_safe_message(&camera.id)));
+        }
+        if let Source::File { path } = &camera.url
+            && !path.is_file()
+        {
+            errors
+                .push(self.error(key("url"), format!("video file not found: {}", path.display())));
+        }
+        if let Err(e) = pipeline_description(camera, true) {
+            errors.push(self.error(key("pipeline"), e));
+        }
+        if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
+            errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
+        }
+        if camera.models.is_empty() {
+            errors.push(self.error(key("models"), "needs at least one model"));
+        }
+        let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        for name in &camera.models {
+            match self.model(name) {
+                None => errors.push(self.error(
+                    key("models"),
+                    format!("unknown model `{name}`; models defined: {}", list_or_none(&known)),
+                )),
+                Some(m) if m.format == ModelKind::Classifier => errors.push(self.error(
+                    key("models"),
+                    format!(
+                        "`{name}` is a classifier: a camera's models are detectors; cascade \
+                         algorithms name their classifier"
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        let zones = format!("cameras[{i}].zones");
+        for (zkey, dup) in duplicates(camera.zones.iter().map(|z| z.name.as_str()), &zones, "name")
+        {
+            errors.push(self.error(zkey, format!("duplicate zone name `{dup}`")));
+        }
+        for (j, algorithm) in camera.algorithms.iter().enumerate() {
+            errors.extend(self.validate_algorithm(i, camera, j, algorithm));
+        }
+        errors.extend(validate_drone(self, i, camera));
+        errors
+    }
+
+    fn validate_algorithm(
+        &self,
+        i: usize,
+        camera: &CameraConfig,
+        j: usize,
+        algorithm: &AlgorithmConfig,
+    ) -> Vec<ConfigError> {
+        let key = |k: &str| format!("cameras[{i}].algorithms[{j}].{k}");
+        let mut errors = Vec::new();
+        let Some(resolved) = algorithm.resolve() else {
+            return vec![self.error(
+                key("type"),
+                format!("unknown algorithm `{}`; `cityeye algorithms` lists them", algorithm.kind),
+            )];
+        };
+        let entry = resolved.entry;
+        if let Some(zone) = &algorithm.zone
+            && !camera.zones.iter().any(|z| &z.name == zone)
+        {
+            let known: Vec<&str> = camera.zones.iter().map(|z| z.name.as_str()).collect();
+            errors.push(self.error(
+                key("zone"),
+                format!("unknown zone `{zone}`; zones of this camera: {}", list_or_none(&known)),
+            ));
+        }
+        if algorithm.classes.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(self.error(key("classes"), "needs at least one class"));
+        }
+        let provided = self.provided_classes(camera);
+        let missing: Vec<String> =
+            resolved.needed_classes().into_iter().filter(|c| !provided.contains(c)).collect();
+        if !missing.is_empty() && !provided.is_empty() {
+            errors.push(self.error(
+                key("classes"),
+                format!(
+                    "{} needs {}, which none of this camera's models ({}) provide; map a model's \
+                     class onto it with class_map, or set classes",
+                    entry.id,
+                    missing.join(", "),
+                    camera.models.join(", ")
+                ),
+            ));
+        }
+        if let Err(e) = Schedule::parse(algorithm.schedule.as_deref().unwrap_or_default()) {
+            errors.push(self.error(key("schedule"), e));
+        }
+        for (name, value) in
+            [("cooldown_s", algorithm.cooldown_s), ("update_s", algorithm.update_s)]
+        {
+            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                errors.push(self.error(key(name), "must be zero or more seconds"));
+            }
+        }
+        for (name, value) in
+            [("min_confidence", algorithm.min_confidence), ("min_box_area", algorithm.min_box_area)]
+        {
+            if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                errors.push(self.error(key(name), "must be between 0 and 1"));
+            }
+        }
+        for (name, problem) in resolved.params.problems(entry.primitive) {
+            errors.push(self.error(key(name), problem));
+        }
+        if entry.primitive == PrimitiveKind::Cascade {
+            errors.extend(self.validate_classifier(&key, &resolved.params));
+        }
+        if entry.primitive == PrimitiveKind::LineCross && algorithm.zone.is_some() {
+            errors.push(
+                self.error(key("zone"), "line_cross algorithms watch their line, not a zone"),
+            );
+        }
+        errors
+    }
+
+    /// A cascade algorithm's `classifier` must be a classifier model having its `labels`.
+    fn validate_classifier(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        params: &Params,
+    ) -> Vec<ConfigError> {
+        let Some(name) = &params.classifier else { return Vec::new() };
+        let Some(model) = self.models.iter().find(|m| &m.name == name) else {
+            let known: Vec<&str> = self
+                .models
+                .iter()
+                .filter(|m| m.format == ModelKind::Classifier)
+                .map(|m| m.name.as_str())
+                .collect();
+            return vec![self.error(
+                key("classifier"),
+                format!(
+                    "no classifier model `{name}`; classifiers defined: {} (a [[models]] entry \
+                     with format = \"classifier\")",
+                    list_or_none(&known)
+                ),
+            )];
+        };
+        if model.format != ModelKind::Classifier {
+            return vec![
+                self.error(key("classifier"), format!("model `{name}` is not a classifier")),
+            ];
+        }
+        let labels = model.canonical_class_names().unwrap_or_default();
+        params
+            .labels
+            .iter()
+            .flatten()
+            .filter(|l| !labels.is_empty() && !labels.contains(l))
+            .map(|l| {
+                self.error(key("labels"), format!("`{l}` is not a label of classifier `{name}`"))
+            })
+            .collect()
+    }
+
+    /// The canonical classes a camera's models detect (after their class maps); empty when a
+    /// model's class list cannot be read (reported on its own).
+    fn provided_classes(&self, camera: &CameraConfig) -> Vec<String> {
+        let mut provided = Vec::new();
+        for model in camera.models.iter().filter_map(|m| self.model(m)) {
+            match model.canonical_class_names() {
+                Ok(names) => provided.extend(names),
+                Err(_) => return Vec::new(),
+            }
+        }
+        provided
+    }
+}
+
+/// The drone-specific mistakes of camera `i`: its kind, telemetry and zones agreeing.
+fn validate_drone(config: &Config, i: usize, camera: &CameraConfig) -> Vec<ConfigError> {
+    let key = |k: &str| format!("cameras[{i}].{k}");
+    let mut errors = Vec::new();
+    let mut check = |ok: bool, k: String, message: &str| {
+        if !ok {
+            errors.push(config.error(k, message));
+        }
+    };
+    let drone = camera.kind == CameraKind::Drone;
+    for (j, zone) in camera.zones.iter().enumerate() {
+        let zkey = |k: &str| key(&format!("zones[{j}].{k}"));
+        let (image, geo) = (!zone.polygon.points().is_empty(), zone.geo_polygon.is_some());
+        check(image || geo, zkey("polygon"), "a zone needs a polygon or a geo_polygon");
+        check(
+            !(image && geo),
+            zkey("geo_polygon"),
+            "a zone has a polygon or a geo_polygon, not both",
+        );
+        check(
+            !geo || drone,
+            zkey("geo_polygon"),
+            "geo-fences are for drone cameras: set kind = \"drone\" and its telemetry",
+        );
+        check(
+            !(image && drone),
+            zkey("polygon"),
+            "a drone's camera moves, so image zones mean nothing: use \
+             geo_polygon = [[lat, lon], …]",
+        );
+    }
+    check(
+        camera.dedup_radius_m.is_none_or(|r| r.is_finite() && r > 0.0),
+        key("dedup_radius_m"),
+        "must be above 0 metres",
+    );
+    check(
+        camera.dedup_radius_m.is_none() || drone,
+        key("dedup_radius_m"),
+        "dedup by place is for drone cameras (kind = \"drone\")",
+    );
+    let Some(t) = &camera.telemetry else {
+        check(
+            !drone,
+            key("telemetry"),
+            "a drone camera needs [cameras.telemetry]: source = \"klv\" or \"mqtt\"",
+        );
+        return errors;
+    };
+    let tkey = |k: &str| key(&format!("telemetry.{k}"));
+    check(drone, tkey("source"), "telemetry is for drone cameras: set kind = \"drone\"");
+    check(
+        t.max_age_s.is_finite() && t.max_age_s > 0.0,
+        tkey("max_age_s"),
+        "must be above 0 seconds",
+    );
+    for (name, fov) in [("hfov_deg", t.hfov_deg), ("vfov_deg", t.vfov_deg)] {
+        check(
+            fov.is_none_or(|f| f > 0.0 && f < 180.0),
+            tkey(name),
+            "must be above 0 and below 180 degrees",
+        );
+    }
+    for (name, sigma) in [
+        ("angle_sigma_deg", t.angle_sigma_deg),
+        ("altitude_sigma_m", t.altitude_sigma_m),
+        ("position_sigma_m", t.position_sigma_m),
+    ] {
+        check(sigma.is_finite() && sigma >= 0.0, tkey(name), "must be zero or more");
+    }
+    match t.source {
+        TelemetrySource::Klv => {
+            let template = pipeline_description(camera, true).unwrap_or_default();
+            check(
+                template.contains("name=klv"),
+                tkey("source"),
+                "KLV telemetry needs a pipeline with an element named `klv` on the stream's \
+                 meta/x-klv pad, as the built-in udp-ts and srt-ts templates have",
+            );
+            for name in ["topic", "broker"] {
+                let set = if name == "topic" { t.topic.is_some() } else { t.broker.is_some() };
+                check(!set, tkey(name), "is for source = \"mqtt\"");
+            }
+            check(t.fields.is_empty(), tkey("fields"), "is for source = \"mqtt\"");
+        }
+        TelemetrySource::Mqtt => {
+            let topic_ok =
+                t.topic.as_deref().is_some_and(|s| !s.is_empty() && !s.contains(['+', '#']));
+            check(
+                topic_ok,
+                tkey("topic"),
+                "MQTT telemetry needs the topic its JSON arrives on (no wildcards)",
+            );
+            for (name, pointer) in &t.fields {
+                if !FIELDS.contains(&name.as_str()) {
+                    errors.push(config.error(
+                        tkey(&format!("fields.{name}")),
+                        format!("unknown telemetry field; fields are {}", FIELDS.join(", ")),
+                    ));
+                } else if !pointer.starts_with('/') {
+                    errors.push(config.error(
+                        tkey(&format!("fields.{name}")),
+                        format!(
+                            "`{pointer}` is not a JSON pointer; write it like \"/data/latitude\""
+                        ),
+                    ));
+                }
+            }
+            for name in REQUIRED_FIELDS.iter().filter(|n| !t.fields.contains_key(**n)) {
+                errors.push(config.error(
+                    tkey(&format!("fields.{name}")),
+                    "missing: the JSON pointer to this value in the telemetry message",
+                ));
+            }
+            if !t.fields.contains_key("hfov") && t.hfov_deg.is_none() {
+                errors.push(config.error(
+                    tkey("hfov_deg"),
+                    "needed when the telemetry has no hfov field: the camera's horizontal field \
+                     of view",
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// `(key path, name)` for each name that repeats an earlier one.
+fn duplicates<'a>(
+    names: impl Iterator<Item = &'a str>,
+    list: &str,
+    field: &str,
+) -> Vec<(String, &'a str)> {
+    let mut seen = HashSet::new();
+    names
+        .enumerate()
+        .filter(|(_, name)| !seen.insert(*name))
+        .map(|(i, name)| (format!("{list}[{i}].{field}"), name))
+        .collect()
+}
+
+/// Ids become MQTT topic levels and file names, so they keep to a plain alphabet.
+fn is_topic_safe(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn topic_safe_message(id: &str) -> String {
+    format!("`{id}` cannot be an MQTT topic level: use ASCII letters, digits, `-`, `_` or `.`")
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}

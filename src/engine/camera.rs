@@ -1,0 +1,172 @@
+//! One camera's run: its stream (ingest) feeding its analysis through the detection stage, its
+//! incidents and status changes going to the sink, and its clips cut beside them.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::analysis::Analysis;
+use super::detection::{Detected, DetectionStage};
+use super::view::Watch;
+use crate::clip;
+use crate::config::CameraConfig;
+use crate::frame::Frame;
+use crate::ingest::{self, Mode};
+use crate::publish::Outbound;
+use crate::stats::CameraStats;
+use crate::wire::{CameraState, IncidentState};
+
+/// Where one camera's run sends what it produces.
+pub struct Outputs<'a> {
+    /// Incident and status messages, to the sink.
+    pub tx: &'a mpsc::Sender<Outbound>,
+    /// What the camera does, counted.
+    pub stats: &'a Arc<CameraStats>,
+    /// With settings, incidents get clips of the camera's encoded stream.
+    pub clips: Option<clip::Settings>,
+    pub watch: Option<&'a mut Watch<'a>>,
+}
+
+/// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
+/// and status changes to the sink and counting what it does. An analysis arriving on
+/// `reconfigured` (a reloaded config) takes over at the next frame.
+pub fn run_camera(
+    analysis: &mut Analysis,
+    camera: &CameraConfig,
+    mode: Mode,
+    stop: &AtomicBool,
+    outputs: Outputs<'_>,
+    reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
+) -> Result<(), String> {
+    let Outputs { tx, stats, clips, mut watch } = outputs;
+    let send = |message: Outbound| {
+        // The sink only goes away when the node is shutting down.
+        let _ = tx.blocking_send(message);
+    };
+    // A drone camera's telemetry state, as its online status shows it.
+    let telemetry = std::cell::Cell::new(None);
+    // Ingest calls the state, frame and encoded-stream callbacks one at a time.
+    let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
+    let mut on_state = |state: CameraState| {
+        log_state(&camera.id, &state);
+        stats.set_state(&state);
+        if let (Some(clips), CameraState::Offline { .. }) = (&clips, &state) {
+            clips.borrow_mut().flush();
+        }
+        if mode == Mode::Live {
+            send(Outbound::CameraStatus {
+                camera: camera.id.clone(),
+                state,
+                telemetry: telemetry.get(),
+                at: SystemTime::now(),
+            });
+        }
+    };
+    let mut inference_errors = 0u64;
+    // In stream order: a reloaded config's analysis takes over, then the frame is tracked,
+    // ruled and its incidents published.
+    let mut finish = |analysis: &mut Analysis, done: Detected| {
+        let frame = done.frame;
+        let mut incidents = match reconfigured.and_then(|next| next.try_iter().last()) {
+            Some(next) => {
+                tracing::info!(camera = %camera.id, "analysis reconfigured");
+                analysis.reconfigure(next, &frame)
+            }
+            None => Vec::new(),
+        };
+        let started = Instant::now();
+        let (width, height) = (frame.width, frame.height);
+        let gated = done.detections.is_none();
+        let analysed = done
+            .detections
+            .transpose()
+            .and_then(|detections| analysis.finish(frame, detections, watch.as_deref_mut()));
+        let now = analysis.telemetry();
+        if now != telemetry.get() && mode == Mode::Live {
+            let state = CameraState::Online { width, height };
+            let at = SystemTime::now();
+            send(Outbound::CameraStatus { camera: camera.id.clone(), state, telemetry: now, at });
+        }
+        telemetry.set(now);
+        stats.add_inference(done.took + started.elapsed());
+        stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+        if gated {
+            stats.frames_gated.fetch_add(1, Ordering::Relaxed);
+        }
+        match analysed {
+            Ok(more) => incidents.extend(more),
+            Err(e) => {
+                inference_errors += 1;
+                // The first error and then one in a thousand: a broken model must not flood the log.
+                if inference_errors % 1000 == 1 {
+                    tracing::error!(camera = %camera.id, errors = inference_errors, "{e}");
+                }
+            }
+        }
+        for incident in incidents {
+            if incident.payload.state == IncidentState::Start {
+                stats.count_incident(&incident.payload.algorithm);
+            }
+            tracing::info!(
+                camera = %camera.id,
+                id = %incident.payload.id,
+                algorithm = %incident.payload.algorithm,
+                state = ?incident.payload.state,
+                stream_time_s = incident.payload.stream_time_s,
+                "incident"
+            );
+            match &clips {
+                Some(clips) => clips.borrow_mut().route(incident),
+                None => send(Outbound::Incident(Box::new(incident))),
+            }
+        }
+    };
+    let mut on_encoded = |buffer: ingest::Encoded| {
+        if let Some(clips) = &clips {
+            clips.borrow_mut().push(buffer);
+        }
+    };
+    // A replay wants throughput: consecutive frames in detection side by side. A live camera
+    // wants each frame's incidents out at once, so it waits for every frame (its frames are
+    // seconds' fifths apart; the cameras together keep the sessions busy).
+    let depth = match mode {
+        Mode::Replay { .. } => analysis.parallelism(),
+        Mode::Live => 1,
+    };
+    let ran = std::thread::scope(|scope| {
+        let mut stage = DetectionStage::start(scope, depth);
+        let mut on_frame = |frame: Frame| {
+            let frame = Arc::new(frame);
+            let detectors = analysis.gate(&frame);
+            stage.submit(frame, detectors);
+            while let Some(done) = stage.next(false) {
+                finish(analysis, done);
+            }
+        };
+        let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
+            clips.is_some().then_some(&mut on_encoded);
+        let ran = ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded);
+        while let Some(done) = stage.next(true) {
+            finish(analysis, done);
+        }
+        stage.finish();
+        ran
+    });
+    if let Some(clips) = clips {
+        clips.into_inner().flush();
+    }
+    ran
+}
+
+fn log_state(camera: &str, state: &CameraState) {
+    match state {
+        CameraState::Connecting => tracing::info!(camera, "connecting"),
+        CameraState::Online { width, height } => tracing::info!(camera, width, height, "online"),
+        CameraState::Offline { reason, retry_in_s } => {
+            tracing::warn!(camera, "stream lost: {reason}; reconnecting in {retry_in_s} s")
+        }
+    }
+}

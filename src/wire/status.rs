@@ -1,0 +1,124 @@
+//! `cityeye.status.v1` (`schemas/status.v1.json`): the node's and each camera's state, as
+//! retained on the status topics.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::rfc3339_millis;
+
+/// What a camera is doing, as reported on its status topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraState {
+    Connecting,
+    Online { width: usize, height: usize },
+    Offline { reason: String, retry_in_s: u64 },
+}
+
+/// The node status's `config`: which config file version the node runs and how the last
+/// reload went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ConfigReport {
+    /// SHA-256 of the config file's text the node runs.
+    pub sha256: String,
+    /// When the node started running it (UTC, RFC 3339).
+    pub applied_at: String,
+    /// Sections changed in the file that apply only at the next restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
+    /// The last reload's mistakes, when it was refused: the node keeps running `sha256`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// `cityeye.status.v1`: the node's or a camera's state, as retained on the status topics.
+#[derive(Debug, Serialize)]
+struct StatusPayload<'a> {
+    schema: &'static str,
+    node: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<&'a str>,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<&'a str>,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a ConfigReport>,
+}
+
+pub fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u8> {
+    let payload = StatusPayload {
+        schema: "cityeye.status.v1",
+        node,
+        camera: None,
+        state: if online { "online" } else { "offline" },
+        reason: None,
+        retry_in_s: None,
+        width: None,
+        height: None,
+        telemetry: None,
+        at: rfc3339_millis(SystemTime::now()),
+        config,
+    };
+    serde_json::to_vec(&payload).expect("status serializes")
+}
+
+pub fn camera_status(
+    node: &str,
+    camera: &str,
+    state: &CameraState,
+    telemetry: Option<&'static str>,
+    at: SystemTime,
+) -> Vec<u8> {
+    let mut payload = StatusPayload {
+        schema: "cityeye.status.v1",
+        node,
+        camera: Some(camera),
+        state: "connecting",
+        reason: None,
+        retry_in_s: None,
+        width: None,
+        height: None,
+        telemetry: None,
+        at: rfc3339_millis(at),
+        config: None,
+    };
+    match state {
+        CameraState::Connecting => {}
+        CameraState::Online { width, height } => {
+            payload.state = "online";
+            (payload.width, payload.height) = (Some(*width), Some(*height));
+            payload.telemetry = telemetry;
+        }
+        CameraState::Offline { reason, retry_in_s } => {
+            payload.state = "offline";
+            (payload.reason, payload.retry_in_s) = (Some(reason.as_str()), Some(*retry_in_s));
+        }
+    }
+    serde_json::to_vec(&payload).expect("status serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_status_says_why_it_is_offline() {
+        let state = CameraState::Offline { reason: "refused".into(), retry_in_s: 4 };
+        let body: serde_json::Value =
+            serde_json::from_slice(&camera_status("n", "c", &state, None, SystemTime::UNIX_EPOCH))
+                .unwrap();
+        assert_eq!(body["state"], "offline");
+        assert_eq!(body["reason"], "refused");
+        assert_eq!(body["retry_in_s"], 4);
+        assert_eq!(body["camera"], "c");
+    }
+}

@@ -1,0 +1,60 @@
+//! The topic names: `{prefix}/{node}/…`, one place for every publisher and subscriber.
+
+/// The node's topic names.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, node: &str) -> Self {
+        Topics { base: format!("{prefix}/{node}") }
+    }
+
+    pub fn incident(&self, camera: &str, algorithm: &str) -> String {
+        format!("{}/{camera}/incident/{algorithm}", self.base)
+    }
+
+    pub fn evidence(&self, camera: &str, incident_id: &str) -> String {
+        format!("{}/{camera}/evidence/{incident_id}", self.base)
+    }
+
+    pub fn clip(&self, camera: &str, incident_id: &str) -> String {
+        format!("{}/clip", self.evidence(camera, incident_id))
+    }
+
+    pub fn node_status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    pub fn camera_status(&self, camera: &str) -> String {
+        format!("{}/{camera}/status", self.base)
+    }
+
+    /// `{prefix}/{node}`: every topic of the node is under it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_contract() {
+        let t = Topics::new("cityeye", "edge-0001");
+        assert_eq!(
+            t.incident("gate-east", "illegal_parking"),
+            "cityeye/edge-0001/gate-east/incident/illegal_parking"
+        );
+        assert_eq!(t.evidence("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X");
+        assert_eq!(t.clip("gate-east", "X"), "cityeye/edge-0001/gate-east/evidence/X/clip");
+        assert_eq!(t.node_status(), "cityeye/edge-0001/status");
+        assert_eq!(t.camera_status("gate-east"), "cityeye/edge-0001/gate-east/status");
+    }
+}
