@@ -1,11 +1,12 @@
 //! Config mistakes: each names the file, the key and what is wrong, so an installer can fix
 //! them all in one go.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// One mistake in a config file: which file, which key, and what is wrong.
-#[derive(Debug, Clone, PartialEq)]
+/// One mistake in a config file: which file, which key, and what is wrong. Shown as
+/// `file:line: key: message`, the line and key where known.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{}{}: {message}", file.display(), at_line(*line), at_key(key))]
 pub struct ConfigError {
     pub file: PathBuf,
     pub key: String,
@@ -13,33 +14,40 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
-/// All the mistakes found in one config file.
-#[derive(Debug, Clone, PartialEq)]
+fn at_key(key: &str) -> String {
+    if key.is_empty() { String::new() } else { format!(": {key}") }
+}
+
+/// All the mistakes found in one config file, one a line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", lines(.0))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
+fn lines(errors: &[ConfigError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
-impl std::error::Error for ConfigErrors {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_reads_file_line_key_message() {
+        let error = |line, key: &str| ConfigError {
+            file: PathBuf::from("/etc/cityeye/cityeye.toml"),
+            key: key.into(),
+            line,
+            message: "must be above 0".into(),
+        };
+        let errors = ConfigErrors(vec![error(Some(12), "mqtt.keep_alive_s"), error(None, "")]);
+        assert_eq!(
+            errors.to_string(),
+            "/etc/cityeye/cityeye.toml:12: mqtt.keep_alive_s: must be above 0\n\
+             /etc/cityeye/cityeye.toml: must be above 0"
+        );
+    }
+}
