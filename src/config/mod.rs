@@ -7,7 +7,7 @@
 //!
 //! Loading happens in three passes. The first deserializes the file; serde reports the first
 //! mistake it meets (an unknown key, a wrong type, a polygon with two points) with the exact key
-//! path, e.g. `cameras[1].zones[0].polygon`, and the line. The second ([`validate`](self::validate))
+//! path, e.g. `cameras[1].zones[0].polygon`, and the line. The second (`validate.rs`)
 //! checks what only the whole file can tell (duplicate ids, a camera naming an unknown model or
 //! zone, files that do not exist) and reports *every* problem it finds, so an installer fixes
 //! them in one go. The third resolves each camera's algorithms against the catalog, once

@@ -9,8 +9,8 @@
 //! that blocks when full. The sink is MQTT for a running node, or a folder for a replay, and
 //! both receive exactly the same messages.
 //!
-//! The parts: [`models`] (loaded once, shared), [`analysis`] (one camera's stages after
-//! detection), [`detection`] (the worker pool), [`camera`] (one camera's run) and [`view`]
+//! The parts: `models.rs` (loaded once, shared), `analysis.rs` (one camera's stages after
+//! detection), `detection.rs` (the worker pool), `camera.rs` (one camera's run) and `view.rs`
 //! (what watchers of the analysis see). The commands (`replay`, `preview`) and the running
 //! node drive it; it knows neither.
 
