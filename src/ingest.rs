@@ -2,9 +2,8 @@
 //!
 //! Each camera gets a pipeline built from its template (see [`crate::config::pipeline`]), which
 //! ends in the analysis tail `videoconvert ! video/x-raw,format=I420 ! appsink`. Decoders
-//! already produce I420, so the
-//! converter passes their buffers through, and a frame is read in place (see [`crate::frame`]
-//! for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
+//! already produce I420, so the converter passes their buffers through, and a frame is read in
+//! place (see [`crate::frame`] for why not BGR). Frames are thinned to the camera's `analysis_fps` by a probe before the
 //! converter, so skipped frames cost only decoding.
 //!
 //! The appsink is the bounded channel between ingest and analysis. Live, it holds one frame and
