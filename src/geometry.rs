@@ -138,9 +138,53 @@ impl GeoPolygon {
     }
 }
 
+/// The first pair of edges (by index: edge `i` runs from point `i` to the next) of a closed
+/// polygon that cross each other, if any. A zone whose outline crosses itself has no clear
+/// inside: an installer meant something else. Edges that share a point do not count.
+pub fn self_crossing(points: &[[f64; 2]]) -> Option<(usize, usize)> {
+    let n = points.len();
+    let edge = |i: usize| (points[i], points[(i + 1) % n]);
+    (0..n).find_map(|i| {
+        // Not the edge itself, nor its neighbours, which meet it at a shared point.
+        let later = (i + 2..n).filter(|&j| !(i == 0 && j == n - 1));
+        later.into_iter().find(|&j| segments_cross(edge(i), edge(j))).map(|j| (i, j))
+    })
+}
+
+/// Whether two segments intersect, touching included.
+fn segments_cross((a, b): ([f64; 2], [f64; 2]), (c, d): ([f64; 2], [f64; 2])) -> bool {
+    let side = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| {
+        ((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])).signum()
+    };
+    let within = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| {
+        r[0] >= p[0].min(q[0])
+            && r[0] <= p[0].max(q[0])
+            && r[1] >= p[1].min(q[1])
+            && r[1] <= p[1].max(q[1])
+    };
+    let (d1, d2, d3, d4) = (side(c, d, a), side(c, d, b), side(a, b, c), side(a, b, d));
+    if d1 * d2 < 0.0 && d3 * d4 < 0.0 {
+        return true;
+    }
+    (d1 == 0.0 && within(c, d, a))
+        || (d2 == 0.0 && within(c, d, b))
+        || (d3 == 0.0 && within(a, b, c))
+        || (d4 == 0.0 && within(a, b, d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_polygon_crossing_itself_is_found_and_a_plain_one_is_not() {
+        let square = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
+        assert_eq!(self_crossing(&square), None);
+        let bow_tie = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]];
+        assert_eq!(self_crossing(&bow_tie), Some((0, 2)));
+        let concave = [[0.0, 0.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0], [0.0, 1.0]];
+        assert_eq!(self_crossing(&concave), None);
+    }
 
     fn square(x1: f32, y1: f32, x2: f32, y2: f32) -> Polygon {
         Polygon::new(vec![

@@ -808,6 +808,87 @@ fn cases() -> Vec<Case> {
             fragment: "must be above 0 metres",
             line: Line::Unchecked,
         },
+        // What the checks once let through (issue "Hardening against the outside world").
+        Case {
+            name: "camera id `..`",
+            edit: |c| replace(c, "id = \"yard\"", "id = \"..\""),
+            key: "cameras[0].id",
+            fragment: "`..` names a folder",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "camera id too long for a topic",
+            edit: |c| replace(c, "id = \"yard\"", &format!("id = \"{}\"", "y".repeat(70))),
+            key: "cameras[0].id",
+            fragment: "is 70 characters long; the most is 64",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "zone crossing itself",
+            edit: |c| {
+                replace(
+                    c,
+                    "polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]",
+                    "polygon = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]",
+                )
+            },
+            key: "cameras[0].zones[0].polygon",
+            fragment: "the polygon crosses itself: its edge from point 0 and its edge from point 2",
+            line: Line::Of("polygon = [[0.1, 0.1], [0.9, 0.9]"),
+        },
+        Case {
+            name: "zone of too many points",
+            edit: |c| {
+                let circle: Vec<String> = (0..300)
+                    .map(|i| {
+                        let a = i as f64 / 300.0 * std::f64::consts::TAU;
+                        format!("[{:.4}, {:.4}]", 0.5 + 0.4 * a.cos(), 0.5 + 0.4 * a.sin())
+                    })
+                    .collect();
+                replace(
+                    c,
+                    "polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]",
+                    &format!("polygon = [{}]", circle.join(", ")),
+                )
+            },
+            key: "cameras[0].zones[0].polygon",
+            fragment: "a polygon has at most 256 points, this one has 300",
+            line: Line::Of("polygon = [[0.9000"),
+        },
+        Case {
+            name: "dwell of 1e308 seconds",
+            edit: |c| replace(c, "dwell_s = 10", "dwell_s = 1e308"),
+            key: "cameras[0].algorithms[0].dwell_s",
+            fragment: "must be zero or more seconds, and at most 2592000 (30 days)",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "cooldown of 1e308 seconds",
+            edit: |c| add_to_first_algorithm(c, "cooldown_s = 1e308"),
+            key: "cameras[0].algorithms[0].cooldown_s",
+            fragment: "at most 2592000 (30 days)",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "number too large for any type",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nkeep_alive_s = 99999999999999999999\n",
+                )
+            },
+            key: "mqtt.keep_alive_s",
+            fragment: "",
+            line: Line::Of("keep_alive_s = 9999"),
+        },
+        Case {
+            name: "model path is a folder",
+            edit: |c| replace(c, MODEL, env!("CARGO_MANIFEST_DIR")),
+            key: "models[0].path",
+            fragment: "is a folder, not a model file",
+            line: Line::Unchecked,
+        },
         // The file as a whole.
         Case {
             name: "empty file",
@@ -914,6 +995,13 @@ fn missing_config_file_is_named() {
         stderr.contains(&format!("error: {}: cannot read the config file", path.display())),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_endless_file_is_refused_at_once() {
+    let (code, _, stderr) = run_check(Path::new("/dev/zero"));
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(stderr.contains("error: /dev/zero: the file is larger than 4 MiB"), "{stderr}");
 }
 
 #[test]

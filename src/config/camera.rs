@@ -146,14 +146,31 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// The most points a zone's outline may have: zones are drawn by hand, and a larger one is a
+/// mistake (or a file made to exhaust the node).
+pub const MAX_POLYGON_POINTS: usize = 256;
+
+/// What is wrong with a zone outline of `points` (`what`: `polygon`, `geo_polygon`): too few or
+/// too many points, or edges that cross.
+pub(super) fn outline_problem(what: &str, points: &[[f64; 2]]) -> Option<String> {
+    if points.len() < 3 {
+        return Some(format!("a {what} needs at least 3 points, this one has {}", points.len()));
+    }
+    if points.len() > MAX_POLYGON_POINTS {
+        return Some(format!(
+            "a {what} has at most {MAX_POLYGON_POINTS} points, this one has {}",
+            points.len()
+        ));
+    }
+    let (i, j) = crate::geometry::self_crossing(points)?;
+    Some(format!(
+        "the {what} crosses itself: its edge from point {i} and its edge from point {j} \
+         intersect; list the points in order around the zone"
+    ))
+}
+
 fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Polygon, D::Error> {
     let points = Vec::<[f32; 2]>::deserialize(d)?;
-    if points.len() < 3 {
-        return Err(serde::de::Error::custom(format!(
-            "a polygon needs at least 3 points, this one has {}",
-            points.len()
-        )));
-    }
     if let Some((i, p)) =
         points.iter().enumerate().find(|(_, p)| p.iter().any(|c| !(0.0..=1.0).contains(c)))
     {
@@ -161,6 +178,10 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Polygon, D::Error> {
             "point {i} [{}, {}] is outside the image: coordinates are fractions of width and height, from 0 to 1",
             p[0], p[1]
         )));
+    }
+    let wide: Vec<[f64; 2]> = points.iter().map(|p| p.map(f64::from)).collect();
+    if let Some(problem) = outline_problem("polygon", &wide) {
+        return Err(serde::de::Error::custom(problem));
     }
     Ok(Polygon::new(points.into_iter().map(|[x, y]| Point { x, y }).collect()))
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use super::camera::outline_problem;
 use super::mqtt::{BrokerUrl, parse_broker_url};
 use crate::geometry::{GeoPolygon, LatLon};
 
@@ -140,12 +141,6 @@ fn optional_broker_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BrokerU
 /// `geo_polygon = [[lat, lon], …]`: at least three WGS84 points.
 pub fn geo_polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GeoPolygon>, D::Error> {
     let points = Vec::<[f64; 2]>::deserialize(d)?;
-    if points.len() < 3 {
-        return Err(serde::de::Error::custom(format!(
-            "a geo_polygon needs at least 3 points, this one has {}",
-            points.len()
-        )));
-    }
     if let Some((i, [lat, lon])) = points
         .iter()
         .enumerate()
@@ -155,6 +150,9 @@ pub fn geo_polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GeoPolygon>
             "point {i} [{lat}, {lon}] is not a position: points are [latitude, longitude] in \
              degrees, latitude -90 to 90, longitude -180 to 180"
         )));
+    }
+    if let Some(problem) = outline_problem("geo_polygon", &points) {
+        return Err(serde::de::Error::custom(problem));
     }
     Ok(Some(GeoPolygon(points.into_iter().map(|[lat, lon]| LatLon { lat, lon }).collect())))
 }

@@ -69,6 +69,18 @@ pub struct Config {
     pub sha256: String,
 }
 
+/// The largest config file read: a site of hundreds of cameras takes a few hundred KiB, and
+/// `--config /dev/zero` must not grow the node until it dies.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The file's bytes, or `None` when it holds more than `limit` (without reading past that).
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 /// The SHA-256 of `bytes`, in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -78,14 +90,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Config {
     /// Reads, parses and validates a config file. Every error names the file and the key.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                key: String::new(),
-                line: None,
-                message: format!("cannot read the config file: {e}"),
-            }])
-        })?;
+        let whole = |message: String| {
+            let file = path.to_path_buf();
+            ConfigErrors(vec![ConfigError { file, key: String::new(), line: None, message }])
+        };
+        let text = read_limited(path, MAX_CONFIG_BYTES)
+            .map_err(|e| whole(format!("cannot read the config file: {e}")))?
+            .ok_or_else(|| {
+                whole(format!(
+                    "the file is larger than {} MiB: not a config (a site's is a few KiB)",
+                    MAX_CONFIG_BYTES >> 20
+                ))
+            })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| whole("cannot read the config file: it is not UTF-8 text".into()))?;
         Config::parse(&text, path)
     }
 
@@ -200,7 +218,29 @@ fn parse_error(
     }
     let line =
         inner.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    // Some mistakes (a number too large for any type) are found before serde sees a key: name
+    // the key written on that line, under its table.
+    if key.is_empty()
+        && let Some(written) = line.and_then(|line| key_on_line(text, line))
+    {
+        key = written;
+    }
     ConfigError { file: path.to_path_buf(), key, line, message }
+}
+
+/// The dotted key set on 1-based line `line` of `text` (`mqtt.keep_alive_s`), as the file
+/// writes it: its table's header, then the key before `=`.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    let (name, _) = lines.last()?.split_once('=')?;
+    let name = name.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || !name.chars().all(bare) {
+        return None;
+    }
+    let table = lines.iter().rev().skip(1).map(|l| l.trim()).find(|l| l.starts_with('['));
+    let table = table.map(|t| t.trim_matches(['[', ']']).trim());
+    Some(table.map_or(name.to_string(), |t| format!("{t}.{name}")))
 }
 
 /// serde speaks of Rust types; an installer reads "a number".

@@ -117,6 +117,16 @@ fn plain(value: &serde_json::Value) -> String {
     }
 }
 
+/// The longest duration a setting takes: 30 days. Longer is a typo (`1e308` was accepted), and
+/// would overflow the timers it feeds.
+pub const MAX_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// What is wrong with a duration in seconds, if anything.
+pub fn seconds_problem(value: f64) -> Option<String> {
+    (!(value.is_finite() && (0.0..=MAX_SECONDS).contains(&value)))
+        .then(|| format!("must be zero or more seconds, and at most {MAX_SECONDS} (30 days)"))
+}
+
 /// Every primitive parameter's name, as in [`Params`].
 pub const PARAMETERS: [&str; 18] = [
     "persist_s",
@@ -241,8 +251,8 @@ impl Params {
         let seconds =
             [("persist_s", self.persist_s), ("clear_s", self.clear_s), ("dwell_s", self.dwell_s)];
         for (name, value) in seconds {
-            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                problems.push((name, "must be zero or more seconds".into()));
+            if let Some(problem) = value.and_then(seconds_problem) {
+                problems.push((name, problem));
             }
         }
         let fractions = [

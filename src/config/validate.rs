@@ -3,8 +3,10 @@
 //! returns every mistake it finds, with its key.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use super::drone::{CameraKind, FIELDS, REQUIRED_FIELDS, TelemetrySource};
+use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
     AlgorithmConfig, CameraConfig, Config, ConfigError, ModelConfig, ModelKind, Params,
@@ -19,12 +21,13 @@ impl Config {
                 errors.push(self.error(key, message));
             }
         };
-        check(is_topic_safe(&self.node.id), "node.id".into(), topic_safe_message(&self.node.id));
-        check(
-            is_topic_safe(&self.mqtt.topic_prefix),
-            "mqtt.topic_prefix".into(),
-            topic_safe_message(&self.mqtt.topic_prefix),
-        );
+        for (key, id) in
+            [("node.id", &self.node.id), ("mqtt.topic_prefix", &self.mqtt.topic_prefix)]
+        {
+            if let Some(problem) = id_problem(id) {
+                check(false, key.into(), problem);
+            }
+        }
         let mqtt_files = [
             ("password_file", &self.mqtt.password_file),
             ("ca_file", &self.mqtt.ca_file),
@@ -32,12 +35,8 @@ impl Config {
             ("key_file", &self.mqtt.key_file),
         ];
         for (name, file) in mqtt_files {
-            if let Some(p) = file {
-                check(
-                    p.is_file(),
-                    format!("mqtt.{name}"),
-                    format!("file not found: {}", p.display()),
-                );
+            if let Some(problem) = file.as_deref().and_then(|p| file_problem(p, "file")) {
+                check(false, format!("mqtt.{name}"), problem);
             }
         }
         for (name, file) in &mqtt_files[1..] {
@@ -110,10 +109,8 @@ impl Config {
     fn validate_model(&self, i: usize, model: &ModelConfig) -> Vec<ConfigError> {
         let key = |k: &str| format!("models[{i}].{k}");
         let mut errors = Vec::new();
-        if !model.path.is_file() {
-            errors.push(
-                self.error(key("path"), format!("model file not found: {}", model.path.display())),
-            );
+        if let Some(problem) = file_problem(&model.path, "model file") {
+            errors.push(self.error(key("path"), problem));
         }
         match model.class_names() {
             Ok(names) if names.is_empty() => {
@@ -160,14 +157,13 @@ impl Config {
     fn validate_camera(&self, i: usize, camera: &CameraConfig) -> Vec<ConfigError> {
         let key = |k: &str| format!("cameras[{i}].{k}");
         let mut errors = Vec::new();
-        if !is_topic_safe(&camera.id) {
-            errors.push(self.error(key("id"), topic_safe_message(&camera.id)));
+        if let Some(problem) = id_problem(&camera.id) {
+            errors.push(self.error(key("id"), problem));
         }
         if let Source::File { path } = &camera.url
-            && !path.is_file()
+            && let Some(problem) = file_problem(path, "video file")
         {
-            errors
-                .push(self.error(key("url"), format!("video file not found: {}", path.display())));
+            errors.push(self.error(key("url"), problem));
         }
         if let Err(e) = pipeline_description(camera, true) {
             errors.push(self.error(key("pipeline"), e));
@@ -256,8 +252,8 @@ impl Config {
         for (name, value) in
             [("cooldown_s", algorithm.cooldown_s), ("update_s", algorithm.update_s)]
         {
-            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                errors.push(self.error(key(name), "must be zero or more seconds"));
+            if let Some(problem) = value.and_then(seconds_problem) {
+                errors.push(self.error(key(name), problem));
             }
         }
         for (name, value) in
@@ -475,13 +471,37 @@ fn duplicates<'a>(
         .collect()
 }
 
-/// Ids become MQTT topic levels and file names, so they keep to a plain alphabet.
-fn is_topic_safe(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+/// The longest id: ids become MQTT topic levels and file names, and an MQTT packet's topic and
+/// a path both have limits (an id of 70,000 characters made every packet malformed).
+const MAX_ID_CHARS: usize = 64;
+
+/// What is wrong with an id (node, camera, topic prefix), if anything. Ids become MQTT topic
+/// levels and folder names, so they keep to a plain alphabet, and `.` and `..` (folders already)
+/// are refused: a camera `..` would write its clips outside the clips folder.
+fn id_problem(id: &str) -> Option<String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if id.is_empty() || !id.chars().all(plain) {
+        let shown: String = id.chars().take(MAX_ID_CHARS).collect();
+        return Some(format!(
+            "`{shown}` cannot be an MQTT topic level: use ASCII letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    if id.len() > MAX_ID_CHARS {
+        return Some(format!("is {} characters long; the most is {MAX_ID_CHARS}", id.len()));
+    }
+    (id == "." || id == "..").then(|| format!("`{id}` names a folder: use a name with letters"))
 }
 
-fn topic_safe_message(id: &str) -> String {
-    format!("`{id}` cannot be an MQTT topic level: use ASCII letters, digits, `-`, `_` or `.`")
+/// What is wrong with a file the config names (`what`: "model file", "video file"…), if
+/// anything: missing, or a folder where a file belongs.
+fn file_problem(path: &Path, what: &str) -> Option<String> {
+    if path.is_file() {
+        None
+    } else if path.is_dir() {
+        Some(format!("{} is a folder, not a {what}", path.display()))
+    } else {
+        Some(format!("{what} not found: {}", path.display()))
+    }
 }
 
 fn list_or_none(names: &[&str]) -> String {
