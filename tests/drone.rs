@@ -409,7 +409,13 @@ const OSD_TOPIC: &str = "thing/product/DOCK-1/osd";
 
 impl OsdPublisher {
     fn start(port: u16, start: std::time::SystemTime) -> OsdPublisher {
-        let options = rumqttc::MqttOptions::new("osd-publisher", "127.0.0.1", port);
+        OsdPublisher::with_latitude_offset(port, start, 0.0)
+    }
+
+    /// A publisher whose latitudes are off by `offset` degrees: a broken bridge's telemetry.
+    fn with_latitude_offset(port: u16, start: std::time::SystemTime, offset: f64) -> OsdPublisher {
+        let id = format!("osd-publisher-{offset}");
+        let options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
         let (client, mut connection) = rumqttc::Client::new(options, 64);
         std::thread::spawn(move || for _ in connection.iter() {});
         let stop = Arc::new(AtomicBool::new(false));
@@ -423,7 +429,8 @@ impl OsdPublisher {
                 let osd = serde_json::json!({
                     "timestamp": ms as u64,
                     "data": {
-                        "latitude": s.sensor_latitude_deg, "longitude": s.sensor_longitude_deg,
+                        "latitude": s.sensor_latitude_deg.map(|l| l + offset),
+                        "longitude": s.sensor_longitude_deg,
                         "height": HEIGHT_M, "attitude_head": 0.0,
                         "payload": [{"gimbal_pitch": -90.0, "gimbal_yaw": 0.0}]
                     }
@@ -518,4 +525,27 @@ fn mqtt_telemetry_places_incidents_and_its_loss_is_reported() {
     let stale = status[seen..].iter().find(|m| telemetry_status(m, "stale"));
     let stale = stale.expect("the camera's status says its telemetry is stale").json();
     assert_matches_schema("schemas/status.v1.json", &stale);
+
+    // Telemetry with an impossible latitude is turned away: no incident carries a position made
+    // from it (once, incidents carried lat 999.9993), and the status says why.
+    let _broken = OsdPublisher::with_latitude_offset(broker.port, start, 1000.0);
+    let seen = subscriber.messages().len();
+    let invalid_incident =
+        |m: &Message| m.topic.contains("/incident/") && m.json()["geo"]["telemetry"] == "invalid";
+    let messages = subscriber.wait_until(Duration::from_secs(60), |m| {
+        m[seen..].iter().any(invalid_incident)
+            && m[seen..].iter().any(|m| telemetry_status(m, "invalid"))
+    });
+    let invalid = messages[seen..].iter().find(|m| invalid_incident(m));
+    let invalid = invalid.unwrap_or_else(|| panic!("no invalid incident:\n{}", appliance.log()));
+    assert_matches_schema("schemas/incident.v1.json", &invalid.json());
+    assert!(invalid.json()["geo"].get("objects").is_none(), "{}", invalid.json());
+    for m in messages[seen..].iter().filter(|m| m.topic.contains("/incident/")) {
+        let lat = &m.json()["geo"]["platform"]["lat"];
+        assert!(lat.is_null() || f(lat).abs() <= 90.0, "a position from bad telemetry: {lat}");
+    }
+    let status = messages[seen..].iter().find(|m| telemetry_status(m, "invalid"));
+    assert_matches_schema("schemas/status.v1.json", &status.expect("an invalid status").json());
+    let log = appliance.log();
+    assert!(log.contains("telemetry sample rejected: latitude 10"), "{log}");
 }

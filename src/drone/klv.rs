@@ -54,6 +54,36 @@ pub struct UasSample {
     pub version: Option<u8>,
 }
 
+impl UasSample {
+    /// The first value outside what a flying camera can report, named with its range; `None`
+    /// when every value given is plausible. An MQTT bridge or a broken encoder can send
+    /// latitude 1000, and a position computed from it must not reach an incident.
+    pub fn implausible(&self) -> Option<String> {
+        let ranges: [(&str, Option<f64>, f64, f64); 15] = [
+            ("latitude", self.sensor_latitude_deg, -90.0, 90.0),
+            ("longitude", self.sensor_longitude_deg, -180.0, 180.0),
+            ("altitude", self.sensor_altitude_m, -900.0, 19_000.0),
+            ("heading", self.platform_heading_deg, -360.0, 360.0),
+            ("pitch", self.platform_pitch_deg, -180.0, 180.0),
+            ("roll", self.platform_roll_deg, -180.0, 180.0),
+            ("horizontal field of view", self.sensor_hfov_deg, 0.0, 180.0),
+            ("vertical field of view", self.sensor_vfov_deg, 0.0, 180.0),
+            ("gimbal yaw", self.sensor_relative_azimuth_deg, -360.0, 360.0),
+            ("gimbal pitch", self.sensor_relative_elevation_deg, -180.0, 180.0),
+            ("gimbal roll", self.sensor_relative_roll_deg, -180.0, 180.0),
+            ("slant range", self.slant_range_m, 0.0, 5_000_000.0),
+            ("frame centre latitude", self.frame_centre_latitude_deg, -90.0, 90.0),
+            ("frame centre longitude", self.frame_centre_longitude_deg, -180.0, 180.0),
+            ("frame centre elevation", self.frame_centre_elevation_m, -900.0, 19_000.0),
+        ];
+        ranges.iter().find_map(|(name, value, low, high)| {
+            let v = (*value)?;
+            (!(v.is_finite() && (*low..=*high).contains(&v)))
+                .then(|| format!("{name} {v} is outside {low}..{high}"))
+        })
+    }
+}
+
 /// Why a packet was rejected.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KlvError {

@@ -148,7 +148,11 @@ impl Drone {
                 });
                 for (t, sample) in parsed {
                     match sample {
-                        Ok(sample) => samples.push(t, sample),
+                        Ok(sample) => {
+                            if let Err(why) = samples.push(t, sample) {
+                                telemetry::log_rejected(&self.camera, samples.rejected(), &why);
+                            }
+                        }
                         // The first and then one in a hundred: a broken link must not flood
                         // the log.
                         Err(e) if *errors % 100 == 0 => {
@@ -159,19 +163,27 @@ impl Drone {
                         Err(_) => *errors += 1,
                     }
                 }
-                samples.nearest(frame.stream_time_s).map(|(a, s)| (a, s.clone()))
+                let nearest = samples.nearest(frame.stream_time_s).map(|(a, s)| (a, s.clone()));
+                (nearest, samples.newest_rejected().map(String::from))
             }
             Feed::Mqtt(feed) => {
                 let t = telemetry::epoch_s(frame.captured_at);
                 let samples = feed.samples.lock().unwrap_or_else(|e| e.into_inner());
-                samples.nearest(t).map(|(a, s)| (a, s.clone()))
+                let nearest = samples.nearest(t).map(|(a, s)| (a, s.clone()));
+                (nearest, samples.newest_rejected().map(String::from))
             }
         };
+        let (nearest, rejected) = nearest;
         let aspect = frame.height as f64 / frame.width.max(1) as f64;
         let fix = match nearest {
+            // Samples arrive, but none a position can be made from: say why, not "missing".
+            None if rejected.is_some() => {
+                Fix { status: "invalid", age_s: None, pose: None, frame_centre: None }
+            }
             None => Fix { status: "missing", age_s: None, pose: None, frame_centre: None },
             Some((age, _)) if age.abs() > self.config.max_age_s => {
-                Fix { status: "stale", age_s: Some(age), pose: None, frame_centre: None }
+                let status = if rejected.is_some() { "invalid" } else { "stale" };
+                Fix { status, age_s: Some(age), pose: None, frame_centre: None }
             }
             Some((age, sample)) => {
                 let frame_centre = sample

@@ -18,24 +18,55 @@ use crate::config::TelemetryConfig;
 /// Samples kept: seconds of telemetry at the 10-30 a second drones send.
 const KEPT: usize = 512;
 
-/// Telemetry samples in time order, by the time each was taken (seconds).
+/// Telemetry samples in time order, by the time each was taken (seconds). Implausible samples
+/// are turned away and counted, never kept.
 #[derive(Debug, Default)]
-pub struct Samples(VecDeque<(f64, UasSample)>);
+pub struct Samples {
+    kept: VecDeque<(f64, UasSample)>,
+    /// Samples turned away since the camera started.
+    rejected: u64,
+    /// Why the newest sample offered was turned away; `None` once a newer one is kept.
+    newest_rejected: Option<(f64, String)>,
+}
 
 impl Samples {
-    pub fn push(&mut self, t: f64, sample: UasSample) {
-        // Out-of-order arrivals (a reordering link) go where they belong.
-        let at = self.0.iter().rposition(|(u, _)| *u <= t).map_or(0, |i| i + 1);
-        self.0.insert(at, (t, sample));
-        if self.0.len() > KEPT {
-            self.0.pop_front();
+    /// Keeps `sample`, taken at `t`, unless a value in it is implausible: then says which.
+    pub fn push(&mut self, t: f64, sample: UasSample) -> Result<(), String> {
+        if let Some(problem) = sample.implausible() {
+            self.rejected += 1;
+            if self.newest_rejected.as_ref().is_none_or(|(u, _)| *u <= t)
+                && self.kept.back().is_none_or(|(u, _)| *u <= t)
+            {
+                self.newest_rejected = Some((t, problem.clone()));
+            }
+            return Err(problem);
         }
+        if self.newest_rejected.as_ref().is_some_and(|(u, _)| *u <= t) {
+            self.newest_rejected = None;
+        }
+        // Out-of-order arrivals (a reordering link) go where they belong.
+        let at = self.kept.iter().rposition(|(u, _)| *u <= t).map_or(0, |i| i + 1);
+        self.kept.insert(at, (t, sample));
+        if self.kept.len() > KEPT {
+            self.kept.pop_front();
+        }
+        Ok(())
+    }
+
+    /// How many samples were turned away.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Why the newest sample offered was turned away, if it was.
+    pub fn newest_rejected(&self) -> Option<&str> {
+        self.newest_rejected.as_ref().map(|(_, why)| why.as_str())
     }
 
     /// The sample nearest `t`, and how far from it it was taken (seconds, positive when
     /// before).
     pub fn nearest(&self, t: f64) -> Option<(f64, &UasSample)> {
-        self.0
+        self.kept
             .iter()
             .min_by(|(a, _), (b, _)| (t - a).abs().total_cmp(&(t - b).abs()))
             .map(|(u, s)| (t - u, s))
@@ -101,6 +132,14 @@ pub fn from_json(json: &serde_json::Value, fields: &[(String, String)]) -> Optio
     any.then_some(s)
 }
 
+/// Logs a turned-away sample: the first and then one in a hundred, so a broken link does not
+/// flood the log.
+pub fn log_rejected(camera: &str, rejected: u64, why: &str) {
+    if rejected % 100 == 1 {
+        tracing::warn!(camera, rejected, "telemetry sample rejected: {why}");
+    }
+}
+
 /// Seconds since 1970 of a wall-clock time.
 pub fn epoch_s(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
@@ -151,7 +190,10 @@ impl MqttFeed {
                                 let t = sample
                                     .timestamp_us
                                     .map_or(epoch_s(SystemTime::now()), |us| us as f64 / 1e6);
-                                sink.lock().unwrap_or_else(|e| e.into_inner()).push(t, sample);
+                                let mut samples = sink.lock().unwrap_or_else(|e| e.into_inner());
+                                if let Err(why) = samples.push(t, sample) {
+                                    log_rejected(&camera, samples.rejected(), &why);
+                                }
                             }
                         }
                         Ok(_) => {}
@@ -186,10 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn implausible_samples_are_turned_away_counted_and_named() {
+        let mut samples = Samples::default();
+        samples.push(1.0, heading(10.0)).unwrap();
+        let bad = UasSample { sensor_latitude_deg: Some(1000.0), ..heading(20.0) };
+        assert_eq!(samples.push(2.0, bad).unwrap_err(), "latitude 1000 is outside -90..90");
+        assert_eq!(samples.rejected(), 1);
+        assert_eq!(samples.newest_rejected(), Some("latitude 1000 is outside -90..90"));
+        let (_, kept) = samples.nearest(2.0).unwrap();
+        assert_eq!(kept.platform_heading_deg, Some(10.0), "the bad sample is not kept");
+        samples.push(3.0, heading(30.0)).unwrap();
+        assert_eq!(samples.newest_rejected(), None, "a newer good sample clears it");
+        let nan = UasSample { sensor_hfov_deg: Some(f64::NAN), ..heading(40.0) };
+        assert!(samples.push(4.0, nan).unwrap_err().starts_with("horizontal field of view NaN"));
+        assert_eq!(samples.rejected(), 2);
+    }
+
+    #[test]
     fn the_nearest_sample_wins_also_when_it_arrived_late() {
         let mut samples = Samples::default();
         for (t, h) in [(1.0, 10.0), (2.0, 20.0), (1.5, 15.0), (3.0, 30.0)] {
-            samples.push(t, heading(h));
+            samples.push(t, heading(h)).unwrap();
         }
         let (age, s) = samples.nearest(1.6).unwrap();
         assert_eq!(s.platform_heading_deg, Some(15.0));
