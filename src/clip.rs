@@ -409,7 +409,7 @@ fn duration_s(buffers: &[Arc<Encoded>]) -> f64 {
 /// `appsrc ! parser ! mp4mux ! filesink` over the buffers, timestamps counted from the clip's
 /// start.
 fn mux(buffers: &[Arc<Encoded>], path: &Path) -> Result<(), String> {
-    crate::ingest::init_gstreamer()?;
+    crate::ingest::init_gstreamer().map_err(|e| e.to_string())?;
     let first = buffers.first().ok_or("no video")?;
     let parser = parser_for(&first.caps)
         .ok_or_else(|| format!("MP4 cannot hold {} without re-encoding", first.caps))?;
