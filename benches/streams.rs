@@ -434,7 +434,7 @@ fn inference_ceilings() -> Result<Vec<(String, f64)>> {
 /// Child process: ONNX Runtime alone, three ways, on frame 0 of vtest.avi.
 fn inference_ceiling_child() -> Result<()> {
     let config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
-    let frame = ingest::first_frame(&config.cameras[0])?;
+    let frame = ingest::first_frame(&config.cameras[0]).map_err(|e| e.to_string())?;
     let mut input = vec![0.0; 3 * SIDE * SIDE];
     let spec = input_spec(ModelFormat::Yolox, SIDE, SIDE);
     letterbox_frame(&frame, &spec, &mut input);

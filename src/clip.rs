@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::incident::Incident;
-use crate::ingest::Encoded;
+use crate::ingest::{Encoded, IngestError};
 use crate::publish::Outbound;
 use crate::wire::{ClipRef, EvidenceRef, IncidentPayload, IncidentState, Topics, round};
 
@@ -44,6 +44,55 @@ const AHEAD_S: f64 = 3.0;
 const MUX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(30);
 /// A clip's file name while it is being written.
 const PARTIAL_SUFFIX: &str = ".mp4.part";
+
+/// Why a clip was not written. Only logged ("clip not written: …"): the incident's message goes
+/// on without its clip.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    /// The cut holds no buffers.
+    #[error("no video")]
+    NoVideo,
+    /// The camera's codec is not one MP4 holds as it is (see [`parser_for`]).
+    #[error("MP4 cannot hold {caps} without re-encoding")]
+    Codec { caps: Arc<str> },
+    /// GStreamer would not initialise.
+    #[error(transparent)]
+    GStreamer(#[from] IngestError),
+    /// An element of the muxing pipeline cannot be made: its plugin is not installed.
+    #[error("{element}: {error}")]
+    Element { element: String, error: gst::glib::BoolError },
+    /// The muxing pipeline's elements cannot be put together or linked.
+    #[error("{0}")]
+    Pipeline(gst::glib::BoolError),
+    /// The stream's caps, as ingest gave them, do not parse back.
+    #[error("{caps}: {error}")]
+    Caps { caps: Arc<str>, error: gst::glib::BoolError },
+    #[error("the muxer would not start")]
+    NotStarted,
+    #[error("the muxer took no more video: {0:?}")]
+    Push(gst::FlowError),
+    #[error("the muxer did not end: {0:?}")]
+    NotEnded(gst::FlowError),
+    #[error("the muxer has no bus")]
+    NoBus,
+    /// An element of the muxing pipeline posted an error (a full disk, a stream it rejects).
+    #[error("{0}")]
+    Muxer(gst::glib::Error),
+    #[error("not written within {} s", MUX_TIMEOUT.seconds())]
+    Timeout,
+    /// The clips folder cannot be created.
+    #[error("cannot create {}: {error}", dir.display())]
+    CreateDir { dir: PathBuf, error: std::io::Error },
+    /// The finished clip cannot be renamed to its final name.
+    #[error("cannot keep {}: {error}", path.display())]
+    Keep { path: PathBuf, error: std::io::Error },
+    /// The clip was written but is gone before it could be measured.
+    #[error("{} vanished: {error}", path.display())]
+    Vanished { path: PathBuf, error: std::io::Error },
+    /// The writer panicked.
+    #[error("the clip writer failed")]
+    Panicked,
+}
 
 /// One camera's clip settings.
 #[derive(Debug)]
@@ -188,7 +237,7 @@ impl Recorder {
 fn write_and_release(cut: &Cut, settings: &Settings, messages: &Messages) {
     // Whatever happens to the clip, the message must go.
     let written = panic::catch_unwind(AssertUnwindSafe(|| write_clip(cut, settings)))
-        .unwrap_or_else(|_| Err("the clip writer failed".into()));
+        .unwrap_or(Err(ClipError::Panicked));
     if let Err(e) = &written {
         tracing::warn!(camera = %settings.camera, id = %cut.id, "clip not written: {e}");
     }
@@ -370,21 +419,22 @@ fn parser_for(caps: &str) -> Option<&'static str> {
 }
 
 /// Writes a cut to `{dir}/{id}.mp4`, under a temporary name until it is complete.
-fn write_clip(cut: &Cut, settings: &Settings) -> Result<ClipRef, String> {
-    let start_s = cut.buffers.iter().map(|b| b.pts_s).reduce(f64::min).ok_or("no video")?;
+fn write_clip(cut: &Cut, settings: &Settings) -> Result<ClipRef, ClipError> {
+    let start_s = cut.buffers.iter().map(|b| b.pts_s).reduce(f64::min).ok_or(ClipError::NoVideo)?;
     fs::create_dir_all(&settings.dir)
-        .map_err(|e| format!("cannot create {}: {e}", settings.dir.display()))?;
+        .map_err(|error| ClipError::CreateDir { dir: settings.dir.clone(), error })?;
     let path = settings.dir.join(format!("{}.mp4", cut.id));
     let partial = settings.dir.join(format!("{}{PARTIAL_SUFFIX}", cut.id));
     let written = mux(&cut.buffers, &partial).and_then(|()| {
-        fs::rename(&partial, &path).map_err(|e| format!("cannot keep {}: {e}", path.display()))
+        fs::rename(&partial, &path).map_err(|error| ClipError::Keep { path: path.clone(), error })
     });
     if let Err(e) = written {
         let _ = fs::remove_file(&partial);
         return Err(e);
     }
-    let size_bytes =
-        fs::metadata(&path).map_err(|e| format!("{} vanished: {e}", path.display()))?.len();
+    let size_bytes = fs::metadata(&path)
+        .map_err(|error| ClipError::Vanished { path: path.clone(), error })?
+        .len();
     Ok(ClipRef {
         path: path.to_string_lossy().into_owned(),
         duration_s: round(duration_s(&cut.buffers), 3),
@@ -408,35 +458,40 @@ fn duration_s(buffers: &[Arc<Encoded>]) -> f64 {
 
 /// `appsrc ! parser ! mp4mux ! filesink` over the buffers, timestamps counted from the clip's
 /// start.
-fn mux(buffers: &[Arc<Encoded>], path: &Path) -> Result<(), String> {
+fn mux(buffers: &[Arc<Encoded>], path: &Path) -> Result<(), ClipError> {
     crate::ingest::init_gstreamer()?;
-    let first = buffers.first().ok_or("no video")?;
-    let parser = parser_for(&first.caps)
-        .ok_or_else(|| format!("MP4 cannot hold {} without re-encoding", first.caps))?;
-    let make =
-        |name: &str| gst::ElementFactory::make(name).build().map_err(|e| format!("{name}: {e}"));
+    let first = buffers.first().ok_or(ClipError::NoVideo)?;
+    let parser =
+        parser_for(&first.caps).ok_or_else(|| ClipError::Codec { caps: first.caps.clone() })?;
+    let make = |name: &str| {
+        gst::ElementFactory::make(name)
+            .build()
+            .map_err(|error| ClipError::Element { element: name.to_string(), error })
+    };
     let src = gst_app::AppSrc::builder().format(gst::Format::Time).build();
     let sink = make("filesink")?;
     sink.set_property("location", path.to_string_lossy().as_ref());
     let pipeline = gst::Pipeline::new();
     let elements = [src.upcast_ref(), &make(parser)?, &make("mp4mux")?, &sink];
-    pipeline.add_many(elements).map_err(|e| e.to_string())?;
-    gst::Element::link_many(elements).map_err(|e| e.to_string())?;
+    pipeline.add_many(elements).map_err(ClipError::Pipeline)?;
+    gst::Element::link_many(elements).map_err(ClipError::Pipeline)?;
     let muxed = pipeline
         .set_state(gst::State::Playing)
-        .map_err(|_| "the muxer would not start".to_string())
+        .map_err(|_| ClipError::NotStarted)
         .and_then(|_| feed(&src, buffers))
         .and_then(|()| wait_for_end(&pipeline));
     let _ = pipeline.set_state(gst::State::Null);
     muxed
 }
 
-fn feed(src: &gst_app::AppSrc, buffers: &[Arc<Encoded>]) -> Result<(), String> {
-    let first = buffers.first().ok_or("no video")?;
+fn feed(src: &gst_app::AppSrc, buffers: &[Arc<Encoded>]) -> Result<(), ClipError> {
+    let first = buffers.first().ok_or(ClipError::NoVideo)?;
     let times = buffers.iter().flat_map(|b| [Some(b.pts_s), b.dts_s]).flatten();
     let origin_s = times.fold(f64::INFINITY, f64::min);
     let clock_time = |s: f64| gst::ClockTime::from_nseconds(((s - origin_s) * 1e9).round() as u64);
-    let parse_caps = |text: &str| gst::Caps::from_str(text).map_err(|e| format!("{text}: {e}"));
+    let parse_caps = |text: &Arc<str>| {
+        gst::Caps::from_str(text).map_err(|error| ClipError::Caps { caps: text.clone(), error })
+    };
     let (mut caps_text, mut caps) = (&first.caps, parse_caps(&first.caps)?);
     for encoded in buffers {
         if !Arc::ptr_eq(caps_text, &encoded.caps) {
@@ -450,18 +505,18 @@ fn feed(src: &gst_app::AppSrc, buffers: &[Arc<Encoded>]) -> Result<(), String> {
             b.set_flags(gst::BufferFlags::DELTA_UNIT);
         }
         let sample = gst::Sample::builder().buffer(&buffer).caps(&caps).build();
-        src.push_sample(&sample).map_err(|e| format!("the muxer took no more video: {e:?}"))?;
+        src.push_sample(&sample).map_err(ClipError::Push)?;
     }
-    src.end_of_stream().map(|_| ()).map_err(|e| format!("the muxer did not end: {e:?}"))
+    src.end_of_stream().map(|_| ()).map_err(ClipError::NotEnded)
 }
 
-fn wait_for_end(pipeline: &gst::Pipeline) -> Result<(), String> {
-    let bus = pipeline.bus().ok_or("the muxer has no bus")?;
+fn wait_for_end(pipeline: &gst::Pipeline) -> Result<(), ClipError> {
+    let bus = pipeline.bus().ok_or(ClipError::NoBus)?;
     let types = [gst::MessageType::Eos, gst::MessageType::Error];
     match bus.timed_pop_filtered(MUX_TIMEOUT, &types).as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Error(e)) => Err(e.error().to_string()),
+        Some(gst::MessageView::Error(e)) => Err(ClipError::Muxer(e.error())),
         Some(_) => Ok(()),
-        None => Err(format!("not written within {} s", MUX_TIMEOUT.seconds())),
+        None => Err(ClipError::Timeout),
     }
 }
 
@@ -688,6 +743,44 @@ mod tests {
     fn duration_counts_the_last_frame_too() {
         let buffers: Vec<Arc<Encoded>> = (0..50).map(|i| Arc::new(frame(i))).collect();
         assert!((duration_s(&buffers) - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn errors_read_as_they_always_have() {
+        assert_eq!(ClipError::Timeout.to_string(), "not written within 30 s");
+        assert_eq!(ClipError::NoVideo.to_string(), "no video");
+        let divx = ClipError::Codec { caps: "video/x-divx, divxversion=(int)3".into() };
+        let expected = "MP4 cannot hold video/x-divx, divxversion=(int)3 without re-encoding";
+        assert_eq!(divx.to_string(), expected);
+        let full = ClipError::Push(gst::FlowError::Error);
+        assert_eq!(full.to_string(), "the muxer took no more video: Error");
+        let denied = std::io::Error::from_raw_os_error(13);
+        let error =
+            ClipError::CreateDir { dir: "/var/lib/cityeye/clips/kerb".into(), error: denied };
+        let expected = "cannot create /var/lib/cityeye/clips/kerb: Permission denied (os error 13)";
+        assert_eq!(error.to_string(), expected);
+    }
+
+    #[test]
+    fn a_clip_with_nowhere_to_go_says_where() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("clips"), "a file, not a folder").unwrap();
+        let dir = root.path().join("clips/kerb");
+        let settings = Settings {
+            camera: "kerb".into(),
+            pre_s: 2.0,
+            post_s: 1.0,
+            dir: dir.clone(),
+            topics: None,
+            retention: None,
+        };
+        let cut = Cut { id: "a".into(), at_s: 1.0, buffers: vec![Arc::new(frame(10))] };
+        let error = write_clip(&cut, &settings).unwrap_err();
+        assert!(matches!(error, ClipError::CreateDir { .. }), "{error:?}");
+        let expected = format!("cannot create {}: Not a directory (os error 20)", dir.display());
+        assert_eq!(error.to_string(), expected);
+        let empty = Cut { id: "b".into(), at_s: 1.0, buffers: Vec::new() };
+        assert_eq!(write_clip(&empty, &settings).unwrap_err().to_string(), "no video");
     }
 
     const ID: &str = "01a1ffae-a177-7f4d-85bd-2f1842cdae6a";

@@ -33,7 +33,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
-use crate::config::{CameraConfig, pipeline_description};
+use crate::config::{CameraConfig, Source, pipeline_description};
 use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
 use crate::wire::CameraState;
@@ -78,6 +78,87 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST_S: u64 = 1;
 const BACKOFF_MAX_S: u64 = 30;
 
+/// Why a camera's stream could not be opened or stopped giving frames: what a replay, a probe
+/// and a camera's thread report, and what a live camera's offline status says. Each message is
+/// the text users have always seen; `check --probe` finds its installer's words in GStreamer's.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// GStreamer itself would not initialise (no plugin registry, typically).
+    #[error("GStreamer failed to start: {0}")]
+    Init(gst::glib::Error),
+    /// The camera's pipeline template cannot be read or filled in; the config's own words.
+    #[error("{0}")]
+    Template(String),
+    /// GStreamer made no pipeline of the description: it does not parse, or it names an
+    /// element no installed plugin provides. GStreamer's message, kept as text: it may quote the
+    /// URL, and is redacted like one.
+    #[error("cannot build the pipeline: {0}")]
+    Build(String),
+    /// The description made an element, not a pipeline.
+    #[error("the pipeline template did not make a pipeline")]
+    NotAPipeline,
+    /// An element of the analysis tail is not where ingest looks for it.
+    #[error("the pipeline has no {0}")]
+    MissingElement(&'static str),
+    /// An element of the analysis tail lacks the pad ingest samples frames on.
+    #[error("{element} has no {pad} pad")]
+    MissingPad { element: &'static str, pad: &'static str },
+    /// The pipeline refused to play without saying why on its bus.
+    #[error("the pipeline would not start")]
+    NotStarted,
+    /// An element posted an error: the camera refused, a decoder is missing, the file is no
+    /// video. `message` may quote the URL (redacted like one); `debug` is GStreamer's detail,
+    /// logged at debug level and not part of the message.
+    #[error("{element}: {message}")]
+    Stream { element: String, message: String, debug: Option<String> },
+    /// A live stream delivered nothing for [`STALL_TIMEOUT`].
+    #[error("no frames for {} s", STALL_TIMEOUT.as_secs())]
+    Stalled,
+    /// A decoded frame could not be read.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A replay was stopped before the end of its file.
+    #[error("stopped")]
+    Stopped,
+    /// A probe's stream ended without a single frame.
+    #[error("the stream ended before its first frame")]
+    EndedBeforeFirstFrame,
+}
+
+impl IngestError {
+    /// The error with the camera's secret taken out of the texts that may quote its URL.
+    fn redacted(self, url: &Source) -> IngestError {
+        match self {
+            IngestError::Template(text) => IngestError::Template(url.redact(&text)),
+            IngestError::Build(text) => IngestError::Build(url.redact(&text)),
+            IngestError::Stream { element, message, debug } => IngestError::Stream {
+                element: url.redact(&element),
+                message: url.redact(&message),
+                debug: debug.map(|d| url.redact(&d)),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Why a decoded sample is not a frame: the analysis tail asks for I420, and this is not what
+/// came.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("a frame without caps")]
+    NoCaps,
+    #[error("unusable frame caps: {0}")]
+    Caps(gst::glib::BoolError),
+    #[error("a sample without a buffer")]
+    NoBuffer,
+    #[error("a frame without three planes")]
+    NotThreePlanes,
+    #[error("a frame of {size} bytes is too short for {width}x{height} I420")]
+    TooShort { size: usize, width: usize, height: usize },
+    #[error("cannot map a frame")]
+    Unmappable,
+}
+
 /// Runs a camera's stream until `stop` is set (live) or the file ends (replay), calling `frame`
 /// for every sampled frame and `state` for every change of connection state; `stats` counts
 /// the frames decoded and sampled. With `encoded`, every buffer of the stream before
@@ -91,7 +172,7 @@ pub fn run(
     state: &mut dyn FnMut(CameraState),
     frame: &mut dyn FnMut(Frame),
     mut encoded: Option<&mut dyn FnMut(Encoded)>,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     init_gstreamer()?;
     let alive = || stats.mark_alive();
     let mut clock = StreamClock::new(mode);
@@ -111,12 +192,12 @@ pub fn run(
         });
         let reason = match (outcome, mode) {
             (Ok(ended), Mode::Replay { .. }) => {
-                return if ended { Ok(()) } else { Err("stopped".into()) };
+                return if ended { Ok(()) } else { Err(IngestError::Stopped) };
             }
-            (Err(reason), Mode::Replay { .. }) => return Err(camera.url.redact(&reason)),
+            (Err(error), Mode::Replay { .. }) => return Err(error.redacted(&camera.url)),
             (Ok(_), Mode::Live) if stop.load(Ordering::Relaxed) => break,
             (Ok(_), Mode::Live) => "end of stream".to_string(),
-            (Err(reason), Mode::Live) => camera.url.redact(&reason),
+            (Err(error), Mode::Live) => error.redacted(&camera.url).to_string(),
         };
         if clock.frames_since_open > 0 {
             backoff_s = BACKOFF_FIRST_S;
@@ -130,7 +211,7 @@ pub fn run(
 
 /// Opens a camera's stream once and returns its first frame: for probing a camera and for
 /// benchmarks. Fails like a replay does: at once, without retrying.
-pub fn first_frame(camera: &CameraConfig) -> Result<Frame, String> {
+pub fn first_frame(camera: &CameraConfig) -> Result<Frame, IngestError> {
     probe(camera).map(|p| p.frame)
 }
 
@@ -147,7 +228,7 @@ pub struct Probe {
 
 /// Opens a camera's stream once, like a replay (at once, without retrying), and watches it for
 /// about a second.
-pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
+pub fn probe(camera: &CameraConfig) -> Result<Probe, IngestError> {
     const WATCH_S: f64 = 1.0;
     // Every frame up to 60 a second, so that their timestamps tell the stream's rate.
     let camera = CameraConfig { analysis_fps: 60.0, ..camera.clone() };
@@ -178,7 +259,7 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
     let Some((frame, first_frame_after)) = first else {
         return Err(match outcome {
             Err(e) => e,
-            Ok(()) => "the stream ended before its first frame".into(),
+            Ok(()) => IngestError::EndedBeforeFirstFrame,
         });
     };
     let span = last_s - frame.stream_time_s;
@@ -186,11 +267,11 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, String> {
     Ok(Probe { frame, codec, fps, first_frame_after })
 }
 
-pub(crate) fn init_gstreamer() -> Result<(), String> {
-    static INIT: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+pub(crate) fn init_gstreamer() -> Result<(), IngestError> {
+    // The first outcome is kept: GStreamer is initialised once per process.
+    static INIT: Mutex<Option<Result<(), gst::glib::Error>>> = Mutex::new(None);
     let mut done = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    done.get_or_insert_with(|| gst::init().map_err(|e| format!("GStreamer failed to start: {e}")))
-        .clone()
+    done.get_or_insert_with(gst::init).clone().map_err(IngestError::Init)
 }
 
 fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool, alive: &dyn Fn()) {
@@ -269,24 +350,24 @@ impl Session {
         mode: Mode,
         stats: &Arc<CameraStats>,
         want_encoded: bool,
-    ) -> Result<Session, String> {
-        let description = pipeline_description(camera, false)?;
-        let pipeline = gst::parse::launch(&description)
-            .map_err(|e| format!("cannot build the pipeline: {e}"))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "the pipeline template did not make a pipeline".to_string())?;
+    ) -> Result<Session, IngestError> {
+        let description = pipeline_description(camera, false).map_err(IngestError::Template)?;
+        let pipeline = build(&description)?;
         single_threaded_decoders(&pipeline);
         let sink = pipeline
             .by_name(SINK_NAME)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or("the pipeline has no appsink")?;
+            .ok_or(IngestError::MissingElement("appsink"))?;
         let live = mode == Mode::Live;
         sink.set_max_buffers(1);
         sink.set_drop(live);
         // A file camera plays in real time, like the camera it stands in for.
         sink.set_sync(live && !camera.url.is_live());
-        let convert = pipeline.by_name(CONVERT_NAME).ok_or("the pipeline has no videoconvert")?;
-        let pad = convert.static_pad("sink").ok_or("videoconvert has no sink pad")?;
+        let convert =
+            pipeline.by_name(CONVERT_NAME).ok_or(IngestError::MissingElement("videoconvert"))?;
+        let pad = convert
+            .static_pad("sink")
+            .ok_or(IngestError::MissingPad { element: "videoconvert", pad: "sink" })?;
         let sampler = Arc::new(Mutex::new(Sampler::new(camera.analysis_fps)));
         let (probe_sampler, probe_stats) = (sampler.clone(), stats.clone());
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -301,9 +382,10 @@ impl Session {
         let metadata = tap_metadata(&pipeline);
         let stats = stats.clone();
         let session = Session { pipeline, sink, live, sampler, stats, encoded, metadata };
-        session.pipeline.set_state(gst::State::Playing).map_err(|_| {
-            session.bus_error().unwrap_or_else(|| "the pipeline would not start".into())
-        })?;
+        session
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| session.bus_error().unwrap_or(IngestError::NotStarted))?;
         Ok(session)
     }
 
@@ -317,7 +399,7 @@ impl Session {
         state: &mut dyn FnMut(CameraState),
         frame: &mut dyn FnMut(Frame),
         encoded: &mut Option<&mut dyn FnMut(Encoded)>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, IngestError> {
         clock.new_session();
         let mut last_frame = Instant::now();
         let mut caps = CapsText::default();
@@ -347,23 +429,23 @@ impl Session {
                     frame(f);
                 }
                 None if self.sink.is_eos() => return Ok(true),
-                None if last_frame.elapsed() > STALL_TIMEOUT => {
-                    return Err(format!("no frames for {} s", STALL_TIMEOUT.as_secs()));
-                }
+                None if last_frame.elapsed() > STALL_TIMEOUT => return Err(IngestError::Stalled),
                 None => {}
             }
         }
         Ok(false)
     }
 
-    fn bus_error(&self) -> Option<String> {
+    fn bus_error(&self) -> Option<IngestError> {
         let bus = self.pipeline.bus()?;
         let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
         match msg.view() {
             gst::MessageView::Error(e) => {
-                let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                tracing::debug!(element = %from, debug = ?e.debug(), "GStreamer error");
-                Some(format!("{from}: {}", e.error()))
+                let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                let detail = e.debug().map(|d| d.to_string());
+                tracing::debug!(element = %element, debug = ?detail, "GStreamer error");
+                let message = e.error().to_string();
+                Some(IngestError::Stream { element, message, debug: detail })
             }
             _ => None,
         }
@@ -386,6 +468,14 @@ impl Drop for Session {
             let _ = self.pipeline.set_state(gst::State::Null);
         }
     }
+}
+
+/// The pipeline a description makes.
+fn build(description: &str) -> Result<gst::Pipeline, IngestError> {
+    gst::parse::launch(description)
+        .map_err(|e| IngestError::Build(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| IngestError::NotAPipeline)
 }
 
 /// A buffer of the encoded stream on its way to the camera thread.
@@ -494,11 +584,10 @@ impl CapsText {
     }
 }
 
-fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, String> {
-    let caps = sample.caps().ok_or("a frame without caps")?;
-    let info =
-        gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("unusable frame caps: {e}"))?;
-    let buffer = sample.buffer_owned().ok_or("a sample without a buffer")?;
+fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, FrameError> {
+    let caps = sample.caps().ok_or(FrameError::NoCaps)?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(FrameError::Caps)?;
+    let buffer = sample.buffer_owned().ok_or(FrameError::NoBuffer)?;
     let (width, height) = (info.width() as usize, info.height() as usize);
     let (stream_time_s, captured_at) = clock.stamp(buffer.pts());
     let data = i420_pixels(buffer, &info)?;
@@ -507,7 +596,7 @@ fn to_frame(sample: &gst::Sample, clock: &mut StreamClock) -> Result<Frame, Stri
 
 /// The decoder's buffer itself, read in place: its planes where its video meta (or else the
 /// caps) put them.
-fn i420_pixels(buffer: gst::Buffer, info: &gst_video::VideoInfo) -> Result<Pixels, String> {
+fn i420_pixels(buffer: gst::Buffer, info: &gst_video::VideoInfo) -> Result<Pixels, FrameError> {
     let (offsets, strides) = match buffer.meta::<gst_video::VideoMeta>() {
         Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
         None => (info.offset().to_vec(), info.stride().to_vec()),
@@ -516,15 +605,15 @@ fn i420_pixels(buffer: gst::Buffer, info: &gst_video::VideoInfo) -> Result<Pixel
         Some(Plane { offset: *offsets.get(i)?, stride: usize::try_from(*strides.get(i)?).ok()? })
     };
     let (Some(y), Some(u), Some(v)) = (plane(0), plane(1), plane(2)) else {
-        return Err("a frame without three planes".into());
+        return Err(FrameError::NotThreePlanes);
     };
     let (w, h) = (info.width() as usize, info.height() as usize);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let needed = [y.offset + y.len(w, h), u.offset + u.len(cw, ch), v.offset + v.len(cw, ch)];
     if needed.into_iter().any(|end| end > buffer.size()) {
-        return Err(format!("a frame of {} bytes is too short for {w}x{h} I420", buffer.size()));
+        return Err(FrameError::TooShort { size: buffer.size(), width: w, height: h });
     }
-    let buffer = buffer.into_mapped_buffer_readable().map_err(|_| "cannot map a frame")?;
+    let buffer = buffer.into_mapped_buffer_readable().map_err(|_| FrameError::Unmappable)?;
     Ok(Pixels::i420(Arc::new(Mapped(buffer)), [y, u, v], colour(info.colorimetry())))
 }
 
@@ -621,6 +710,56 @@ mod tests {
 
     fn ms(v: u64) -> Option<gst::ClockTime> {
         Some(gst::ClockTime::from_mseconds(v))
+    }
+
+    #[test]
+    fn errors_read_as_they_always_have() {
+        assert_eq!(IngestError::Stalled.to_string(), "no frames for 10 s");
+        assert_eq!(IngestError::Stopped.to_string(), "stopped");
+        let refused = IngestError::Stream {
+            element: "rtspsrc0".into(),
+            message: "Could not open resource for reading and writing.".into(),
+            debug: Some("Failed to connect. (Generic error)".into()),
+        };
+        let expected = "rtspsrc0: Could not open resource for reading and writing.";
+        assert_eq!(refused.to_string(), expected);
+        assert_eq!(
+            IngestError::MissingElement("appsink").to_string(),
+            "the pipeline has no appsink"
+        );
+        let no_pad = IngestError::MissingPad { element: "videoconvert", pad: "sink" };
+        assert_eq!(no_pad.to_string(), "videoconvert has no sink pad");
+        let short = IngestError::from(FrameError::TooShort { size: 100, width: 322, height: 240 });
+        assert_eq!(short.to_string(), "a frame of 100 bytes is too short for 322x240 I420");
+        let ended = IngestError::EndedBeforeFirstFrame;
+        assert_eq!(ended.to_string(), "the stream ended before its first frame");
+    }
+
+    #[test]
+    fn a_missing_element_is_told_in_gstreamers_words() {
+        init_gstreamer().unwrap();
+        let error = build("nosuchelement name=x ! fakesink").unwrap_err();
+        assert!(matches!(error, IngestError::Build(_)), "{error:?}");
+        assert_eq!(error.to_string(), "cannot build the pipeline: no element \"nosuchelement\"");
+    }
+
+    #[test]
+    fn the_cameras_password_is_taken_out_of_gstreamers_texts() {
+        let url = Source::Rtsp {
+            url: url::Url::parse("rtsp://cam.local/stream").unwrap(),
+            user: Some("admin".into()),
+            password: Some("s3cret".into()),
+        };
+        let error = IngestError::Stream {
+            element: "rtspsrc0".into(),
+            message: "Unauthorized: rtsp://admin:s3cret@cam.local/stream".into(),
+            debug: Some("s3cret".into()),
+        }
+        .redacted(&url);
+        assert_eq!(error.to_string(), "rtspsrc0: Unauthorized: rtsp://admin:***@cam.local/stream");
+        assert!(matches!(error, IngestError::Stream { debug: Some(d), .. } if d == "***"));
+        let build = IngestError::Build("syntax error near s3cret".into()).redacted(&url);
+        assert_eq!(build.to_string(), "cannot build the pipeline: syntax error near ***");
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn frames_and_encoded(url: &str, frames: usize) -> (Vec<f64>, Vec<Encoded>) {
         },
         Some(&mut |buffer| encoded.push(buffer)),
     )
-    .unwrap_or_else(|e| assert_eq!(e, "stopped", "{url}"));
+    .unwrap_or_else(|e| assert_eq!(e.to_string(), "stopped", "{url}"));
     (times, encoded)
 }
 
@@ -143,10 +143,10 @@ fn file_cameras_expose_their_encoded_stream_and_test_patterns_have_none() {
 #[test]
 fn a_camera_that_is_not_there_fails_with_a_reason() {
     let (_dir, camera) = camera(&format!("rtsp://127.0.0.1:{}/nothing", free_port()));
-    let error = ingest::first_frame(&camera).unwrap_err();
+    let error = ingest::first_frame(&camera).unwrap_err().to_string();
     assert!(error.starts_with("rtspsrc") && error.contains("Could not open resource"), "{error}");
     let (_dir, camera) = camera_of_broken_file();
-    let error = ingest::first_frame(&camera).unwrap_err();
+    let error = ingest::first_frame(&camera).unwrap_err().to_string();
     assert!(error.contains("Could not determine type of stream"), "{error}");
 }
 

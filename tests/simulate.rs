@@ -127,6 +127,7 @@ fn a_stream_loops_past_the_end_of_its_file_with_time_running_on() {
         },
         None,
     );
+    let ran = ran.map_err(|e| e.to_string());
     assert_eq!(ran, Err("stopped".into()), "the stream never ended; frames at {times:?}");
     assert!(times.windows(2).all(|w| w[1] > w[0]), "time runs on: {times:?}");
     let steps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();

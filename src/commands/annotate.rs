@@ -295,7 +295,7 @@ struct Encoder {
 
 impl Encoder {
     fn open(path: &Path, fps: f64) -> Result<Encoder, String> {
-        ingest::init_gstreamer()?;
+        ingest::init_gstreamer().map_err(|e| e.to_string())?;
         for (element, package) in ELEMENTS {
             if gst::ElementFactory::find(element).is_none() {
                 return Err(format!(

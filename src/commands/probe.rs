@@ -45,7 +45,7 @@ pub fn run(config: &Config, settings: &Settings) -> bool {
 }
 
 fn probe_camera(camera: &CameraConfig) -> CameraProbe {
-    let outcome = ingest::probe(camera).map_err(|e| explain(&camera.url.redact(&e)));
+    let outcome = ingest::probe(camera).map_err(|e| explain(&camera.url.redact(&e.to_string())));
     CameraProbe { camera: camera.id.clone(), outcome }
 }
 

@@ -102,7 +102,7 @@ impl Server {
                 "{address} is not a loopback address: it would impersonate a camera"
             ));
         }
-        ingest::init_gstreamer()?;
+        ingest::init_gstreamer().map_err(|e| e.to_string())?;
         for (element, package) in codec.needs() {
             if gst::ElementFactory::find(element).is_none() {
                 return Err(format!(
@@ -281,7 +281,7 @@ struct Decoder {
 
 impl Decoder {
     fn start(video: &Path) -> Result<Decoder, String> {
-        ingest::init_gstreamer()?;
+        ingest::init_gstreamer().map_err(|e| e.to_string())?;
         let pipeline = gst::parse::launch(
             "filesrc name=file ! decodebin ! videoconvert ! video/x-raw,format=I420 \
              ! appsink name=frames sync=false max-buffers=2",

@@ -14,7 +14,7 @@ use super::view::Watch;
 use crate::clip;
 use crate::config::CameraConfig;
 use crate::frame::Frame;
-use crate::ingest::{self, Mode};
+use crate::ingest::{self, IngestError, Mode};
 use crate::publish::Outbound;
 use crate::stats::CameraStats;
 use crate::wire::{CameraState, IncidentState};
@@ -40,7 +40,7 @@ pub fn run_camera(
     stop: &AtomicBool,
     outputs: Outputs<'_>,
     reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     let Outputs { tx, stats, clips, mut watch } = outputs;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
