@@ -36,7 +36,7 @@ mod outbox;
 
 use link::LinkEvent;
 use outbox::WINDOW;
-pub use outbox::{Outbox, Publication, free_bytes, probe_writable};
+pub use outbox::{Outbox, OutboxError, Publication, free_bytes, probe_writable};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, evidence_jpeg};
