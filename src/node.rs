@@ -50,7 +50,8 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
     // Likewise the MQTT password, CA, certificate and key files.
-    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
+    let link =
+        publish::link::Settings::load(&config.mqtt, &config.node.id).map_err(|e| e.to_string())?;
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt)?;
     }
