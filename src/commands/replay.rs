@@ -176,7 +176,7 @@ pub fn replay(
         (_, Ok(())) => {}
     }
     let frames_annotated = frames_annotated.map_err(ReplayError::Failed)?;
-    let incidents = written.map_err(ReplayError::Failed)?;
+    let incidents = written.map_err(|e| ReplayError::Failed(e.to_string()))?;
     Ok(ReplaySummary {
         frames_decoded: stats.frames_in.load(Ordering::Relaxed),
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
