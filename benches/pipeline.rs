@@ -84,7 +84,7 @@ fn frame0() -> &'static Frame {
 }
 
 fn detector(threads: usize) -> Detector {
-    Detector::load(&config(threads).models[0]).unwrap_or_else(|e| panic!("model: {e}"))
+    Detector::load(&config(threads).models[0]).unwrap_or_else(|e| panic!("model: {}: {e}", e.key()))
 }
 
 fn bench_detect(c: &mut Criterion) {

@@ -50,9 +50,10 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
     // Likewise the MQTT password, CA, certificate and key files.
-    let link = publish::link::Settings::load(&config.mqtt, &config.node.id)?;
+    let link =
+        publish::link::Settings::load(&config.mqtt, &config.node.id).map_err(|e| e.to_string())?;
     if config.mqtt.embedded_broker {
-        publish::start_embedded_broker(&config.mqtt)?;
+        publish::start_embedded_broker(&config.mqtt).map_err(|e| e.to_string())?;
     }
     let http = match config.http.enabled {
         true => Some(runtime.block_on(http::bind(&config.http))?),
@@ -86,7 +87,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     // A sink that failed must not leave the cameras running with nobody to publish for them.
     stop.store(true, Ordering::Relaxed);
     let _ = supervisor.join();
-    published
+    published.map_err(|e| e.to_string())
 }
 
 /// SIGINT and SIGTERM stop the node; SIGHUP asks for a config reload.

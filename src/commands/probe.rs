@@ -99,7 +99,7 @@ fn probe_broker(config: &Config, settings: &Settings) -> Result<Duration, String
 fn probe_data_dir(dir: &Path) -> Result<String, String> {
     // Created as the node would create it at start.
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    crate::publish::probe_writable(dir)?;
+    crate::publish::probe_writable(dir).map_err(|e| e.to_string())?;
     let free = crate::publish::free_bytes(dir)
         .map_err(|e| format!("{}: cannot read the free space: {e}", dir.display()))?;
     Ok(format!("{:.1} GiB", free as f64 / f64::from(1u32 << 30)))

@@ -49,7 +49,9 @@ pub fn preview(
             .detectors
             .get(name)
             .ok_or_else(|| ReplayError::Usage(format!("model {name} is not loaded")))?;
-        let detections = detector.detect(&frame, &mut scratch).map_err(ReplayError::Failed)?;
+        let detections = detector
+            .detect(&frame, &mut scratch)
+            .map_err(|e| ReplayError::Failed(e.to_string()))?;
         others.extend(detections.iter().map(|d| d.bbox));
     }
     let evidence = Overlay::of(&camera).evidence(Arc::new(frame), others);
@@ -174,7 +176,7 @@ pub fn replay(
         (_, Ok(())) => {}
     }
     let frames_annotated = frames_annotated.map_err(ReplayError::Failed)?;
-    let incidents = written.map_err(ReplayError::Failed)?;
+    let incidents = written.map_err(|e| ReplayError::Failed(e.to_string()))?;
     Ok(ReplaySummary {
         frames_decoded: stats.frames_in.load(Ordering::Relaxed),
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),

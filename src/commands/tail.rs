@@ -16,7 +16,7 @@ use crate::wire::{IncidentPayload, Topics};
 
 /// Prints the node's messages until the connection fails for good or the process is stopped.
 pub fn run(config: &Config, with_stats: bool) -> Result<(), String> {
-    let settings = Settings::load(&config.mqtt, &config.node.id)?;
+    let settings = Settings::load(&config.mqtt, &config.node.id).map_err(|e| e.to_string())?;
     let client_id = format!("cityeye-tail-{}-{}", config.node.id, std::process::id());
     let (client, mut connection) =
         rumqttc::Client::new(settings.subscriber_options(&client_id), 64);

@@ -12,7 +12,7 @@ use crate::frame::Frame;
 use crate::geometry::{Detection, Polygon};
 use crate::incident::{Incident, Incidents};
 use crate::infer::classify::CropScratch;
-use crate::infer::{Classifier, Detector, Scratch};
+use crate::infer::{Classifier, Detector, InferError, Scratch};
 use crate::motion::MotionGate;
 use crate::rules::{self, Label, Rules, Verdicts};
 use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
@@ -172,7 +172,7 @@ impl Analysis {
         frame: Arc<Frame>,
         detections: Option<Vec<Detection>>,
         watch: Option<&mut Watch<'_>>,
-    ) -> Result<Vec<Incident>, String> {
+    ) -> Result<Vec<Incident>, InferError> {
         if let Some(detections) = detections {
             self.detections = detections;
         }
@@ -207,7 +207,7 @@ pub(super) fn detect(
     detectors: &[Arc<Detector>],
     frame: &Frame,
     scratch: &mut Scratch,
-) -> Result<Vec<Detection>, String> {
+) -> Result<Vec<Detection>, InferError> {
     let mut detections = Vec::new();
     for detector in detectors {
         detections.extend(detector.detect(frame, scratch)?);
@@ -223,7 +223,7 @@ fn classify(
     verdicts: &mut Verdicts,
     frame: &Frame,
     tracks: &TrackUpdate<'_>,
-) -> Result<(), String> {
+) -> Result<(), InferError> {
     verdicts.clear();
     for stage in stages {
         let verdicts = verdicts.entry(stage.classifier.name.clone()).or_default();

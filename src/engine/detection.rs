@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::analysis::{Detectors, detect};
 use crate::frame::Frame;
 use crate::geometry::Detection;
-use crate::infer::Scratch;
+use crate::infer::{InferError, Scratch};
 
 /// A frame on its way to detection; `seq` counts the camera's frames.
 struct Job {
@@ -21,7 +21,7 @@ struct Job {
 pub(super) struct Detected {
     seq: u64,
     pub frame: Arc<Frame>,
-    pub detections: Option<Result<Vec<Detection>, String>>,
+    pub detections: Option<Result<Vec<Detection>, InferError>>,
     pub took: Duration,
 }
 

@@ -90,7 +90,7 @@ pub fn reload_models(
                     models.files.insert(model.name.clone(), files);
                 }
             }
-            Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key), e.message)),
+            Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key()), e.to_string())),
         }
     }
     if errors.is_empty() { Ok((models, loaded_anew)) } else { Err(ConfigErrors(errors)) }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
-use super::{ImageSession, LoadError, ModelSummary, Opened, load_error, open, output_shape};
+use super::{ImageSession, InferError, LoadError, ModelSummary, Opened, open, output_shape};
 use crate::config::{ModelConfig, ModelKind};
 use crate::frame::Frame;
 use crate::geometry::BBox;
@@ -31,20 +31,13 @@ pub struct CropScratch {
 impl Classifier {
     pub fn load(config: &ModelConfig) -> Result<Classifier, LoadError> {
         if config.format != ModelKind::Classifier {
-            return Err(load_error("format", "not a classifier"));
+            return Err(LoadError::NotAClassifier);
         }
         let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
         let shape = output_shape(&sessions[0])?;
         let fits = matches!(shape[..], [n, c] if (n == 1 || n == -1) && (c == -1 || c == classes.len() as i64));
         if !fits {
-            return Err(load_error(
-                "classes",
-                format!(
-                    "output shape {shape:?} does not fit a classifier of {} labels: expected [1, {}]",
-                    classes.len(),
-                    classes.len()
-                ),
-            ));
+            return Err(LoadError::ClassifierOutput { shape, labels: classes.len() });
         }
         let classifier = Classifier {
             name: config.name.clone(),
@@ -72,9 +65,7 @@ impl Classifier {
             metadata: Vec::new(),
         };
         let whole = BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 };
-        classifier
-            .classify(&blank, whole, &mut CropScratch::default())
-            .map_err(|e| load_error("path", e))?;
+        classifier.classify(&blank, whole, &mut CropScratch::default())?;
         Ok(classifier)
     }
 
@@ -84,8 +75,8 @@ impl Classifier {
         frame: &Frame,
         bbox: BBox,
         scratch: &mut CropScratch,
-    ) -> Result<(Arc<str>, f32), String> {
-        let (w, h) = crop_into(frame, bbox, &mut scratch.crop).ok_or("the box is empty")?;
+    ) -> Result<(Arc<str>, f32), InferError> {
+        let (w, h) = crop_into(frame, bbox, &mut scratch.crop).ok_or(InferError::EmptyBox)?;
         let labels = self.labels.len();
         let crop = &scratch.crop;
         let letterbox =
@@ -97,7 +88,7 @@ impl Classifier {
                 .copied()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(&b.1))
-                .ok_or_else(|| "the classifier gave no scores".to_string())
+                .ok_or(InferError::NoScores)
         })?;
         Ok((self.labels[best].clone(), score))
     }

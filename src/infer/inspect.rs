@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ort::session::Session;
 
-use super::{runtime, tensor_shape};
+use super::{LoadError, runtime, tensor_shape};
 
 /// The facts about one model file.
 pub struct Inspection {
@@ -22,13 +22,15 @@ pub struct Inspection {
     guess: Result<(&'static str, usize, [i64; 2]), String>,
 }
 
-pub fn inspect(path: &Path) -> Result<Inspection, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let cannot_load = |e: String| format!("ONNX Runtime cannot load {}: {e}", path.display());
+/// Reads the model at `path`; it fails as a model's load would, with the same reasons.
+pub fn inspect(path: &Path) -> Result<Inspection, LoadError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| LoadError::Unreadable { path: path.to_path_buf(), source })?;
+    let cannot_load = |source| LoadError::Session { path: path.to_path_buf(), source };
     let session = Session::builder(runtime()?)
-        .map_err(|e| cannot_load(e.to_string()))?
+        .map_err(cannot_load)?
         .commit_from_memory(&bytes)
-        .map_err(|e| cannot_load(e.to_string()))?;
+        .map_err(cannot_load)?;
     let tensor = |name: &str, dtype: &ort::value::ValueType| {
         (name.to_string(), dtype.to_string(), tensor_shape(dtype).unwrap_or_default())
     };

@@ -12,7 +12,6 @@ pub mod decode;
 pub mod inspect;
 pub mod letterbox;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -33,22 +32,122 @@ use crate::geometry::{BBox, Detection};
 const ORT_LIBRARY_PLACES: [&str; 2] =
     ["/usr/lib/cityeye/libonnxruntime.so", "/usr/local/lib/cityeye/libonnxruntime.so"];
 
-/// A model that cannot be used, and which config key is to blame.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadError {
-    /// Key within the model's config table: `path`, `format`, `classes`, `input_size`, `sha256`.
-    pub key: &'static str,
-    pub message: String,
+/// Why ONNX Runtime itself cannot be had: its library is missing, does not load or does not
+/// start. Clone, because the first attempt's outcome stands for the whole process.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    /// `ORT_DYLIB_PATH` names a file that is not there.
+    #[error("ORT_DYLIB_PATH names {}, which does not exist", .0.display())]
+    DylibPathMissing(PathBuf),
+    /// None of [`ORT_LIBRARY_PLACES`] holds the library.
+    #[error(
+        "ONNX Runtime library not found in {}; run scripts/setup or set ORT_DYLIB_PATH",
+        ORT_LIBRARY_PLACES.join(" or ")
+    )]
+    NotInstalled,
+    /// The library is there but cannot be loaded (not a library, a version `ort` cannot use).
+    #[error("cannot load ONNX Runtime from {}: {source}", library.display())]
+    Load { library: PathBuf, source: Arc<ort::LoadDynamicError> },
+    /// The library loaded but its environment did not start.
+    #[error("cannot start ONNX Runtime: {0}")]
+    Start(#[source] Arc<ort::Error>),
 }
 
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
+/// Why a model cannot be used, found when it loads (or when `cityeye models inspect` reads it).
+/// `Display` is the reason; [`LoadError::key`] names the key of the model's config table to
+/// blame, which the config's error report puts the reason under.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The class list cannot be had (its file, or its names).
+    #[error("{0}")]
+    Classes(String),
+    /// The model file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// The file is not the one `sha256` pins.
+    #[error("{} has SHA-256 {actual}, expected {expected}", path.display())]
+    Sha256Mismatch { path: PathBuf, actual: String, expected: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// ONNX Runtime does not take the file as a model (or its session options).
+    #[error("ONNX Runtime cannot load {}: {source}", path.display())]
+    Session { path: PathBuf, source: ort::Error },
+    #[error("no outputs")]
+    NoOutputs,
+    /// Models take one image; this one has another number of inputs.
+    #[error("expected one image input, the model has {0}")]
+    InputCount(usize),
+    /// The input is not an image `[1, 3, H, W]`.
+    #[error("input `{name}` has shape {shape:?}; expected [1, 3, height, width]")]
+    InputShape { name: String, shape: Vec<i64> },
+    /// `input_size` says one size, the model another.
+    #[error("is {configured:?} but the model takes [{}, {}]", model[0], model[1])]
+    InputSizeMismatch { configured: [usize; 2], model: [usize; 2] },
+    /// The model takes any size and `input_size` does not choose one.
+    #[error("the model's input size is dynamic: set it")]
+    DynamicInputSize,
+    #[error("a classifier cannot be a camera's detector")]
+    ClassifierAsDetector,
+    #[error("not a classifier")]
+    NotAClassifier,
+    /// A detector's declared output does not fit its `format` and class count; `reason` is
+    /// [`ModelFormat::check_output_shape`]'s.
+    #[error("{reason} (the class list has {classes} names)")]
+    DetectorOutput { reason: String, classes: usize },
+    /// A classifier's output is not one score per label.
+    #[error(
+        "output shape {shape:?} does not fit a classifier of {labels} labels: expected [1, {labels}]"
+    )]
+    ClassifierOutput { shape: Vec<i64>, labels: usize },
+    /// The model loaded but failed its first run, on a blank image.
+    #[error(transparent)]
+    WarmUp(#[from] InferError),
+}
+
+impl LoadError {
+    /// The key within the model's config table to blame: `path`, `format`, `classes`,
+    /// `input_size` or `sha256`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            LoadError::Classes(_) | LoadError::ClassifierOutput { .. } => "classes",
+            LoadError::Sha256Mismatch { .. } => "sha256",
+            LoadError::InputShape { .. }
+            | LoadError::ClassifierAsDetector
+            | LoadError::NotAClassifier
+            | LoadError::DetectorOutput { .. } => "format",
+            LoadError::InputSizeMismatch { .. } | LoadError::DynamicInputSize => "input_size",
+            LoadError::Unreadable { .. }
+            | LoadError::Runtime(_)
+            | LoadError::Session { .. }
+            | LoadError::NoOutputs
+            | LoadError::InputCount(_)
+            | LoadError::WarmUp(_) => "path",
+        }
     }
 }
 
-fn load_error(key: &'static str, message: impl Into<String>) -> LoadError {
-    LoadError { key, message: message.into() }
+/// Why a loaded model could not be run on a frame (a detector) or on an object's crop (a
+/// classifier). The camera logs it and goes on with its next frame.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The letterboxed pixels could not be made into ONNX Runtime's input tensor.
+    #[error("cannot make the input tensor: {0}")]
+    InputTensor(#[source] ort::Error),
+    /// ONNX Runtime's session run failed.
+    #[error("inference failed: {0}")]
+    Run(#[source] ort::Error),
+    /// The first output is not a tensor of `f32`.
+    #[error("unexpected output: {0}")]
+    OutputType(#[source] ort::Error),
+    /// A detector's output, whose shape a dynamic axis left open until now, does not fit its
+    /// format; the reason is [`ModelFormat::check_output_shape`]'s.
+    #[error("unexpected output: {0}")]
+    OutputShape(String),
+    #[error("the classifier gave no scores")]
+    NoScores,
+    /// The object's box holds no pixel of the frame.
+    #[error("the box is empty")]
+    EmptyBox,
 }
 
 /// What `cityeye check` shows about a loaded model.
@@ -92,20 +191,19 @@ impl ImageSession {
         &self,
         letterbox: impl FnOnce(&InputSpec, &mut [f32]) -> Letterbox,
         tensor: &mut Vec<f32>,
-        read: impl FnOnce(&[i64], &[f32]) -> Result<R, String>,
-    ) -> Result<(Letterbox, R), String> {
+        read: impl FnOnce(&[i64], &[f32]) -> Result<R, InferError>,
+    ) -> Result<(Letterbox, R), InferError> {
         let (w, h) = (self.input.width, self.input.height);
         tensor.resize(3 * w * h, 0.0);
         let letterbox = letterbox(&self.input, tensor);
         let input = TensorRef::from_array_view(([1usize, 3, h, w], &tensor[..]))
-            .map_err(|e| format!("cannot make the input tensor: {e}"))?;
+            .map_err(InferError::InputTensor)?;
         let mut session = self.free_session();
         let outputs = session
             .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(|e| format!("inference failed: {e}"))?;
-        let (shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| format!("unexpected output: {e}"))?;
+            .map_err(InferError::Run)?;
+        let (shape, data) =
+            outputs[0].try_extract_tensor::<f32>().map_err(InferError::OutputType)?;
         Ok((letterbox, read(shape, data)?))
     }
 
@@ -150,31 +248,28 @@ struct Opened {
 /// Reads a model file (checking its SHA-256 when pinned), starts its session and checks its
 /// single image input against `input_size`.
 fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
-    let classes = config.canonical_class_names().map_err(|e| load_error("classes", e))?;
-    let bytes = std::fs::read(&config.path)
-        .map_err(|e| load_error("path", format!("cannot read {}: {e}", config.path.display())))?;
+    let classes = config.canonical_class_names().map_err(LoadError::Classes)?;
+    let path = &config.path;
+    let bytes = std::fs::read(path)
+        .map_err(|source| LoadError::Unreadable { path: path.clone(), source })?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &config.sha256
         && !expected.eq_ignore_ascii_case(&sha256)
     {
-        return Err(load_error(
-            "sha256",
-            format!("{} has SHA-256 {sha256}, expected {expected}", config.path.display()),
-        ));
+        let (actual, expected) = (sha256, expected.clone());
+        return Err(LoadError::Sha256Mismatch { path: path.clone(), actual, expected });
     }
-    let environment = runtime().map_err(|e| load_error("path", e))?;
-    let cannot_load = |e: String| {
-        load_error("path", format!("ONNX Runtime cannot load {}: {e}", config.path.display()))
-    };
-    // Builder errors carry the builder, which is not Send: keep only their text.
+    let environment = runtime()?;
+    let cannot_load = |source| LoadError::Session { path: path.clone(), source };
     let sessions = (0..config.session_count())
         .map(|_| {
             Session::builder(environment)
-                .map_err(|e| cannot_load(e.to_string()))?
+                .map_err(cannot_load)?
                 .with_intra_threads(config.threads)
-                .map_err(|e| cannot_load(e.to_string()))?
+                // Builder errors carry the builder, which is not Send: keep the error alone.
+                .map_err(|e| cannot_load(e.into()))?
                 .commit_from_memory(&bytes)
-                .map_err(|e| cannot_load(e.to_string()))
+                .map_err(cannot_load)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let session = &sessions[0];
@@ -190,20 +285,20 @@ fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
 
 /// The declared shape of a session's first output.
 fn output_shape(session: &Session) -> Result<Vec<i64>, LoadError> {
-    let output = session.outputs().first().ok_or_else(|| load_error("path", "no outputs"))?;
+    let output = session.outputs().first().ok_or(LoadError::NoOutputs)?;
     Ok(tensor_shape(output.dtype()).unwrap_or_default())
 }
 
 impl Detector {
     pub fn load(config: &ModelConfig) -> Result<Detector, LoadError> {
         let ModelKind::Detector(format) = config.format else {
-            return Err(load_error("format", "a classifier cannot be a camera's detector"));
+            return Err(LoadError::ClassifierAsDetector);
         };
         let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
         let shape = output_shape(&sessions[0])?;
-        format.check_output_shape(&shape, classes.len(), width, height).map_err(|e| {
-            load_error("format", format!("{e} (the class list has {} names)", classes.len()))
-        })?;
+        format
+            .check_output_shape(&shape, classes.len(), width, height)
+            .map_err(|reason| LoadError::DetectorOutput { reason, classes: classes.len() })?;
         let detector = Detector {
             name: config.name.clone(),
             summary,
@@ -214,13 +309,13 @@ impl Detector {
             cross_class_iou: config.cross_class_iou,
             model: ImageSession::new(sessions, input_name, input_spec(format, width, height)),
         };
-        detector.warm_up().map_err(|e| load_error("path", e))?;
+        detector.warm_up()?;
         Ok(detector)
     }
 
     /// One inference on a blank frame, so ONNX Runtime's first-run set-up happens at start-up
     /// and not on a camera's first frame; also proves the model actually runs.
-    fn warm_up(&self) -> Result<(), String> {
+    fn warm_up(&self) -> Result<(), InferError> {
         let blank = Frame {
             width: self.model.input.width,
             height: self.model.input.height,
@@ -237,7 +332,11 @@ impl Detector {
     }
 
     /// Detections in one frame, boxes normalized to the frame, best first.
-    pub fn detect(&self, frame: &Frame, scratch: &mut Scratch) -> Result<Vec<Detection>, String> {
+    pub fn detect(
+        &self,
+        frame: &Frame,
+        scratch: &mut Scratch,
+    ) -> Result<Vec<Detection>, InferError> {
         let (w, h) = (self.model.input.width, self.model.input.height);
         let candidates = &mut scratch.candidates;
         let (letterbox, ()) = self.model.run(
@@ -247,7 +346,7 @@ impl Detector {
                 // Load checked the declared shape; a dynamic one is only known now.
                 self.format
                     .check_output_shape(shape, self.classes.len(), w, h)
-                    .map_err(|e| format!("unexpected output: {e}"))?;
+                    .map_err(InferError::OutputShape)?;
                 let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
                 let classes = self.classes.len();
                 decode(self.format, data, &dims, classes, w, h, self.confidence, candidates);
@@ -309,34 +408,22 @@ fn check_input(
     configured: Option<[usize; 2]>,
 ) -> Result<(String, usize, usize), LoadError> {
     let [input] = session.inputs() else {
-        return Err(load_error(
-            "path",
-            format!("expected one image input, the model has {}", session.inputs().len()),
-        ));
+        return Err(LoadError::InputCount(session.inputs().len()));
     };
     let shape = tensor_shape(input.dtype()).unwrap_or_default();
-    let bad_shape = || {
-        load_error(
-            "format",
-            format!("input `{}` has shape {shape:?}; expected [1, 3, height, width]", input.name()),
-        )
-    };
+    let bad_shape =
+        || LoadError::InputShape { name: input.name().to_string(), shape: shape.clone() };
     let [n, c, h, w] = shape[..] else { return Err(bad_shape()) };
     if !(n == 1 || n == -1) || c != 3 {
         return Err(bad_shape());
     }
     let model_size = (w > 0 && h > 0).then_some([w as usize, h as usize]);
     let [width, height] = match (configured, model_size) {
-        (Some(cfg), Some(model)) if cfg != model => {
-            return Err(load_error(
-                "input_size",
-                format!("is {cfg:?} but the model takes [{}, {}]", model[0], model[1]),
-            ));
+        (Some(configured), Some(model)) if configured != model => {
+            return Err(LoadError::InputSizeMismatch { configured, model });
         }
         (Some(size), _) | (None, Some(size)) => size,
-        (None, None) => {
-            return Err(load_error("input_size", "the model's input size is dynamic: set it"));
-        }
+        (None, None) => return Err(LoadError::DynamicInputSize),
     };
     Ok((input.name().to_string(), width, height))
 }
@@ -350,35 +437,114 @@ fn describe(name: &str, dtype: &ValueType) -> String {
 }
 
 /// The process-wide ONNX Runtime environment, loaded once.
-fn runtime() -> Result<&'static ort::environment::Environment, String> {
-    static RUNTIME: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+fn runtime() -> Result<&'static ort::environment::Environment, RuntimeError> {
+    static RUNTIME: OnceLock<Result<ort::environment::Environment, RuntimeError>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let library = find_onnxruntime()?;
             ort::init_from(&library)
-                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+                .map_err(|e| RuntimeError::Load { library, source: Arc::new(e) })?
                 .with_name("cityeye")
                 .build()
-                .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+                .map_err(|e| RuntimeError::Start(Arc::new(e)))
         })
         .as_ref()
         .map_err(Clone::clone)
 }
 
 /// Checked here because `ort` panics when the library is missing.
-fn find_onnxruntime() -> Result<PathBuf, String> {
+fn find_onnxruntime() -> Result<PathBuf, RuntimeError> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("ORT_DYLIB_PATH names {}, which does not exist", path.display()))
-        };
+        return if path.is_file() { Ok(path) } else { Err(RuntimeError::DylibPathMissing(path)) };
     }
-    ORT_LIBRARY_PLACES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
-        format!(
-            "ONNX Runtime library not found in {}; run scripts/setup or set ORT_DYLIB_PATH",
-            ORT_LIBRARY_PLACES.join(" or ")
-        )
-    })
+    ORT_LIBRARY_PLACES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(RuntimeError::NotInstalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each text is the one these errors had as strings, built the way the old code built it.
+
+    #[test]
+    fn runtime_errors_read_as_before() {
+        assert_eq!(
+            RuntimeError::NotInstalled.to_string(),
+            "ONNX Runtime library not found in /usr/lib/cityeye/libonnxruntime.so or \
+             /usr/local/lib/cityeye/libonnxruntime.so; run scripts/setup or set ORT_DYLIB_PATH"
+        );
+        assert_eq!(
+            RuntimeError::DylibPathMissing("/opt/ort/libonnxruntime.so".into()).to_string(),
+            "ORT_DYLIB_PATH names /opt/ort/libonnxruntime.so, which does not exist"
+        );
+    }
+
+    #[test]
+    fn load_errors_read_as_before_and_name_their_key() {
+        let read = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = format!("cannot read models/m.onnx: {read}");
+        let unreadable = LoadError::Unreadable { path: "models/m.onnx".into(), source: read };
+        assert_eq!((unreadable.key(), unreadable.to_string()), ("path", text));
+        let sha = LoadError::Sha256Mismatch {
+            path: "m.onnx".into(),
+            actual: "ab12".into(),
+            expected: "cd34".into(),
+        };
+        assert_eq!(
+            (sha.key(), sha.to_string().as_str()),
+            ("sha256", "m.onnx has SHA-256 ab12, expected cd34")
+        );
+        let size = LoadError::InputSizeMismatch { configured: [640, 480], model: [416, 416] };
+        assert_eq!(
+            (size.key(), size.to_string().as_str()),
+            ("input_size", "is [640, 480] but the model takes [416, 416]")
+        );
+        let input = LoadError::InputShape { name: "images".into(), shape: vec![1, 640, 640, 3] };
+        assert_eq!(
+            (input.key(), input.to_string().as_str()),
+            ("format", "input `images` has shape [1, 640, 640, 3]; expected [1, 3, height, width]")
+        );
+        let reason = ModelFormat::Yolov8.check_output_shape(&[1, 3549, 85], 80, 416, 416);
+        let output = LoadError::DetectorOutput { reason: reason.unwrap_err(), classes: 80 };
+        assert_eq!(
+            (output.key(), output.to_string().as_str()),
+            (
+                "format",
+                "output shape [1, 3549, 85] does not fit yolov8 with 80 classes: expected \
+                 [1, 84, N] (the class list has 80 names)"
+            )
+        );
+        let labels = LoadError::ClassifierOutput { shape: vec![1, 1000], labels: 2 };
+        assert_eq!(
+            (labels.key(), labels.to_string().as_str()),
+            (
+                "classes",
+                "output shape [1, 1000] does not fit a classifier of 2 labels: expected [1, 2]"
+            )
+        );
+        let warm_up = LoadError::from(InferError::EmptyBox);
+        assert_eq!((warm_up.key(), warm_up.to_string().as_str()), ("path", "the box is empty"));
+        let runtime = LoadError::from(RuntimeError::NotInstalled);
+        assert_eq!(
+            (runtime.key(), runtime.to_string()),
+            ("path", RuntimeError::NotInstalled.to_string())
+        );
+    }
+
+    #[test]
+    fn inference_errors_read_as_before() {
+        let reason =
+            "output shape [1, 84, 100] does not fit yolov8 with 2 classes: expected [1, 6, N]";
+        assert_eq!(
+            InferError::OutputShape(reason.into()).to_string(),
+            format!("unexpected output: {reason}")
+        );
+        assert_eq!(InferError::NoScores.to_string(), "the classifier gave no scores");
+        assert_eq!(InferError::EmptyBox.to_string(), "the box is empty");
+    }
 }

@@ -23,7 +23,7 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
 use std::hash::BuildHasher;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code5, PubAckReason};
 use rumqttc::v5::mqttbytes::{QoS as QoS5, v5 as packets5};
 use rumqttc::{ConnectReturnCode as Code311, Outgoing, QoS, TlsConfiguration, TlsError, Transport};
 use rustls::CertificateError;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,6 +47,38 @@ pub enum LinkEvent {
     Sent(u16),
     Acknowledged(u16),
     Down { error: String, retry_in: Duration },
+}
+
+/// Why the broker settings cannot be used: a file that `[mqtt]` names (password, CA,
+/// certificate, key) is unreadable or unfit. Each names its config key; `cityeye check` reports
+/// them as config errors and `run` stops before any camera starts.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// `key` is the file's key under `[mqtt]`: `password_file`, `ca_file`, `cert_file`,
+    /// `key_file`.
+    #[error("mqtt.{key}: cannot read {}: {source}", path.display())]
+    Unreadable { key: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("mqtt.{key}: {} is not PEM: {source}", path.display())]
+    NotPem { key: &'static str, path: PathBuf, source: pem::Error },
+    #[error("mqtt.{key}: no PEM certificate in {}", path.display())]
+    NoCertificate { key: &'static str, path: PathBuf },
+    /// The CA file's certificates are all unusable as roots.
+    #[error("mqtt.ca_file: no usable CA certificate in {}", .0.display())]
+    NoUsableCa(PathBuf),
+    /// No CA file, and the system's store gave none (with why, when it said).
+    #[error(
+        "mqtt.ca_file: not set, and this system has no CA certificates to use instead{}",
+        .0.iter().map(|e| format!("; {e}")).collect::<String>()
+    )]
+    NoSystemCa(Vec<rustls_native_certs::Error>),
+    /// rustls refuses the configuration itself.
+    #[error("TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("mqtt.key_file: no PEM private key in {} ({source})", path.display())]
+    NoPrivateKey { path: PathBuf, source: pem::Error },
+    /// The key is not the certificate's.
+    #[error("mqtt.key_file: does not go with mqtt.cert_file: {0}")]
+    KeyMismatch(#[source] rustls::Error),
 }
 
 /// How to reach the broker, with every file it names already read and checked.
@@ -70,13 +102,15 @@ impl Settings {
     /// Reads the password, CA, certificate and key files; every error names its config key.
     /// The embedded broker speaks 3.1.1 only, so the node uses 3.1.1 with it whatever
     /// `mqtt.version` says.
-    pub fn load(mqtt: &MqttConfig, node: &str) -> Result<Settings, String> {
+    pub fn load(mqtt: &MqttConfig, node: &str) -> Result<Settings, SettingsError> {
         let credentials = match &mqtt.username {
             Some(user) => {
                 let password = match &mqtt.password_file {
                     Some(path) => std::fs::read_to_string(path)
-                        .map_err(|e| {
-                            format!("mqtt.password_file: cannot read {}: {e}", path.display())
+                        .map_err(|source| SettingsError::Unreadable {
+                            key: "password_file",
+                            path: path.clone(),
+                            source,
                         })?
                         .trim_end_matches(['\r', '\n'])
                         .to_string(),
@@ -138,16 +172,13 @@ impl Settings {
 }
 
 /// The rustls client config for `mqtts://`.
-fn tls(mqtt: &MqttConfig) -> Result<Tls, String> {
+fn tls(mqtt: &MqttConfig) -> Result<Tls, SettingsError> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = match &mqtt.ca_file {
         Some(path) => {
             let (added, _) = roots.add_parsable_certificates(certificates("ca_file", path)?);
             if added == 0 {
-                return Err(format!(
-                    "mqtt.ca_file: no usable CA certificate in {}",
-                    path.display()
-                ));
+                return Err(SettingsError::NoUsableCa(path.clone()));
             }
             path.display().to_string()
         }
@@ -155,11 +186,7 @@ fn tls(mqtt: &MqttConfig) -> Result<Tls, String> {
             let system = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(system.certs);
             if roots.is_empty() {
-                let why = system.errors.iter().map(|e| format!("; {e}")).collect::<String>();
-                return Err(format!(
-                    "mqtt.ca_file: not set, and this system has no CA certificates to use \
-                     instead{why}"
-                ));
+                return Err(SettingsError::NoSystemCa(system.errors));
             }
             "the system's roots".to_string()
         }
@@ -168,35 +195,41 @@ fn tls(mqtt: &MqttConfig) -> Result<Tls, String> {
         rustls::crypto::ring::default_provider().into(),
     )
     .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
+    .map_err(SettingsError::Tls)?
     .with_root_certificates(roots);
     let config = match (&mqtt.cert_file, &mqtt.key_file) {
         (Some(cert), Some(key)) => {
             let bytes = read("key_file", key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-                format!("mqtt.key_file: no PEM private key in {} ({e})", key.display())
-            })?;
+            let key_der = PrivateKeyDer::from_pem_slice(&bytes)
+                .map_err(|source| SettingsError::NoPrivateKey { path: key.clone(), source })?;
             builder
                 .with_client_auth_cert(certificates("cert_file", cert)?, key_der)
-                .map_err(|e| format!("mqtt.key_file: does not go with mqtt.cert_file: {e}"))?
+                .map_err(SettingsError::KeyMismatch)?
         }
         _ => builder.with_no_client_auth(),
     };
     Ok(Tls { config: Arc::new(config), ca })
 }
 
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("mqtt.{key}: cannot read {}: {e}", path.display()))
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, SettingsError> {
+    std::fs::read(path).map_err(|source| SettingsError::Unreadable {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The PEM certificates in a file: at least one, and all of them well formed.
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
     let bytes = read(key, path)?;
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("mqtt.{key}: {} is not PEM: {e}", path.display()))?;
+        .map_err(|source| SettingsError::NotPem { key, path: path.to_path_buf(), source })?;
     if certificates.is_empty() {
-        return Err(format!("mqtt.{key}: no PEM certificate in {}", path.display()));
+        return Err(SettingsError::NoCertificate { key, path: path.to_path_buf() });
     }
     Ok(certificates)
 }
@@ -535,7 +568,7 @@ mod tests {
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
         let junk = junk.display();
-        let error = |text: &str| Settings::load(&mqtt(text), "n").err().unwrap();
+        let error = |text: &str| Settings::load(&mqtt(text), "n").err().unwrap().to_string();
 
         let e = error(&format!("url = \"mqtts://h\"\nca_file = \"{junk}\""));
         assert!(e.starts_with("mqtt.ca_file: no PEM certificate in "), "{e}");
@@ -543,6 +576,27 @@ mod tests {
         assert!(e.starts_with("mqtt.ca_file: cannot read /nonexistent/ca.pem"), "{e}");
         let e = error("username = \"u\"\npassword_file = \"/nonexistent/pw\"");
         assert!(e.starts_with("mqtt.password_file: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn settings_errors_read_as_before() {
+        // Each text is the one these errors had as strings.
+        let pem = "/etc/cityeye/client.pem";
+        assert_eq!(
+            SettingsError::NoCertificate { key: "cert_file", path: pem.into() }.to_string(),
+            format!("mqtt.cert_file: no PEM certificate in {pem}")
+        );
+        assert_eq!(
+            SettingsError::NoUsableCa("/etc/cityeye/ca.pem".into()).to_string(),
+            "mqtt.ca_file: no usable CA certificate in /etc/cityeye/ca.pem"
+        );
+        assert_eq!(
+            SettingsError::NoSystemCa(Vec::new()).to_string(),
+            "mqtt.ca_file: not set, and this system has no CA certificates to use instead"
+        );
+        let why = rustls::Error::General("no".into());
+        let text = format!("mqtt.key_file: does not go with mqtt.cert_file: {why}");
+        assert_eq!(SettingsError::KeyMismatch(why).to_string(), text);
     }
 
     #[test]

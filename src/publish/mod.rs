@@ -36,7 +36,7 @@ mod outbox;
 
 use link::LinkEvent;
 use outbox::WINDOW;
-pub use outbox::{Outbox, Publication, free_bytes, probe_writable};
+pub use outbox::{Outbox, OutboxError, Publication, free_bytes, probe_writable};
 
 use crate::config::{Config, MqttConfig};
 use crate::incident::{Incident, evidence_jpeg};
@@ -47,6 +47,36 @@ use crate::wire::{CameraState, ConfigReport, IncidentPayload, Topics, camera_sta
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 /// Messages on their way from the cameras to the sink; a camera sending to a full channel waits.
 pub const CHANNEL_CAPACITY: usize = 64;
+
+/// Why publishing stopped or could not start: the sink's link to the broker, the embedded
+/// broker, or a replay's results folder.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The task driving the MQTT connection is gone: nothing can be published any more.
+    #[error("the MQTT connection task ended")]
+    LinkEnded,
+    /// `mqtt.url`'s host has no address for the embedded broker to listen on.
+    #[error("mqtt.url: cannot resolve {host}")]
+    BrokerAddress { host: String },
+    /// The embedded broker's port is taken, or not this process's to take.
+    #[error("mqtt.url: the embedded broker cannot listen on {address}: {source}")]
+    BrokerListen { address: SocketAddr, source: std::io::Error },
+    #[error("cannot start the embedded broker: {0}")]
+    BrokerThread(#[source] std::io::Error),
+    /// The embedded broker's thread runs but nothing answers on its port.
+    #[error("the embedded broker did not start listening on {0}")]
+    BrokerNotListening(SocketAddr),
+    /// A replay's results folder or file cannot be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: std::io::Error },
+    /// A replay's incidents or evidence cannot be written (a full disk).
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    /// An incident's evidence snapshot cannot be drawn or encoded; the text is
+    /// [`evidence_jpeg`]'s.
+    #[error("{0}")]
+    Evidence(String),
+}
 
 /// What the analysis side hands to a sink.
 #[derive(Debug)]
@@ -76,7 +106,7 @@ pub async fn mqtt_sink(
     stats: Arc<NodeStats>,
     mut rx: mpsc::Receiver<Outbound>,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<(), PublishError> {
     let node = config.node.id.clone();
     let topics = Topics::new(&config.mqtt.topic_prefix, &node);
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
@@ -140,7 +170,7 @@ pub async fn mqtt_sink(
                     connected = false;
                     stats.set_mqtt_connected(false);
                 }
-                None => return Err("the MQTT connection task ended".into()),
+                None => return Err(PublishError::LinkEnded),
             },
             _ = report.tick() => {
                 stats.set_outbox(outbox.stats());
@@ -219,15 +249,14 @@ fn clip_publication(payload: &IncidentPayload) -> Option<Publication> {
 
 /// Starts an MQTT broker inside this process on `mqtt.url`'s host and port, so a single box
 /// (or the demo) needs nothing else. Returns once it is accepting connections.
-pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), String> {
+pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), PublishError> {
     let address: SocketAddr = (mqtt.url.host.as_str(), mqtt.url.port)
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("mqtt.url: cannot resolve {}", mqtt.url.host))?;
+        .ok_or_else(|| PublishError::BrokerAddress { host: mqtt.url.host.clone() })?;
     // rumqttd binds on a thread of its own and cannot tell us it failed: check first.
-    TcpListener::bind(address)
-        .map_err(|e| format!("mqtt.url: the embedded broker cannot listen on {address}: {e}"))?;
+    TcpListener::bind(address).map_err(|source| PublishError::BrokerListen { address, source })?;
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: MAX_PACKET_BYTES,
@@ -262,7 +291,7 @@ pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), String> {
                 tracing::error!("the embedded MQTT broker stopped: {e}");
             }
         })
-        .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
+        .map_err(PublishError::BrokerThread)?;
     for _ in 0..100 {
         if std::net::TcpStream::connect(address).is_ok() {
             // rumqttd serves one protocol per port; 3.1.1 keeps every subscriber welcome.
@@ -271,30 +300,92 @@ pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("the embedded broker did not start listening on {address}"))
+    Err(PublishError::BrokerNotListening(address))
 }
 
 /// Writes incidents as a replay's results: `incidents.jsonl` (one payload a line, exactly as
 /// MQTT would carry it) and `evidence/<id>.jpg`. Camera status is not part of a replay.
-pub fn replay_sink(out_dir: &Path, rx: &mut mpsc::Receiver<Outbound>) -> Result<usize, String> {
+pub fn replay_sink(
+    out_dir: &Path,
+    rx: &mut mpsc::Receiver<Outbound>,
+) -> Result<usize, PublishError> {
     let evidence_dir = out_dir.join("evidence");
     fs::create_dir_all(&evidence_dir)
-        .map_err(|e| format!("cannot create {}: {e}", evidence_dir.display()))?;
+        .map_err(|source| PublishError::Create { path: evidence_dir.clone(), source })?;
     let path = out_dir.join("incidents.jsonl");
-    let mut lines =
-        fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut lines = fs::File::create(&path)
+        .map_err(|source| PublishError::Create { path: path.clone(), source })?;
     let mut count = 0;
     while let Some(message) = rx.blocking_recv() {
         let Outbound::Incident(incident) = message else { continue };
         if let Some(evidence) = &incident.evidence {
             let file: PathBuf = evidence_dir.join(format!("{}.jpg", incident.payload.id));
-            fs::write(&file, evidence_jpeg(evidence)?)
-                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            let jpeg = evidence_jpeg(evidence).map_err(PublishError::Evidence)?;
+            fs::write(&file, jpeg).map_err(|source| PublishError::Write { path: file, source })?;
         }
         let mut line = serde_json::to_vec(&incident.payload).expect("payload serializes");
         line.push(b'\n');
-        lines.write_all(&line).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        lines
+            .write_all(&line)
+            .map_err(|source| PublishError::Write { path: path.clone(), source })?;
         count += 1;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each text is the one these errors had as strings, built the way the old code built it.
+
+    #[test]
+    fn publish_errors_read_as_before() {
+        assert_eq!(PublishError::LinkEnded.to_string(), "the MQTT connection task ended");
+        assert_eq!(
+            PublishError::BrokerAddress { host: "hub.invalid".into() }.to_string(),
+            "mqtt.url: cannot resolve hub.invalid"
+        );
+        let address: SocketAddr = ([127, 0, 0, 1], 1883).into();
+        assert_eq!(
+            PublishError::BrokerNotListening(address).to_string(),
+            "the embedded broker did not start listening on 127.0.0.1:1883"
+        );
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = format!("cannot write out/incidents.jsonl: {full}");
+        let write = PublishError::Write { path: "out/incidents.jsonl".into(), source: full };
+        assert_eq!(write.to_string(), text);
+    }
+
+    #[test]
+    fn an_embedded_broker_on_a_taken_port_says_so() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = taken.local_addr().unwrap();
+        let config: Config = toml::from_str(&format!(
+            "[node]\nid = \"n\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"",
+            address.port()
+        ))
+        .unwrap();
+        let why = TcpListener::bind(address).err().unwrap();
+        let error = start_embedded_broker(&config.mqtt).err().unwrap();
+        assert!(matches!(error, PublishError::BrokerListen { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("mqtt.url: the embedded broker cannot listen on {address}: {why}")
+        );
+    }
+
+    #[test]
+    fn a_replay_folder_that_cannot_be_made_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, "x").unwrap();
+        let why = fs::create_dir_all(file.join("evidence")).err().unwrap();
+        let (_tx, mut rx) = mpsc::channel(1);
+        let error = replay_sink(&file, &mut rx).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot create {}: {why}", file.join("evidence").display())
+        );
+    }
 }

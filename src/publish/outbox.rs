@@ -20,7 +20,7 @@
 //! drops them by incident id); silent loss is not.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::wire::OutboxStats;
@@ -33,6 +33,20 @@ pub const MEMORY_CAPACITY: usize = 256;
 pub const WINDOW: usize = 16;
 
 const FILE: &str = "outbox.sqlite";
+
+/// Why the outbox cannot be kept in the data dir; found at start, before any camera runs.
+/// (Once open, a failing disk is logged and the messages wait in memory: no error leaves.)
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    /// A real write failed: a read-only or full disk, in the system's own words.
+    #[error("cannot write to {}: {source}", path.display())]
+    NotWritable { path: PathBuf, source: std::io::Error },
+    /// SQLite cannot open, set up or read the store (a corrupt file, a locked one).
+    #[error("{}: {source}", path.display())]
+    Store { path: PathBuf, source: rusqlite::Error },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -115,12 +129,12 @@ impl Outbox {
     /// Opens (or creates) the outbox in `dir`, holding at most `max_bytes` of payload; what an
     /// earlier run left undelivered comes first. A data dir that cannot be written (read-only,
     /// full) is an error here, before any camera starts.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, String> {
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, OutboxError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|source| OutboxError::CreateDir { path: dir.to_path_buf(), source })?;
         probe_writable(dir)?;
         let path = dir.join(FILE);
-        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let fail = |source| OutboxError::Store { path: path.clone(), source };
         let store = Connection::open(&path).map_err(fail)?;
         // WAL for concurrent reads; FULL so that a commit survives a power cut, not just a crash.
         // The write to `user_version` proves the disk takes writes now, not at the first incident.
@@ -418,13 +432,13 @@ impl Outbox {
 
 /// Writes and removes a file of a few evidence snapshots' size: a read-only or full disk fails
 /// here with the system's own words, instead of in SQLite's at the first incident.
-pub fn probe_writable(dir: &Path) -> Result<(), String> {
+pub fn probe_writable(dir: &Path) -> Result<(), OutboxError> {
     use std::io::Write;
     let probe = dir.join(".cityeye-write-probe");
     let written = std::fs::File::create(&probe)
         .and_then(|mut f| f.write_all(&[0; 1 << 20]).and_then(|()| f.sync_all()));
     let _ = std::fs::remove_file(&probe);
-    written.map_err(|e| format!("cannot write to {}: {e}", dir.display()))
+    written.map_err(|source| OutboxError::NotWritable { path: dir.to_path_buf(), source })
 }
 
 /// Bytes free for an unprivileged writer on the file system holding `dir`.
@@ -593,11 +607,31 @@ mod tests {
     }
 
     #[test]
+    fn outbox_errors_read_as_before() {
+        // Each text is the one these errors had as strings, built the way the old code built it.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let why = std::fs::create_dir_all(&file).err().unwrap();
+        let error = Outbox::open(&file, LARGE).err().unwrap();
+        assert!(matches!(error, OutboxError::CreateDir { .. }), "{error:?}");
+        assert_eq!(error.to_string(), format!("cannot create {}: {why}", file.display()));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = format!("cannot write to /var/lib/cityeye: {full}");
+        let error = OutboxError::NotWritable { path: "/var/lib/cityeye".into(), source: full };
+        assert_eq!(error.to_string(), text);
+        let corrupt = rusqlite::Error::InvalidQuery;
+        let text = format!("/var/lib/cityeye/outbox.sqlite: {corrupt}");
+        let path = "/var/lib/cityeye/outbox.sqlite".into();
+        assert_eq!(OutboxError::Store { path, source: corrupt }.to_string(), text);
+    }
+
+    #[test]
     fn an_unwritable_data_dir_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, "x").unwrap();
-        let error = Outbox::open(&file, LARGE).err().expect("a file is no data dir");
+        let error = Outbox::open(&file, LARGE).err().expect("a file is no data dir").to_string();
         assert!(error.contains("not-a-dir"), "{error}");
     }
 }
