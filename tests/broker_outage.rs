@@ -190,3 +190,25 @@ fn a_30_s_broker_outage_while_incidents_happen_loses_nothing_and_keeps_the_order
     }
     println!("{} messages ({during} during the outage), {duplicates} duplicates", logged.len());
 }
+
+#[test]
+fn a_broker_restarted_without_persistence_gets_every_retained_status_again() {
+    let port = free_port();
+    let broker = Mosquitto::start_on(port);
+    let camera = RtspServer::start(&shared("testdata/vtest.avi"));
+    let (_dir, config) = write_config(&kerb_config(port, false, &camera.url(), 6.0));
+    let appliance = Appliance::run(&config);
+    let online = |m: &[Message]| {
+        m.iter().any(|m| m.topic.ends_with("/kerb/status") && m.json()["state"] == "online")
+    };
+    let first = Subscriber::connect(port, "cityeye/#");
+    assert!(online(&first.wait_until(Duration::from_secs(30), online)), "{}", appliance.log());
+    drop(first);
+    drop(broker);
+    let _broker = Mosquitto::start_on(port);
+    // A hub subscribing after the restart learns, from retained messages alone, that the node
+    // and its camera are online.
+    let late = Subscriber::connect(port, "cityeye/+/+/status");
+    let messages = late.wait_until(Duration::from_secs(30), online);
+    assert!(online(&messages), "the camera's status was not retained again:\n{}", appliance.log());
+}

@@ -21,6 +21,7 @@
 //! their own newest-wins input then dropping frames instead of messages. A node stopped while
 //! the broker is away gives up after a few seconds, its incidents still on disk for the next run.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -112,7 +113,11 @@ pub async fn mqtt_sink(
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
     let (client, mut link, driver) = link::open(&settings, &node, &topics, WINDOW);
     let mut connected = false;
+    let mut ever_connected = false;
     let mut config_report: Option<ConfigReport> = None;
+    // Each camera's latest retained status, by topic: a broker restarted without persistence
+    // has forgotten them, so every reconnect sends them again.
+    let mut camera_statuses: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut input_open = true;
     let mut stopping: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -143,7 +148,14 @@ pub async fn mqtt_sink(
                     if let Outbound::Config(report) = &message {
                         config_report = Some(report.clone());
                     }
-                    outbox.push(outgoing(&node, &topics, message).await)
+                    let is_camera_status = matches!(message, Outbound::CameraStatus { .. });
+                    let publications = outgoing(&node, &topics, message).await;
+                    if is_camera_status {
+                        for p in &publications {
+                            camera_statuses.insert(p.topic.clone(), p.payload.clone());
+                        }
+                    }
+                    outbox.push(publications)
                 }
                 None => input_open = false,
             },
@@ -152,7 +164,15 @@ pub async fn mqtt_sink(
                     tracing::info!(broker, queued = outbox.len(), "connected to the MQTT broker");
                     connected = true;
                     stats.set_mqtt_connected(true);
-                    // Retained and first in line: the hub learns the node is back before the backlog.
+                    // Retained and first in line: the hub learns the node is back before the
+                    // backlog, then (after an outage) where each camera stands. On the first
+                    // connection the cameras' statuses are still queued.
+                    if ever_connected {
+                        for (topic, payload) in camera_statuses.iter().rev() {
+                            outbox.push_front(Publication::status(topic.clone(), payload.clone()));
+                        }
+                    }
+                    ever_connected = true;
                     let status = node_status(&node, true, config_report.as_ref());
                     outbox.push_front(Publication::status(topics.node_status(), status));
                 }
