@@ -19,7 +19,7 @@
 //! [`simulate`] serves video files as RTSP cameras.
 //! [`config`] loads and validates the node's TOML file before any of it starts; [`stats`] holds
 //! the counters every stage adds to, published on the stats topic; [`http`] serves them and
-//! the [`web`] page.
+//! the [`http::web`] page.
 
 pub mod annotate;
 pub mod clip;
@@ -44,4 +44,3 @@ pub mod stats;
 pub mod systemd;
 pub mod tail;
 pub mod track;
-pub mod web;

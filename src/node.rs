@@ -25,14 +25,13 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
-use crate::http;
+use crate::http::{self, web::Web};
 use crate::incident::rfc3339_millis;
 use crate::ingest::Mode;
 use crate::pipeline::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
 use crate::publish::{self, CHANNEL_CAPACITY, ConfigReport, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
-use crate::web::Web;
 
 /// How often the config file is read to see whether it changed.
 const WATCH_EVERY: Duration = Duration::from_secs(2);

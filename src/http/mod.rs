@@ -1,10 +1,12 @@
 //! HTTP on the node: `/metrics` (Prometheus text format) and `/healthz` for monitoring, and the
-//! web page ([`crate::web`]) for installers and operators.
+//! web page ([`web`]) for installers and operators.
 //!
 //! It listens on `http.listen`, loopback by default: the endpoints have no authentication, so
 //! exposing them is an installer's explicit choice. The server is deliberately tiny — GET only,
 //! one request per connection, a few hundred bytes read — since a scraper and a browser or two
 //! are its only clients.
+
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::HttpConfig;
 use crate::stats::NodeStats;
-use crate::web::{self, Web};
+use web::Web;
 
 /// A camera loop quiet for this long is stuck: `/healthz` answers 503 (the systemd watchdog,
 /// at `WatchdogSec=30`, gives up at the same point).
