@@ -6,6 +6,8 @@
 //! serves it one request per connection, GET only, since a scraper and a browser or two are its
 //! only clients.
 
+pub mod health;
+pub mod metrics;
 pub mod web;
 
 use std::net::IpAddr;
@@ -27,16 +29,12 @@ use crate::config::HttpConfig;
 use crate::stats::NodeStats;
 use web::Web;
 
-/// A camera loop quiet for this long is stuck: `/healthz` answers 503 (the systemd watchdog,
-/// at `WatchdogSec=30`, gives up at the same point).
-pub const STUCK_AFTER: Duration = Duration::from_secs(15);
 /// A connection is dropped when its request has not been read and answered by then.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most a request head may take (hyper's smallest buffer cap); a larger one gets 431.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
 
 /// Binds `http.listen` now, so a taken port stops the node at start with a clear error.
 pub async fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
@@ -84,8 +82,8 @@ async fn serve_with(listener: TcpListener, router: Router, timeout: Duration) {
 /// addressed to this machine ([`local_host`]).
 pub fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
     let monitoring = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(health::healthz))
         .with_state(stats);
     let page = Router::new()
         .route("/", get(web::page))
@@ -103,17 +101,6 @@ pub fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
         .layer(middleware::from_fn(only_get))
         .layer(middleware::from_fn_with_state(loopback, local_host_only))
         .layer(middleware::from_fn(protective_headers))
-}
-
-async fn metrics(State(stats): State<Arc<NodeStats>>) -> Response {
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], stats.prometheus()).into_response()
-}
-
-async fn healthz(State(stats): State<Arc<NodeStats>>) -> Response {
-    let (healthy, body) = stats.health(STUCK_AFTER);
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
 }
 
 /// `/cameras/{id}/frame.jpg`, for an id in the config's alphabet (checked as sent, before any
@@ -241,7 +228,7 @@ mod tests {
             (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8")
         );
         let health = get("/healthz?verbose").await;
-        assert_eq!((health.0, health.1.as_str()), (StatusCode::OK, JSON));
+        assert_eq!((health.0, health.1.as_str()), (StatusCode::OK, "application/json"));
         let page = get("/?camera=kerb").await;
         assert_eq!((page.0, page.1.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
         assert!(String::from_utf8(page.2).unwrap().contains("<script src=\"/page.js\""));
@@ -254,7 +241,7 @@ mod tests {
         assert_eq!((style.0, style.1.as_str()), (StatusCode::OK, "text/css; charset=utf-8"));
         for path in ["/api/cameras", "/api/incidents"] {
             let api = get(path).await;
-            assert_eq!((api.0, api.1.as_str()), (StatusCode::OK, JSON), "{path}");
+            assert_eq!((api.0, api.1.as_str()), (StatusCode::OK, "application/json"), "{path}");
         }
         let no_frame = get("/cameras/kerb/frame.jpg?t=1").await;
         assert_eq!(no_frame.0, StatusCode::NOT_FOUND);
