@@ -79,7 +79,7 @@ async fn serve_with(listener: TcpListener, router: Router, timeout: Duration) {
 }
 
 /// The node's routes. `loopback`: whether it listens on loopback only, where requests must be
-/// addressed to this machine ([`local_host`]).
+/// addressed to this machine (see `local_host`).
 pub fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
     let monitoring = Router::new()
         .route("/metrics", get(metrics::metrics))
