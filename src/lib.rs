@@ -47,5 +47,4 @@ pub mod rules;
 pub mod stats;
 pub mod systemd;
 pub mod track;
-pub mod web;
 pub mod wire;

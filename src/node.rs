@@ -26,12 +26,11 @@ use tokio::sync::mpsc;
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
 use crate::engine::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
-use crate::http;
+use crate::http::{self, web::Web};
 use crate::ingest::Mode;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
-use crate::web::Web;
 use crate::wire::{ConfigReport, rfc3339_millis};
 
 /// How often the config file is read to see whether it changed.

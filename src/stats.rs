@@ -3,7 +3,8 @@
 //! Each stage adds to its camera's [`CameraStats`] as it works (plain atomics, no locks on the
 //! frame path); the publish stage turns them into a `cityeye.stats.v1` payload on
 //! `{prefix}/{node}/stats` every `mqtt.stats_interval_s`, with rates over the last interval and
-//! totals since the node started.
+//! totals since the node started. [`crate::http`] reads the same counters for `/metrics` and
+//! `/healthz`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use crate::wire::{
     CameraReport, CameraState, LatencyReport, OutboxStats, StatsPayload, rfc3339_millis,
 };
 
-/// Upper bounds of the inference-time histogram on `/metrics`, in milliseconds.
+/// Upper bounds of the inference-time histogram's buckets, milliseconds.
 const INFERENCE_BUCKETS_MS: [f64; 8] = [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 1000.0];
 /// Upper bounds of the publish latency histogram's buckets, milliseconds.
 const LATENCY_BUCKETS_MS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0];
@@ -22,30 +23,26 @@ const LATENCY_BUCKETS_MS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 150.0, 250.0, 500
 /// in the histogram.
 const LATENCY_SAMPLES: usize = 65_536;
 
-/// Prometheus histogram samples (`_bucket`, `_sum`, `_count`) from per-bucket counts, the last
-/// one above every bound; `label` is added to each (`camera="kerb"`, or empty).
-fn histogram_samples(
-    label: &str,
-    bounds_ms: &[f64],
-    counts: impl Iterator<Item = u64>,
-    sum_s: f64,
-) -> Vec<(String, String)> {
-    let with = |extra: &str| match (label.is_empty(), extra.is_empty()) {
-        (true, true) => String::new(),
-        (true, false) => format!("{{{extra}}}"),
-        (false, true) => format!("{{{label}}}"),
-        (false, false) => format!("{{{label},{extra}}}"),
-    };
-    let mut samples = Vec::new();
-    let mut cumulative = 0;
-    let bounds = bounds_ms.iter().map(|ms| format!("{}", ms / 1e3)).chain(["+Inf".into()]);
-    for (count, le) in counts.zip(bounds) {
-        cumulative += count;
-        samples.push((format!("_bucket{}", with(&format!("le=\"{le}\""))), cumulative.to_string()));
+/// A histogram as it stands, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Each bucket's upper bound in seconds and the observations in it alone (not cumulative);
+    /// the last bucket, above every bound, is `f64::INFINITY`'s.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_s: f64,
+}
+
+impl Histogram {
+    /// From per-bucket counts under `bounds_ms`, the last count above them all.
+    fn new(bounds_ms: &[f64], counts: impl Iterator<Item = u64>, sum_s: f64) -> Self {
+        let bounds = bounds_ms.iter().map(|ms| ms / 1e3).chain([f64::INFINITY]);
+        Histogram { buckets: bounds.zip(counts).collect(), sum_s }
     }
-    samples.push((format!("_sum{}", with("")), sum_s.to_string()));
-    samples.push((format!("_count{}", with("")), cumulative.to_string()));
-    samples
+
+    /// Observations in all buckets.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Frame-to-broker latencies of incident messages.
@@ -123,6 +120,11 @@ impl CameraStats {
         lock(&self.heartbeat.0).elapsed()
     }
 
+    /// `connecting`, `online` or `offline`.
+    pub fn state(&self) -> &'static str {
+        lock(&self.state).0
+    }
+
     pub fn count_incident(&self, algorithm: &str) {
         *lock(&self.incidents).entry(algorithm.to_string()).or_default() += 1;
     }
@@ -132,12 +134,24 @@ impl CameraStats {
         lock(&self.incidents).values().sum()
     }
 
+    /// New incidents (starts) so far, by algorithm.
+    pub fn incidents_by_algorithm(&self) -> BTreeMap<String, u64> {
+        lock(&self.incidents).clone()
+    }
+
     pub fn add_inference(&self, took: Duration) {
         self.inference_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         let ms = took.as_secs_f64() * 1e3;
         let bucket = INFERENCE_BUCKETS_MS.iter().position(|b| ms <= *b);
         self.inference_buckets[bucket.unwrap_or(INFERENCE_BUCKETS_MS.len())]
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Analysed frames by the time taken in the camera's models, tracker and rules.
+    pub fn inference_histogram(&self) -> Histogram {
+        let counts = self.inference_buckets.iter().map(|b| b.load(Ordering::Relaxed));
+        let sum_s = self.inference_us.load(Ordering::Relaxed) as f64 / 1e6;
+        Histogram::new(&INFERENCE_BUCKETS_MS, counts, sum_s)
     }
 
     fn totals(&self) -> Totals {
@@ -212,8 +226,18 @@ impl NodeStats {
         &self.node
     }
 
+    /// Since the node started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     pub fn set_outbox(&self, outbox: OutboxStats) {
         *lock(&self.outbox) = outbox;
+    }
+
+    /// What the publish stage last reported of the outbox.
+    pub fn outbox(&self) -> OutboxStats {
+        *lock(&self.outbox)
     }
 
     /// The broker acknowledged an incident message `took` after its frame arrived.
@@ -221,8 +245,18 @@ impl NodeStats {
         lock(&self.latency).add(took);
     }
 
+    /// Frame-to-broker latencies of incident messages since the node started.
+    pub fn publish_latency(&self) -> Histogram {
+        let latency = lock(&self.latency);
+        Histogram::new(&LATENCY_BUCKETS_MS, latency.buckets.iter().copied(), latency.sum_s)
+    }
+
     pub fn set_mqtt_connected(&self, connected: bool) {
         self.mqtt_connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn mqtt_connected(&self) -> bool {
+        self.mqtt_connected.load(Ordering::Relaxed)
     }
 
     /// The counters camera `id` adds to.
@@ -241,8 +275,8 @@ impl NodeStats {
         *cameras = next;
     }
 
-    /// The cameras and their counters now.
-    fn cameras(&self) -> BTreeMap<String, Arc<CameraStats>> {
+    /// The cameras and their counters now, by id.
+    pub fn cameras(&self) -> BTreeMap<String, Arc<CameraStats>> {
         self.cameras.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -270,7 +304,7 @@ impl NodeStats {
                 }
                 let analysed = total.frames_analysed - before.frames_analysed;
                 let report = CameraReport {
-                    state: lock(&camera.state).0,
+                    state: camera.state(),
                     fps_in: rate(total.frames_in - before.frames_in, seconds),
                     fps_analysed: rate(analysed, seconds),
                     inference_ms: (analysed > 0).then(|| {
@@ -315,139 +349,9 @@ impl NodeStats {
         })
     }
 
-    /// The counters in Prometheus' text format (version 0.0.4), for `/metrics`.
-    pub fn prometheus(&self) -> String {
-        let all = self.cameras();
-        let mut text = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            text += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
-            for (labels, value) in samples {
-                text += &format!("{name}{labels} {value}\n");
-            }
-        };
-        // Ids are ASCII letters, digits, `-`, `_` and `.` (checked at load): no escaping needed.
-        let per_camera = |value: &dyn Fn(&CameraStats) -> String| {
-            all.iter().map(|(id, c)| (format!("{{camera=\"{id}\"}}"), value(c))).collect::<Vec<_>>()
-        };
-        let count = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let node = vec![(format!("{{node=\"{}\"}}", self.node), "1".to_string())];
-        family("cityeye_node_info", "gauge", "The node's id.", node);
-        let uptime = vec![(String::new(), self.started.elapsed().as_secs().to_string())];
-        family("cityeye_uptime_seconds", "gauge", "Seconds since the node started.", uptime);
-        family(
-            "cityeye_camera_online",
-            "gauge",
-            "1 while the camera's stream delivers frames.",
-            per_camera(&|c| u8::from(lock(&c.state).0 == "online").to_string()),
-        );
-        family(
-            "cityeye_frames_in_total",
-            "counter",
-            "Frames decoded.",
-            per_camera(&|c| count(&c.frames_in)),
-        );
-        family(
-            "cityeye_frames_analysed_total",
-            "counter",
-            "Frames analysed.",
-            per_camera(&|c| count(&c.frames_analysed)),
-        );
-        family(
-            "cityeye_frames_gated_total",
-            "counter",
-            "Frames analysed without running the detectors: no motion in the zones.",
-            per_camera(&|c| count(&c.frames_gated)),
-        );
-        family(
-            "cityeye_frames_dropped_total",
-            "counter",
-            "Frames sampled for analysis but replaced by a newer one first.",
-            per_camera(&|c| count(&c.frames_dropped)),
-        );
-        let mut histogram = Vec::new();
-        for (id, c) in &all {
-            let counts = c.inference_buckets.iter().map(|b| b.load(Ordering::Relaxed));
-            let sum = c.inference_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let label = format!("camera=\"{id}\"");
-            histogram.extend(histogram_samples(&label, &INFERENCE_BUCKETS_MS, counts, sum));
-        }
-        family(
-            "cityeye_inference_seconds",
-            "histogram",
-            "Time per analysed frame in the camera's models, tracker and rules.",
-            histogram,
-        );
-        let latency = lock(&self.latency);
-        let counts = latency.buckets.iter().copied();
-        family(
-            "cityeye_publish_latency_seconds",
-            "histogram",
-            "From a frame's arrival to the broker's acknowledgement of the incident message it raised.",
-            histogram_samples("", &LATENCY_BUCKETS_MS, counts, latency.sum_s),
-        );
-        drop(latency);
-        let incidents = all
-            .iter()
-            .flat_map(|(id, c)| {
-                lock(&c.incidents).clone().into_iter().map(move |(algorithm, n)| {
-                    (format!("{{camera=\"{id}\",algorithm=\"{algorithm}\"}}"), n.to_string())
-                })
-            })
-            .collect();
-        family("cityeye_incidents_total", "counter", "New incidents.", incidents);
-        let outbox = *lock(&self.outbox);
-        let plain = |value: u64| vec![(String::new(), value.to_string())];
-        family(
-            "cityeye_outbox_messages",
-            "gauge",
-            "Messages waiting for the broker's acknowledgement.",
-            plain(outbox.depth as u64),
-        );
-        family(
-            "cityeye_outbox_bytes",
-            "gauge",
-            "Payload bytes of the waiting messages on disk.",
-            plain(outbox.bytes),
-        );
-        family("cityeye_outbox_max_bytes", "gauge", "outbox.max_bytes.", plain(outbox.max_bytes));
-        family(
-            "cityeye_outbox_evidence_dropped_total",
-            "counter",
-            "Evidence dropped to keep the outbox under its cap.",
-            plain(outbox.evidence_dropped),
-        );
-        family(
-            "cityeye_outbox_store_errors_total",
-            "counter",
-            "Writes to the outbox's disk that failed.",
-            plain(outbox.store_errors),
-        );
-        family(
-            "cityeye_mqtt_connected",
-            "gauge",
-            "1 while the node is connected to its broker.",
-            plain(u64::from(self.mqtt_connected.load(Ordering::Relaxed))),
-        );
-        text
-    }
-
     /// Each camera's id and state (`connecting`, `online` or `offline`), by id.
     pub fn camera_states(&self) -> BTreeMap<String, &'static str> {
-        self.cameras().into_iter().map(|(id, c)| (id, lock(&c.state).0)).collect()
-    }
-
-    /// `/healthz`: healthy unless a camera's loop is stuck (as the systemd watchdog sees it),
-    /// with each camera's state and the broker link.
-    pub fn health(&self, stuck_after: Duration) -> (bool, serde_json::Value) {
-        let stuck = self.stuck_camera(stuck_after);
-        let cameras = self.camera_states();
-        let body = serde_json::json!({
-            "status": if stuck.is_some() { "stuck" } else { "ok" },
-            "stuck_camera": stuck.as_ref().map(|(id, _)| id),
-            "mqtt_connected": self.mqtt_connected.load(Ordering::Relaxed),
-            "cameras": cameras,
-        });
-        (stuck.is_none(), body)
+        self.cameras().into_iter().map(|(id, c)| (id, c.state())).collect()
     }
 }
 
@@ -476,10 +380,12 @@ mod tests {
         assert_eq!(latency["max"], 100.0);
         let again: serde_json::Value = serde_json::from_slice(&stats.report()).unwrap();
         assert!(again.get("latency_ms").is_none(), "a new interval starts empty");
-        let metrics = stats.prometheus();
-        assert!(metrics.contains("cityeye_publish_latency_seconds_bucket{le=\"0.01\"} 10\n"));
-        assert!(metrics.contains("cityeye_publish_latency_seconds_bucket{le=\"0.1\"} 100\n"));
-        assert!(metrics.contains("cityeye_publish_latency_seconds_count 100\n"), "{metrics}");
+        // The histogram keeps everything since the start.
+        let histogram = stats.publish_latency();
+        assert_eq!(histogram.count(), 100);
+        assert_eq!(&histogram.buckets[..4], [(0.01, 10), (0.025, 15), (0.05, 25), (0.1, 50)]);
+        assert_eq!(histogram.buckets.last(), Some(&(f64::INFINITY, 0)));
+        assert!((histogram.sum_s - 5.05).abs() < 1e-9, "{histogram:?}");
     }
 
     #[test]
@@ -512,30 +418,17 @@ mod tests {
     }
 
     #[test]
-    fn metrics_are_prometheus_text_with_a_cumulative_histogram() {
-        let stats = NodeStats::new("edge-1", ["kerb"]);
-        let kerb = stats.camera("kerb");
-        kerb.frames_analysed.store(3, Ordering::Relaxed);
-        for ms in [4, 12, 2000] {
+    fn inference_times_fall_in_buckets_by_upper_bound() {
+        let kerb = CameraStats::default();
+        for ms in [4, 5, 12, 2000] {
             kerb.add_inference(Duration::from_millis(ms));
         }
-        kerb.count_incident("illegal_parking");
-        stats.set_mqtt_connected(true);
-        let text = stats.prometheus();
-        for line in [
-            "# TYPE cityeye_inference_seconds histogram",
-            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"0.005\"} 1",
-            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"0.02\"} 2",
-            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"1\"} 2",
-            "cityeye_inference_seconds_bucket{camera=\"kerb\",le=\"+Inf\"} 3",
-            "cityeye_inference_seconds_sum{camera=\"kerb\"} 2.016",
-            "cityeye_inference_seconds_count{camera=\"kerb\"} 3",
-            "cityeye_incidents_total{camera=\"kerb\",algorithm=\"illegal_parking\"} 1",
-            "cityeye_camera_online{camera=\"kerb\"} 0",
-            "cityeye_mqtt_connected 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
-        }
+        let histogram = kerb.inference_histogram();
+        let counts: Vec<u64> = histogram.buckets.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [2, 0, 1, 0, 0, 0, 0, 0, 1], "at most the bound, the last one above");
+        let bounds: Vec<f64> = histogram.buckets.iter().map(|(b, _)| *b).collect();
+        assert_eq!(bounds, [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 1.0, f64::INFINITY]);
+        assert_eq!((histogram.count(), histogram.sum_s), (4, 2.021));
     }
 
     #[test]
@@ -546,8 +439,5 @@ mod tests {
         let (camera, _) = stats.stuck_camera(Duration::from_millis(20)).expect("b is stuck");
         assert_eq!(camera, "b");
         assert!(stats.stuck_camera(Duration::from_secs(5)).is_none());
-        let (healthy, body) = stats.health(Duration::from_millis(20));
-        assert!(!healthy);
-        assert_eq!(body["stuck_camera"], "b");
     }
 }

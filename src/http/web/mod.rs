@@ -6,13 +6,18 @@
 //! hook ([`Web::watcher`]). The store keeps at most one frame per camera, taken at most once a
 //! second, and the last [`KEPT_INCIDENTS`] incidents. Pictures are encoded to JPEG only when a
 //! browser asks for them, on a blocking thread and one at a time, so the cameras never pay for
-//! the page. [`crate::http`] serves it; the page itself is static HTML, CSS and JavaScript built
-//! into the binary (no build step, nothing fetched from elsewhere), which reads the JSON API.
+//! the page. The handlers here answer with axum responses; the router in [`crate::http`] maps
+//! the paths to them. The page itself is static HTML, CSS and JavaScript built into the binary
+//! (no build step, nothing fetched from elsewhere), which reads the JSON API.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -20,7 +25,6 @@ use uuid::Uuid;
 use crate::engine::{Analysed, Overlay};
 use crate::frame::Frame;
 use crate::geometry::BBox;
-use crate::http::Response;
 use crate::incident::{Evidence, evidence_jpeg};
 use crate::stats::NodeStats;
 use crate::track::TrackState;
@@ -41,6 +45,7 @@ const SCRIPT: &str = include_str!("page.js");
 const STYLE: &str = include_str!("page.css");
 const JSON: &str = "application/json";
 const JPEG: &str = "image/jpeg";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// What the page shows, fed by the camera threads and read by HTTP requests.
 pub struct Web {
@@ -77,35 +82,41 @@ enum Snapshot {
     Jpeg(Arc<[u8]>),
 }
 
-/// The requests the page answers; anything else is not found.
-#[derive(Debug, PartialEq)]
-pub enum Route {
-    Asset { content_type: &'static str, body: &'static str },
-    Cameras,
-    Incidents,
-    Frame(String),
-    Snapshot(Uuid),
+/// `/`: the page.
+pub async fn page() -> Response {
+    answer(StatusCode::OK, "text/html; charset=utf-8", PAGE)
 }
 
-/// The page's route for a request path (without its query), if it has one. Camera ids keep to
-/// the config's alphabet and incident ids must be UUIDs: nothing else reaches a lookup.
-pub fn route(path: &str) -> Option<Route> {
-    let asset = |content_type, body| Some(Route::Asset { content_type, body });
-    match path {
-        "/" => return asset("text/html; charset=utf-8", PAGE),
-        "/page.js" => return asset("text/javascript; charset=utf-8", SCRIPT),
-        "/page.css" => return asset("text/css; charset=utf-8", STYLE),
-        "/api/cameras" => return Some(Route::Cameras),
-        "/api/incidents" => return Some(Route::Incidents),
-        _ => {}
-    }
-    if let Some(id) = path.strip_prefix("/cameras/").and_then(|p| p.strip_suffix("/frame.jpg")) {
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        let valid = !id.is_empty() && id.len() <= 64 && id.chars().all(plain);
-        return valid.then(|| Route::Frame(id.to_string()));
-    }
-    let id = path.strip_prefix("/incidents/")?.strip_suffix("/snapshot.jpg")?;
-    Uuid::try_parse(id).ok().map(Route::Snapshot)
+/// `/page.js`
+pub async fn script() -> Response {
+    answer(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `/page.css`
+pub async fn style() -> Response {
+    answer(StatusCode::OK, "text/css; charset=utf-8", STYLE)
+}
+
+/// `/api/cameras`: every camera of the node with its state, latest frame and overlay.
+pub async fn cameras(State(web): State<Arc<Web>>) -> Response {
+    answer(StatusCode::OK, JSON, web.cameras_json())
+}
+
+/// `/api/incidents`: the kept incidents, newest first.
+pub async fn incidents(State(web): State<Arc<Web>>) -> Response {
+    answer(StatusCode::OK, JSON, web.incidents_json())
+}
+
+/// The camera id in `/cameras/{id}/frame.jpg` as the request spelled it (not percent-decoded),
+/// if it keeps to the config's alphabet: nothing else reaches a lookup.
+pub fn camera_id(raw: &str) -> Option<&str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    (!raw.is_empty() && raw.len() <= 64 && raw.chars().all(plain)).then_some(raw)
+}
+
+/// The incident id in `/incidents/{id}/snapshot.jpg`, if it is a UUID.
+pub fn incident_id(raw: &str) -> Option<Uuid> {
+    Uuid::try_parse(raw).ok()
 }
 
 impl Web {
@@ -174,18 +185,6 @@ impl Web {
         }
     }
 
-    /// The answer to a request the page routes.
-    pub async fn respond(&self, route: Route) -> Response {
-        match route {
-            Route::Asset { content_type, body } => ("200 OK", content_type, body.into()),
-            Route::Cameras => ("200 OK", JSON, self.cameras_json().into_bytes()),
-            Route::Incidents => ("200 OK", JSON, self.incidents_json().into_bytes()),
-            Route::Frame(camera) => self.frame_jpeg(&camera).await,
-            Route::Snapshot(id) => self.snapshot_jpeg(&id.to_string()).await,
-        }
-    }
-
-    /// `/api/cameras`: every camera of the node with its state, latest frame and overlay.
     fn cameras_json(&self) -> String {
         let frames = lock(&self.frames);
         let cameras: Vec<_> = self
@@ -225,7 +224,6 @@ impl Web {
         serde_json::to_string(&body).expect("plain data serializes")
     }
 
-    /// `/api/incidents`: the kept incidents, newest first.
     fn incidents_json(&self) -> String {
         let kept = lock(&self.incidents);
         let incidents: Vec<_> = kept
@@ -242,15 +240,16 @@ impl Web {
         serde_json::to_string(&IncidentsJson { incidents }).expect("plain data serializes")
     }
 
-    /// The camera's latest frame with its zones and lines in yellow and its objects in green.
-    async fn frame_jpeg(&self, camera: &str) -> Response {
+    /// `/cameras/{id}/frame.jpg`: the camera's latest frame with its zones and lines in yellow
+    /// and its objects in green.
+    pub async fn frame_jpeg(&self, camera: &str) -> Response {
         let evidence = {
             let frames = lock(&self.frames);
             let Some(latest) = frames.get(camera) else {
                 return not_found("no frame from this camera (yet)");
             };
             if let Some(jpeg) = &latest.jpeg {
-                return ("200 OK", JPEG, jpeg.to_vec());
+                return jpeg_answer(jpeg.clone());
             }
             latest.overlay.evidence(latest.frame.clone(), latest.boxes.clone())
         };
@@ -265,15 +264,17 @@ impl Web {
         {
             latest.jpeg = Some(jpeg.clone());
         }
-        ("200 OK", JPEG, jpeg.to_vec())
+        jpeg_answer(jpeg)
     }
 
-    /// An incident's snapshot, as MQTT carried it.
-    async fn snapshot_jpeg(&self, id: &str) -> Response {
+    /// `/incidents/{id}/snapshot.jpg`: an incident's snapshot, as MQTT carried it.
+    pub async fn snapshot_jpeg(&self, id: Uuid) -> Response {
+        // The messages carry it as text, in UUID's lowercase hyphenated form.
+        let id = id.to_string();
         let evidence = {
             let kept = lock(&self.incidents);
             match kept.iter().find(|k| k.message.id == id).map(|k| &k.snapshot) {
-                Some(Some(Snapshot::Jpeg(jpeg))) => return ("200 OK", JPEG, jpeg.to_vec()),
+                Some(Some(Snapshot::Jpeg(jpeg))) => return jpeg_answer(jpeg.clone()),
                 Some(Some(Snapshot::Frame(evidence))) => evidence.clone(),
                 Some(None) => return not_found("this incident has no snapshot"),
                 None => return not_found("no such incident among the last ones"),
@@ -286,7 +287,7 @@ impl Web {
         if let Some(known) = lock(&self.incidents).iter_mut().find(|k| k.message.id == id) {
             known.snapshot = Some(Snapshot::Jpeg(jpeg.clone()));
         }
-        ("200 OK", JPEG, jpeg.to_vec())
+        jpeg_answer(jpeg)
     }
 
     /// Encodes on a blocking thread, one picture at a time. The turn goes with the work, so a
@@ -314,13 +315,22 @@ impl Drop for Watching {
     }
 }
 
+fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body.into()).into_response()
+}
+
+/// A kept JPEG, sent without copying it.
+fn jpeg_answer(jpeg: Arc<[u8]>) -> Response {
+    answer(StatusCode::OK, JPEG, Bytes::from_owner(jpeg))
+}
+
 fn not_found(why: &str) -> Response {
-    ("404 Not Found", "text/plain; charset=utf-8", format!("{why}\n").into_bytes())
+    answer(StatusCode::NOT_FOUND, TEXT, format!("{why}\n"))
 }
 
 fn failed(why: &str) -> Response {
     tracing::warn!("web page: {why}");
-    ("500 Internal Server Error", "text/plain; charset=utf-8", format!("{why}\n").into_bytes())
+    answer(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{why}\n"))
 }
 
 /// A poisoned lock only means a thread panicked while it held it; what it guards stays usable.
@@ -371,15 +381,17 @@ struct IncidentJson<'a> {
     message: &'a IncidentPayload,
 }
 
+/// The store's handlers tested on their own; [`crate::http`]'s tests send requests for them
+/// through the router, with these fixtures.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::geometry::{Point, Polygon};
     use crate::incident::Incident;
     use crate::track::Track;
     use std::time::SystemTime;
 
-    fn frame(second: u64) -> Arc<Frame> {
+    pub(crate) fn frame(second: u64) -> Arc<Frame> {
         Arc::new(Frame {
             width: 80,
             height: 60,
@@ -411,7 +423,7 @@ mod tests {
         }
     }
 
-    fn incident(id: &str, state: &str, frame: Option<&Arc<Frame>>) -> Incident {
+    pub(crate) fn incident(id: &str, state: &str, frame: Option<&Arc<Frame>>) -> Incident {
         let payload = serde_json::json!({
             "schema": "cityeye.incident.v1", "id": id, "node": "edge-1", "camera": "kerb",
             "algorithm": "illegal_parking", "category": "street_order", "name_zh": "机动车违停",
@@ -431,62 +443,63 @@ mod tests {
         Arc::new(Web::new(Arc::new(NodeStats::new("edge-1", ["kerb", "gate"]))))
     }
 
-    fn see(watch: &mut impl FnMut(&Analysed<'_>), frame: &Arc<Frame>, incidents: &[Incident]) {
+    pub(crate) fn see(
+        watch: &mut impl FnMut(&Analysed<'_>),
+        frame: &Arc<Frame>,
+        incidents: &[Incident],
+    ) {
         let tracks = [track(TrackState::Confirmed), track(TrackState::Lost)];
         let overlay = overlay();
         watch(&Analysed { frame, tracks: &tracks, incidents, overlay: &overlay });
     }
 
-    fn body(response: Response) -> serde_json::Value {
-        assert_eq!(response.0, "200 OK");
-        serde_json::from_slice(&response.2).unwrap()
+    /// Status, content type and body of a response.
+    pub(crate) async fn read(response: Response) -> (StatusCode, String, Vec<u8>) {
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE);
+        let content_type = content_type.map_or("", |v| v.to_str().unwrap()).to_string();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, content_type, body.to_vec())
     }
 
-    fn uuid(n: u32) -> String {
+    async fn body(response: Response) -> serde_json::Value {
+        let (status, content_type, body) = read(response).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, JSON));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    pub(crate) fn uuid(n: u32) -> String {
         format!("01a1ffae-a177-7f4d-85bd-{n:012}")
     }
 
     #[test]
-    fn routes_take_only_plain_camera_ids_and_uuids() {
-        assert!(matches!(route("/"), Some(Route::Asset { content_type, .. })
-            if content_type.starts_with("text/html")));
-        assert!(matches!(route("/page.js"), Some(Route::Asset { .. })));
-        assert_eq!(route("/api/cameras"), Some(Route::Cameras));
-        assert_eq!(route("/api/incidents"), Some(Route::Incidents));
-        assert_eq!(route("/cameras/kerb-2.a_b/frame.jpg"), Some(Route::Frame("kerb-2.a_b".into())));
-        let id = Uuid::parse_str(&uuid(7)).unwrap();
-        assert_eq!(route(&format!("/incidents/{id}/snapshot.jpg")), Some(Route::Snapshot(id)));
-        for path in [
-            "/cameras//frame.jpg",
-            "/cameras/a/b/frame.jpg",
-            "/cameras/%2e%2e/frame.jpg",
-            "/cameras/<script>/frame.jpg",
-            "/cameras/kerb/frame.jpg/x",
-            "/incidents/not-a-uuid/snapshot.jpg",
-            "/incidents/../snapshot.jpg",
-            "/page.html",
-            "/api",
-        ] {
-            assert_eq!(route(path), None, "{path}");
+    fn ids_keep_to_the_config_alphabet_and_incident_ids_are_uuids() {
+        assert_eq!(camera_id("kerb-2.a_b"), Some("kerb-2.a_b"));
+        assert_eq!(camera_id(&"a".repeat(64)).map(str::len), Some(64));
+        for raw in ["", "a/b", "%2e%2e", "<script>", "kerb cam", &"a".repeat(65)] {
+            assert_eq!(camera_id(raw), None, "{raw}");
         }
-        assert_eq!(route(&format!("/cameras/{}/frame.jpg", "a".repeat(65))), None);
+        assert_eq!(incident_id(&uuid(7)), Some(Uuid::parse_str(&uuid(7)).unwrap()));
+        for raw in ["not-a-uuid", "..", ""] {
+            assert_eq!(incident_id(raw), None, "{raw}");
+        }
     }
 
     #[tokio::test]
     async fn a_camera_shows_its_latest_frame_taken_at_most_once_a_second() {
         let web = web();
-        let cameras = body(web.respond(Route::Cameras).await);
+        let cameras_now = async || body(cameras(State(web.clone())).await).await;
+        let cameras = cameras_now().await;
         assert_eq!(cameras["node"], "edge-1");
         assert_eq!(cameras["cameras"][1]["id"], "kerb");
         assert_eq!(cameras["cameras"][1]["state"], "connecting");
         assert!(cameras["cameras"][1]["frame"].is_null(), "{cameras}");
-        let (status, _, _) = web.respond(Route::Frame("kerb".into())).await;
-        assert_eq!(status, "404 Not Found");
+        assert_eq!(web.frame_jpeg("kerb").await.status(), StatusCode::NOT_FOUND);
 
         let mut watch = web.watcher("kerb");
         see(&mut watch, &frame(1), &[]);
         see(&mut watch, &frame(2), &[]); // within the second: not taken
-        let cameras = body(web.respond(Route::Cameras).await);
+        let cameras = cameras_now().await;
         let kerb = &cameras["cameras"][1];
         assert_eq!(kerb["frame"]["captured_at"], "2026-11-18T11:06:41.000Z", "{kerb}");
         assert_eq!(kerb["frame"]["url"], "/cameras/kerb/frame.jpg");
@@ -501,8 +514,8 @@ mod tests {
         assert!(cameras["cameras"][0]["frame"].is_null(), "gate has none: {cameras}");
 
         // The picture: the frame's size, the zone's edge yellow, the tracked box green.
-        let (status, content_type, jpeg) = web.respond(Route::Frame("kerb".into())).await;
-        assert_eq!((status, content_type), ("200 OK", JPEG));
+        let (status, content_type, jpeg) = read(web.frame_jpeg("kerb").await).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, JPEG));
         let picture = image::load_from_memory(&jpeg).unwrap().to_rgb8();
         assert_eq!(picture.dimensions(), (80, 60));
         let zone_edge = picture.get_pixel(60, 0);
@@ -510,46 +523,46 @@ mod tests {
         let box_edge = picture.get_pixel(12, 6);
         assert!(box_edge[1] > 120 && box_edge[0] < 100, "{box_edge:?}");
         // Asked again, the same encoding.
-        assert_eq!(web.respond(Route::Frame("kerb".into())).await.2, jpeg);
+        assert_eq!(read(web.frame_jpeg("kerb").await).await.2, jpeg);
         // The camera's thread ends: its picture goes with it.
         drop(watch);
-        assert_eq!(web.respond(Route::Frame("kerb".into())).await.0, "404 Not Found");
+        assert_eq!(web.frame_jpeg("kerb").await.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn incidents_are_listed_newest_first_with_their_latest_state_and_snapshot() {
         let web = web();
+        let incidents_now = async || body(incidents(State(web.clone())).await).await;
         let mut watch = web.watcher("kerb");
         let f = frame(1);
         // An update or end of an incident the page never saw start is not listed.
         see(&mut watch, &f, &[incident(&uuid(0), "update", None)]);
         see(&mut watch, &f, &[incident(&uuid(1), "start", Some(&f))]);
         see(&mut watch, &f, &[incident(&uuid(2), "start", None), incident(&uuid(1), "end", None)]);
-        let listed = body(web.respond(Route::Incidents).await);
+        let listed = incidents_now().await;
         let listed = listed["incidents"].as_array().unwrap().clone();
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[0]["message"]["id"], uuid(2));
         assert!(listed[0]["snapshot"].is_null());
         assert_eq!(listed[1]["message"]["state"], "end");
         assert_eq!(listed[1]["started_at"], "2026-11-18T11:06:40.120Z");
-        let url = format!("/incidents/{}/snapshot.jpg", uuid(1));
-        assert_eq!(listed[1]["snapshot"], url);
+        assert_eq!(listed[1]["snapshot"], format!("/incidents/{}/snapshot.jpg", uuid(1)));
 
-        let Some(Route::Snapshot(id)) = route(&url) else { panic!("{url} is routed") };
-        let (status, content_type, jpeg) = web.respond(Route::Snapshot(id)).await;
-        assert_eq!((status, content_type), ("200 OK", JPEG));
+        let id = |n| incident_id(&uuid(n)).unwrap();
+        let (status, content_type, jpeg) = read(web.snapshot_jpeg(id(1)).await).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, JPEG));
         assert_eq!(image::load_from_memory(&jpeg).unwrap().width(), 80);
         // Once shown, only the JPEG is kept.
         let kept_jpeg =
             matches!(&lock(&web.incidents)[1].snapshot, Some(Snapshot::Jpeg(j)) if **j == *jpeg);
         assert!(kept_jpeg);
-        let no_snapshot = Uuid::parse_str(&uuid(2)).unwrap();
-        assert_eq!(web.respond(Route::Snapshot(no_snapshot)).await.0, "404 Not Found");
+        assert_eq!(read(web.snapshot_jpeg(id(1)).await).await.2, jpeg, "shown again as kept");
+        assert_eq!(web.snapshot_jpeg(id(2)).await.status(), StatusCode::NOT_FOUND);
 
         for n in 3..30 {
             see(&mut watch, &f, &[incident(&uuid(n), "start", Some(&f))]);
         }
-        let listed = body(web.respond(Route::Incidents).await);
+        let listed = incidents_now().await;
         let ids: Vec<&str> = listed["incidents"]
             .as_array()
             .unwrap()
@@ -558,8 +571,7 @@ mod tests {
             .collect();
         let newest: Vec<String> = (10..30).rev().map(uuid).collect();
         assert_eq!(ids, newest);
-        let forgotten = Uuid::parse_str(&uuid(1)).unwrap();
-        assert_eq!(web.respond(Route::Snapshot(forgotten)).await.0, "404 Not Found");
+        assert_eq!(web.snapshot_jpeg(id(1)).await.status(), StatusCode::NOT_FOUND, "forgotten");
     }
 
     #[test]
