@@ -11,6 +11,12 @@
 //! evidence; an incident's JSON is never dropped (a node that keeps only incidents goes over the
 //! cap and says so). Every drop is counted for the stats topic and logged.
 //!
+//! A store file SQLite cannot read (garbage, a damaged database) would stop the node at every
+//! start. [`Outbox::open_recovering`], which `run` uses, sets it aside under a dated name
+//! (`outbox.sqlite.corrupt-20261204T153000Z`, with its `-wal` and `-shm`), kept for recovery by
+//! hand, starts a fresh one, and says so; [`Outbox::inspect`], which `check` uses, reads it without
+//! changing anything.
+//!
 //! Status messages are not kept on disk: a restarted node announces its state afresh, and a
 //! newer status replaces a queued older one on the same topic. When the disk fails (full,
 //! read-only), messages are kept in memory, loudly, until it works again.
@@ -24,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::wire::OutboxStats;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 /// Publications the outbox holds in memory only (statuses, or everything while the disk fails)
 /// before it stops taking messages from the cameras.
@@ -43,9 +49,28 @@ pub enum OutboxError {
     /// A real write failed: a read-only or full disk, in the system's own words.
     #[error("cannot write to {}: {source}", path.display())]
     NotWritable { path: PathBuf, source: std::io::Error },
-    /// SQLite cannot open, set up or read the store (a corrupt file, a locked one).
+    /// SQLite cannot open, set up or read the store (a locked one, say).
     #[error("{}: {source}", path.display())]
     Store { path: PathBuf, source: rusqlite::Error },
+    /// SQLite finds the store is not a database, or a damaged one; `why` in its words.
+    #[error("{}: the outbox is corrupt: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+    /// A corrupt store could not be set aside.
+    #[error("cannot set the corrupt outbox {} aside: {source}", path.display())]
+    SetAside { path: PathBuf, source: std::io::Error },
+}
+
+impl OutboxError {
+    /// A store error, told corrupt when SQLite says the file is not (or no longer) a database.
+    fn store(path: &Path, source: rusqlite::Error) -> OutboxError {
+        let path = path.to_path_buf();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                OutboxError::Corrupt { path, why: source.to_string() }
+            }
+            _ => OutboxError::Store { path, source },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +148,8 @@ pub struct Outbox {
     /// Publications, queued or in flight, whose payload is held in memory (not on disk):
     /// counted as they come and go, since `has_room` is asked on every turn of the sink.
     in_memory: usize,
+    /// Where a corrupt store found at the start was set aside.
+    recovered_from: Option<PathBuf>,
 }
 
 impl Outbox {
@@ -134,7 +161,7 @@ impl Outbox {
             .map_err(|source| OutboxError::CreateDir { path: dir.to_path_buf(), source })?;
         probe_writable(dir)?;
         let path = dir.join(FILE);
-        let fail = |source| OutboxError::Store { path: path.clone(), source };
+        let fail = |source| OutboxError::store(&path, source);
         let store = Connection::open(&path).map_err(fail)?;
         // WAL for concurrent reads; FULL so that a commit survives a power cut, not just a crash.
         // The write to `user_version` proves the disk takes writes now, not at the first incident.
@@ -175,7 +202,51 @@ impl Outbox {
             over_cap: false,
             delivered: Vec::new(),
             in_memory: 0,
+            recovered_from: None,
         })
+    }
+
+    /// Opens the outbox like [`Outbox::open`], but a corrupt store does not stop the node: it is
+    /// set aside under a dated name, kept for recovery, and a fresh one started, loudly. Only
+    /// for the node holding the data dir's lock: nobody else may have the store open.
+    pub fn open_recovering(dir: &Path, max_bytes: u64) -> Result<Outbox, OutboxError> {
+        let (path, why) = match Outbox::open(dir, max_bytes) {
+            Err(OutboxError::Corrupt { path, why }) => (path, why),
+            opened => return opened,
+        };
+        let aside = set_aside(&path, SystemTime::now())?;
+        tracing::error!(
+            "the outbox {} is corrupt ({why}): set it aside as {} and started a fresh one; \
+             incidents it held that the broker had not acknowledged are only in that file",
+            path.display(),
+            aside.display()
+        );
+        let outbox = Outbox::open(dir, max_bytes)?;
+        Ok(Outbox { recovered_from: Some(aside), ..outbox })
+    }
+
+    /// Reads the outbox in `dir` without changing anything, as `check` does: a corrupt store is an
+    /// error naming the file. No store yet (a new node) is fine.
+    pub fn inspect(dir: &Path) -> Result<(), OutboxError> {
+        let path = dir.join(FILE);
+        if !path.exists() {
+            return Ok(());
+        }
+        let fail = |source| OutboxError::store(&path, source);
+        let store =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
+        // Every page of the file, read and checked (no index is compared: the outbox has none).
+        let verdict: String =
+            store.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(fail)?;
+        match verdict.as_str() {
+            "ok" => Ok(()),
+            _ => Err(OutboxError::Corrupt { path: path.clone(), why: verdict }),
+        }
+    }
+
+    /// Where a corrupt store found at the start was set aside, if one was.
+    pub fn recovered_from(&self) -> Option<&Path> {
+        self.recovered_from.as_deref()
     }
 
     /// Queues `publications` in order; durable ones are committed to disk first, making room
@@ -441,6 +512,31 @@ pub fn probe_writable(dir: &Path) -> Result<(), OutboxError> {
     written.map_err(|source| OutboxError::NotWritable { path: dir.to_path_buf(), source })
 }
 
+/// Moves the store at `path` and its `-wal` and `-shm` files aside, under the same dated name:
+/// a stale `-wal` must not be replayed into the fresh store, and the three belong together for
+/// a recovery by hand. A name already taken gets a number.
+fn set_aside(path: &Path, now: SystemTime) -> Result<PathBuf, OutboxError> {
+    let stamp = chrono::DateTime::<chrono::Utc>::from(now).format("%Y%m%dT%H%M%SZ");
+    let name = |n: u32| {
+        let number = if n > 1 { format!("-{n}") } else { String::new() };
+        PathBuf::from(format!("{}.corrupt-{stamp}{number}", path.display()))
+    };
+    let (mut n, mut aside) = (1, name(1));
+    while aside.exists() {
+        n += 1;
+        aside = name(n);
+    }
+    let fail = |source| OutboxError::SetAside { path: path.to_path_buf(), source };
+    for suffix in ["-wal", "-shm"] {
+        let companion = PathBuf::from(format!("{}{suffix}", path.display()));
+        if companion.exists() {
+            std::fs::rename(&companion, format!("{}{suffix}", aside.display())).map_err(fail)?;
+        }
+    }
+    std::fs::rename(path, &aside).map_err(fail)?;
+    Ok(aside)
+}
+
 /// Bytes free for an unprivileged writer on the file system holding `dir`.
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -624,6 +720,48 @@ mod tests {
         let text = format!("/var/lib/cityeye/outbox.sqlite: {corrupt}");
         let path = "/var/lib/cityeye/outbox.sqlite".into();
         assert_eq!(OutboxError::Store { path, source: corrupt }.to_string(), text);
+    }
+
+    #[test]
+    fn a_corrupt_store_is_named_by_inspect_and_set_aside_by_open_recovering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        std::fs::write(&path, b"not an outbox, just garbage: ".repeat(200)).unwrap();
+        let error = Outbox::inspect(dir.path()).expect_err("garbage is no outbox");
+        assert!(matches!(error, OutboxError::Corrupt { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("{}: the outbox is corrupt: file is not a database", path.display())
+        );
+        assert!(matches!(Outbox::open(dir.path(), LARGE), Err(OutboxError::Corrupt { .. })));
+
+        let mut outbox = Outbox::open_recovering(dir.path(), LARGE).expect("a fresh outbox");
+        let aside = outbox.recovered_from().expect("set aside").to_path_buf();
+        let name = aside.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("outbox.sqlite.corrupt-20") && name.ends_with('Z'), "{name}");
+        assert!(std::fs::read(&aside).unwrap().starts_with(b"not an outbox"));
+        outbox.push(vec![publication(1)]);
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), LARGE).unwrap();
+        assert_eq!(topics_of(&outbox.queue), ["t/1"], "the fresh outbox keeps what it gets");
+        assert!(outbox.recovered_from().is_none());
+        Outbox::inspect(dir.path()).expect("a sound outbox, open");
+        drop(outbox);
+        Outbox::inspect(dir.path()).expect("a sound outbox, closed");
+        assert!(Outbox::inspect(&dir.path().join("none-yet")).is_ok(), "no outbox yet is fine");
+
+        // The -wal goes with its store; a second recovery in the same second keeps the first's.
+        std::fs::write(&path, b"garbage again ".repeat(200)).unwrap();
+        std::fs::write(dir.path().join("outbox.sqlite-wal"), b"stale").unwrap();
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let first = set_aside(&path, at).unwrap();
+        let wal = std::fs::read(format!("{}-wal", first.display())).unwrap();
+        assert_eq!(wal, b"stale");
+        assert!(!dir.path().join("outbox.sqlite-wal").exists());
+        std::fs::write(&path, b"and again ".repeat(200)).unwrap();
+        let second = set_aside(&path, at).unwrap();
+        assert!(first.to_string_lossy().ends_with(".corrupt-20010909T014640Z"), "{first:?}");
+        assert!(second.to_string_lossy().ends_with(".corrupt-20010909T014640Z-2"), "{second:?}");
     }
 
     #[test]
