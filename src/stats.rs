@@ -204,6 +204,8 @@ pub struct NodeStats {
     outbox: Mutex<OutboxStats>,
     latency: Mutex<Latency>,
     mqtt_connected: AtomicBool,
+    /// Corrupt outboxes set aside at the start (see `publish::Outbox::open_recovering`).
+    outbox_recovered: AtomicU64,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
 }
 
@@ -218,6 +220,7 @@ impl NodeStats {
             outbox: Mutex::default(),
             latency: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
+            outbox_recovered: AtomicU64::new(0),
             last: Mutex::new(None),
         }
     }
@@ -249,6 +252,15 @@ impl NodeStats {
     pub fn publish_latency(&self) -> Histogram {
         let latency = lock(&self.latency);
         Histogram::new(&LATENCY_BUCKETS_MS, latency.buckets.iter().copied(), latency.sum_s)
+    }
+
+    /// A corrupt outbox was set aside and a fresh one started.
+    pub fn count_outbox_recovery(&self) {
+        self.outbox_recovered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn outbox_recoveries(&self) -> u64 {
+        self.outbox_recovered.load(Ordering::Relaxed)
     }
 
     pub fn set_mqtt_connected(&self, connected: bool) {

@@ -141,6 +141,12 @@ impl Collector for Scrape {
             "Writes to the outbox's disk that failed.",
             ConstCounter::new(outbox.store_errors),
         )?;
+        single(
+            e,
+            "cityeye_outbox_recovered",
+            "Corrupt outbox files set aside at the start, a fresh outbox started instead.",
+            ConstCounter::new(stats.outbox_recoveries()),
+        )?;
         let connected = ConstGauge::new(u64::from(stats.mqtt_connected()));
         let help = "1 while the node is connected to its broker.";
         single(e, "cityeye_mqtt_connected", help, connected)
@@ -227,6 +233,7 @@ mod tests {
             store_errors: 2,
         });
         stats.set_mqtt_connected(true);
+        stats.count_outbox_recovery();
         stats
     }
 
@@ -315,6 +322,9 @@ cityeye_outbox_evidence_dropped_total 1
 # HELP cityeye_outbox_store_errors_total Writes to the outbox's disk that failed.
 # TYPE cityeye_outbox_store_errors_total counter
 cityeye_outbox_store_errors_total 2
+# HELP cityeye_outbox_recovered_total Corrupt outbox files set aside at the start, a fresh outbox started instead.
+# TYPE cityeye_outbox_recovered_total counter
+cityeye_outbox_recovered_total 1
 # HELP cityeye_mqtt_connected 1 while the node is connected to its broker.
 # TYPE cityeye_mqtt_connected gauge
 cityeye_mqtt_connected 1

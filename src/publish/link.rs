@@ -425,7 +425,7 @@ impl Connection {
 
     /// The last will for the next connection: the node's retained `offline` status, timed now.
     fn renew_last_will(&mut self, node: &str, topics: &Topics) {
-        let (topic, payload) = (topics.node_status(), node_status(node, false, None));
+        let (topic, payload) = (topics.node_status(), node_status(node, false, None, None));
         match self {
             Connection::V5(eventloop) => {
                 let will = packets5::LastWill::new(topic, payload, QoS5::AtLeastOnce, true, None);

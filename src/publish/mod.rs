@@ -115,6 +115,9 @@ pub async fn mqtt_sink(
     let mut connected = false;
     let mut ever_connected = false;
     let mut config_report: Option<ConfigReport> = None;
+    // On every node status of this run: said loudly, until the next restart.
+    let recovered = outbox.recovered_from().map(|p| p.display().to_string());
+    let recovered = recovered.as_deref();
     // Each camera's latest retained status, by topic: a broker restarted without persistence
     // has forgotten them, so every reconnect sends them again.
     let mut camera_statuses: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -149,7 +152,7 @@ pub async fn mqtt_sink(
                         config_report = Some(report.clone());
                     }
                     let is_camera_status = matches!(message, Outbound::CameraStatus { .. });
-                    let publications = outgoing(&node, &topics, message).await;
+                    let publications = outgoing(&node, &topics, recovered, message).await;
                     if is_camera_status {
                         for p in &publications {
                             camera_statuses.insert(p.topic.clone(), p.payload.clone());
@@ -173,7 +176,7 @@ pub async fn mqtt_sink(
                         }
                     }
                     ever_connected = true;
-                    let status = node_status(&node, true, config_report.as_ref());
+                    let status = node_status(&node, true, config_report.as_ref(), recovered);
                     outbox.push_front(Publication::status(topics.node_status(), status));
                 }
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
@@ -206,7 +209,7 @@ pub async fn mqtt_sink(
     drop(rx);
     outbox.forget_delivered();
     if connected {
-        let status = node_status(&node, false, config_report.as_ref());
+        let status = node_status(&node, false, config_report.as_ref(), recovered);
         client.try_publish(&topics.node_status(), status, true);
         client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
@@ -219,7 +222,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The publications for one outbound message: an incident's evidence JPEG (encoded here, off
 /// the camera's thread) goes before the incident that refers to it.
-async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publication> {
+async fn outgoing(
+    node: &str,
+    topics: &Topics,
+    outbox_recovered_from: Option<&str>,
+    message: Outbound,
+) -> Vec<Publication> {
     match message {
         Outbound::Incident(incident) => {
             let incident = *incident;
@@ -249,7 +257,8 @@ async fn outgoing(node: &str, topics: &Topics, message: Outbound) -> Vec<Publica
             camera_status(node, &camera, &state, telemetry, at),
         )],
         Outbound::Config(report) => {
-            vec![Publication::status(topics.node_status(), node_status(node, true, Some(&report)))]
+            let status = node_status(node, true, Some(&report), outbox_recovered_from);
+            vec![Publication::status(topics.node_status(), status)]
         }
     }
 }

@@ -52,9 +52,17 @@ struct StatusPayload<'a> {
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<&'a ConfigReport>,
+    /// Node only: where a corrupt outbox found at the start was set aside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox_recovered_from: Option<&'a str>,
 }
 
-pub fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u8> {
+pub fn node_status(
+    node: &str,
+    online: bool,
+    config: Option<&ConfigReport>,
+    outbox_recovered_from: Option<&str>,
+) -> Vec<u8> {
     let payload = StatusPayload {
         schema: "cityeye.status.v1",
         node,
@@ -67,6 +75,7 @@ pub fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> V
         telemetry: None,
         at: rfc3339_millis(SystemTime::now()),
         config,
+        outbox_recovered_from,
     };
     serde_json::to_vec(&payload).expect("status serializes")
 }
@@ -90,6 +99,7 @@ pub fn camera_status(
         telemetry: None,
         at: rfc3339_millis(at),
         config: None,
+        outbox_recovered_from: None,
     };
     match state {
         CameraState::Connecting => {}
