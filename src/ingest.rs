@@ -267,6 +267,15 @@ pub fn probe(camera: &CameraConfig) -> Result<Probe, IngestError> {
     Ok(Probe { frame, codec, fps, first_frame_after })
 }
 
+/// Builds a camera's pipeline without starting it (nothing is opened or connected): for
+/// `check`, which reports a template that is not a GStreamer pipeline. The camera's secret is
+/// taken out of GStreamer's words.
+pub fn parse_pipeline(camera: &CameraConfig) -> Result<(), IngestError> {
+    init_gstreamer()?;
+    let description = pipeline_description(camera, false).map_err(IngestError::Template);
+    description.and_then(|d| build(&d)).map(drop).map_err(|e| e.redacted(&camera.url))
+}
+
 pub(crate) fn init_gstreamer() -> Result<(), IngestError> {
     // The first outcome is kept: GStreamer is initialised once per process.
     static INIT: Mutex<Option<Result<(), gst::glib::Error>>> = Mutex::new(None);

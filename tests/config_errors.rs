@@ -91,6 +91,9 @@ model = "coco"
     )
 }
 
+/// A camera's `pipeline` naming a file that is no pipeline template (the issue's own example).
+const PASSWD: &str = "pipeline = \"../../../../etc/passwd\"";
+
 /// The first camera's algorithm in [`base_config`], which the algorithm cases rewrite.
 const FIRST_ALGORITHM: &str = "  type = \"illegal_parking\"\n  zone = \"kerb\"\n  dwell_s = 10\n";
 
@@ -883,6 +886,13 @@ fn cases() -> Vec<Case> {
             line: Line::Of("keep_alive_s = 9999"),
         },
         Case {
+            name: "pipeline template that is no template",
+            edit: |c| replace(c, "analysis_fps = 5\n", &format!("analysis_fps = 5\n{PASSWD}\n")),
+            key: "cameras[0].pipeline",
+            fragment: "not a GStreamer pipeline: no element ",
+            line: Line::Unchecked,
+        },
+        Case {
             name: "model path is a folder",
             edit: |c| replace(c, MODEL, env!("CARGO_MANIFEST_DIR")),
             key: "models[0].path",
@@ -1122,4 +1132,28 @@ fn mqtt_url_error_does_not_echo_credentials() {
     assert_eq!(code, EXIT_CONFIG, "{stderr}");
     assert!(names_key(&stderr, "mqtt.url"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// `check` builds each camera's pipeline (without starting it) and reports one GStreamer cannot
+/// build, without echoing the file the template named: `/etc/passwd` passed, and was printed.
+#[test]
+fn a_file_that_is_no_pipeline_template_is_refused_and_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        replace(&base_config(), "analysis_fps = 5\n", &format!("analysis_fps = 5\n{PASSWD}\n"));
+    let (code, stdout, stderr) = check(dir.path(), &text);
+    assert_eq!(code, EXIT_CONFIG, "{stdout}{stderr}");
+    let file = dir.path().join(CONFIG_NAME).display().to_string();
+    let expected =
+        format!("error: {file}: cameras[0].pipeline: not a GStreamer pipeline: no element");
+    assert!(stderr.lines().any(|l| l.starts_with(&expected)), "{stderr}");
+    // GStreamer names the first word it could not make an element of; nothing more of the file.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    for line in passwd.lines().skip(1).filter(|l| !l.is_empty()) {
+        assert!(
+            !stdout.contains(line) && !stderr.contains(line),
+            "`{line}` shown:\n{stdout}{stderr}"
+        );
+    }
+    assert!(!stdout.contains("pipeline "), "no pipeline printed for a failed check:\n{stdout}");
 }

@@ -1,12 +1,14 @@
-//! `cityeye check`: the config validated, every model loaded, and each camera's pipeline and
-//! algorithms shown as they will run; with `--probe`, every camera, the broker and the data dir
-//! tried for real ([`super::probe`]).
+//! `cityeye check`: the config validated, every model loaded, every camera's pipeline built
+//! (not started), the outbox read, and each camera's pipeline and algorithms shown as they will
+//! run; with `--probe`, every camera, the broker and the data dir tried for real
+//! ([`super::probe`]).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{EXIT_CONFIG, load, probe};
-use crate::config::pipeline_description;
+use super::{EXIT_CONFIG, load, load_link, probe};
+use crate::config::{Config, pipeline_description};
+use crate::ingest::{self, IngestError};
 use crate::publish;
 
 pub fn check(path: &Path, with_probe: bool) -> ExitCode {
@@ -14,13 +16,20 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    // Reads the CA, certificate, key and password files as `run` would.
-    let link = match publish::link::Settings::load(&config.mqtt, &config.node.id) {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("error: {}: {e}", config.path.display());
-            return ExitCode::from(EXIT_CONFIG);
+    let mut errors = Vec::new();
+    let link = load_link(&config).map_err(|e| errors.push(e)).ok();
+    errors.extend(unbuildable_pipelines(&config));
+    // What `run` would find in the data dir. It sets a corrupt outbox aside, but an installer
+    // should hear of it before: its undelivered incidents are lost to the broker.
+    if let Err(e) = publish::Outbox::inspect(&config.node.data_dir) {
+        let message = format!("{e}; `cityeye run` sets it aside and starts a fresh one");
+        errors.push(config.error("node.data_dir", message).to_string());
+    }
+    let Some(link) = link.filter(|_| errors.is_empty()) else {
+        for e in errors {
+            eprintln!("error: {e}");
         }
+        return ExitCode::from(EXIT_CONFIG);
     };
     println!("config {}: valid", config.path.display());
     let embedded = if config.mqtt.embedded_broker { " (embedded broker)" } else { "" };
@@ -94,4 +103,19 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The cameras whose pipeline GStreamer cannot build, one error each. GStreamer's words only:
+/// a `pipeline` naming a file that is no template (`/etc/passwd`) must not be shown.
+fn unbuildable_pipelines(config: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (i, camera) in config.cameras.iter().enumerate() {
+        let message = match ingest::parse_pipeline(camera) {
+            Ok(()) => continue,
+            Err(IngestError::Build(gst)) => format!("not a GStreamer pipeline: {gst}"),
+            Err(e) => e.to_string(),
+        };
+        errors.push(config.error(format!("cameras[{i}].pipeline"), message).to_string());
+    }
+    errors
 }

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 use crate::config::{Config, ConfigErrors};
 use crate::engine::{Models, load_models};
+use crate::publish::link;
 
 /// Exit code for a config (or usage) mistake, as opposed to a failure at run time.
 pub const EXIT_CONFIG: u8 = 2;
@@ -43,4 +44,11 @@ fn load(path: &Path) -> Result<(Config, Models), ExitCode> {
     let config = load_config(path)?;
     let models = load_models(&config).map_err(report)?;
     Ok((config, models))
+}
+
+/// Reads the MQTT password, CA, certificate and key files the config names, as the node does:
+/// a mistake there is the config's. The error is the line to print after `error: `.
+fn load_link(config: &Config) -> Result<link::Settings, String> {
+    link::Settings::load(&config.mqtt, &config.node.id)
+        .map_err(|e| format!("{}: {e}", config.path.display()))
 }
