@@ -14,6 +14,10 @@
 //!
 //! `[node]`, `[mqtt]`, `[outbox]`, `[http]` and `[evidence]` are read once at start: a change
 //! there is reported as needing a restart and is not applied.
+//!
+//! A node has its data dir to itself: it runs holding the dir's [`DataDirLock`].
+
+mod lock;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,24 +37,31 @@ use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
 use crate::wire::{ConfigReport, rfc3339_millis};
 
+pub use lock::{DataDirLock, LOCK_FILE, LockError};
+
 /// How often the config file is read to see whether it changed.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// How often the config thread looks for a stop or a SIGHUP.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Runs the node until SIGINT or SIGTERM (or until its MQTT sink fails).
-pub fn run_node(config: Config, models: Models) -> Result<(), String> {
+/// Runs the node until SIGINT or SIGTERM (or until its MQTT sink fails), holding `data_dir`'s
+/// lock until then. `link` is the MQTT settings with their files read (by the caller, which
+/// tells a config mistake there from a failure here).
+pub fn run_node(
+    config: Config,
+    models: Models,
+    link: publish::link::Settings,
+    data_dir: DataDirLock,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    // Before any camera starts: a data dir that cannot hold the outbox stops the node here.
-    let outbox = publish::Outbox::open(&config.node.data_dir, config.outbox.max_bytes)
+    // Before any camera starts: a data dir that cannot hold the outbox stops the node here. A
+    // corrupt outbox does not: it is set aside, which the lock makes safe.
+    let outbox = publish::Outbox::open_recovering(&config.node.data_dir, config.outbox.max_bytes)
         .map_err(|e| format!("node.data_dir: cannot keep the outbox: {e}"))?;
-    // Likewise the MQTT password, CA, certificate and key files.
-    let link =
-        publish::link::Settings::load(&config.mqtt, &config.node.id).map_err(|e| e.to_string())?;
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt).map_err(|e| e.to_string())?;
     }
@@ -63,6 +74,9 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let stats =
         Arc::new(NodeStats::new(&config.node.id, config.cameras.iter().map(|c| c.id.as_str())));
+    if outbox.recovered_from().is_some() {
+        stats.count_outbox_recovery();
+    }
     let config = Arc::new(config);
     // With HTTP on, the web page watches every camera's analysed frames.
     let web = http.as_ref().map(|_| Arc::new(Web::new(stats.clone())));
@@ -86,6 +100,7 @@ pub fn run_node(config: Config, models: Models) -> Result<(), String> {
     // A sink that failed must not leave the cameras running with nobody to publish for them.
     stop.store(true, Ordering::Relaxed);
     let _ = supervisor.join();
+    drop(data_dir);
     published.map_err(|e| e.to_string())
 }
 

@@ -1157,3 +1157,32 @@ fn a_file_that_is_no_pipeline_template_is_refused_and_not_shown() {
     }
     assert!(!stdout.contains("pipeline "), "no pipeline printed for a failed check:\n{stdout}");
 }
+
+/// `run` tells a mistake in a file the config names (here a CA file that is no certificate) by
+/// exit code 2 like `check` does, not 1: systemd restarts the unit on 1, in vain.
+#[test]
+fn run_exits_2_like_check_for_a_bad_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = replace(
+        &base_config(),
+        "url = \"mqtt://127.0.0.1:1883\"\n",
+        "url = \"mqtts://127.0.0.1:1883\"\nca_file = \"cityeye.toml\"\n",
+    );
+    let (code, _, stderr) = check(dir.path(), &text);
+    assert_eq!(code, EXIT_CONFIG, "check: {stderr}");
+    assert!(names_key(&stderr, "mqtt.ca_file"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["run", "--config"])
+        .arg(dir.path().join(CONFIG_NAME))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cannot run cityeye");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "run: {stderr}");
+    let file = dir.path().join(CONFIG_NAME).display().to_string();
+    assert!(
+        stderr.contains(&format!("error: {file}: mqtt.ca_file: no PEM certificate in ")),
+        "{stderr}"
+    );
+}

@@ -1,5 +1,5 @@
-//! The outbox at its limits: full by its own cap, on a full disk, on a read-only disk. The disks
-//! are small tmpfs mounts made by the test (which needs root, as CI runs).
+//! The outbox at its limits: full by its own cap, on a full disk, on a read-only disk, corrupt.
+//! The disks are small tmpfs mounts made by the test (which needs root, as CI runs).
 
 mod common;
 
@@ -155,4 +155,64 @@ fn a_full_disk_at_run_time_is_loud_and_loses_nothing() {
     let mut appliance = appliance;
     assert!(appliance.wait_exit(Duration::from_secs(1)).is_none(), "the node keeps running");
     assert!(!appliance.log().contains("panicked"), "{}", appliance.log());
+}
+
+/// A corrupt outbox file once stopped the node at every start while `check` passed, until
+/// systemd gave up. Now `check` names it (exit 2), and `run` sets it aside under a dated name,
+/// starts a fresh one, delivers, and says so in its log, its status and its metrics.
+#[test]
+fn a_corrupt_outbox_fails_check_and_run_sets_it_aside_and_delivers() {
+    let broker = Mosquitto::start();
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let (dir, config) = write_config(&config_with(broker.port, 5.0, "", ""));
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let outbox = data_dir.join("outbox.sqlite");
+    let garbage = b"power cut mid-write \x00\xff".repeat(400);
+    std::fs::write(&outbox, &garbage).unwrap();
+
+    let check = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check runs");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    let named = format!(
+        "error: {}: node.data_dir: {}: the outbox is corrupt: file is not a database",
+        config.display(),
+        outbox.display()
+    );
+    assert!(stderr.contains(&named), "{stderr}");
+    assert_eq!(std::fs::read(&outbox).unwrap(), garbage, "check changes nothing");
+
+    let appliance = Appliance::run(&config);
+    let recovered = |m: &Message| {
+        m.topic == "cityeye/edge-test/status" && m.json()["outbox_recovered_from"].is_string()
+    };
+    let delivered = |m: &[Message]| !incidents(m, "start").is_empty() && m.iter().any(recovered);
+    let messages = subscriber.wait_until(Duration::from_secs(60), delivered);
+    assert!(delivered(&messages), "{}", appliance.log());
+
+    let aside: Vec<_> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("outbox.sqlite.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage, "kept as it was, for recovery");
+    let status = messages.iter().find(|m| recovered(m)).unwrap().json();
+    assert_matches_schema("schemas/status.v1.json", &status);
+    assert_eq!(status["outbox_recovered_from"], aside[0].display().to_string());
+    let log = appliance.log();
+    assert!(log.contains("ERROR") && log.contains("is corrupt"), "{log}");
+
+    let port = appliance.http_port().expect("the node logs its HTTP port");
+    let metrics = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .expect("/metrics answers")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.lines().any(|l| l == "cityeye_outbox_recovered_total 1"), "{metrics}");
 }
