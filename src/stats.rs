@@ -204,6 +204,8 @@ pub struct NodeStats {
     outbox: Mutex<OutboxStats>,
     latency: Mutex<Latency>,
     mqtt_connected: AtomicBool,
+    /// When the broker last answered: reported as `last_seen_at`.
+    broker_seen_at: Mutex<Option<SystemTime>>,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
 }
 
@@ -218,6 +220,7 @@ impl NodeStats {
             outbox: Mutex::default(),
             latency: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
+            broker_seen_at: Mutex::default(),
             last: Mutex::new(None),
         }
     }
@@ -257,6 +260,11 @@ impl NodeStats {
 
     pub fn mqtt_connected(&self) -> bool {
         self.mqtt_connected.load(Ordering::Relaxed)
+    }
+
+    /// The broker answered just now.
+    pub fn broker_seen(&self) {
+        *lock(&self.broker_seen_at) = Some(SystemTime::now());
     }
 
     /// The counters camera `id` adds to.
@@ -329,6 +337,7 @@ impl NodeStats {
             node: &self.node,
             at: rfc3339_millis(SystemTime::now()),
             uptime_s: now.duration_since(self.started).as_secs(),
+            last_seen_at: lock(&self.broker_seen_at).map(rfc3339_millis),
             interval_s: round1(seconds),
             cameras,
             incidents: node_incidents,

@@ -35,6 +35,10 @@ pub struct StatsPayload<'a> {
     pub node: &'a str,
     pub at: String,
     pub uptime_s: u64,
+    /// When the node last heard from the broker (an acknowledgement, a keep-alive answer, a
+    /// connection accepted): the link worked then. Absent before the first connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
     /// The seconds the rates cover.
     pub interval_s: f64,
     pub cameras: BTreeMap<String, CameraReport>,

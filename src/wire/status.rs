@@ -54,7 +54,15 @@ struct StatusPayload<'a> {
     config: Option<&'a ConfigReport>,
 }
 
-pub fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> Vec<u8> {
+/// The node's status. `at` is when the state began: for `online` (and for the last will that
+/// stands for its end) when the node opened its current connection to the broker, the same in
+/// every status that connection carries; for a clean stop's `offline`, the stop.
+pub fn node_status(
+    node: &str,
+    online: bool,
+    at: SystemTime,
+    config: Option<&ConfigReport>,
+) -> Vec<u8> {
     let payload = StatusPayload {
         schema: "cityeye.status.v1",
         node,
@@ -65,7 +73,7 @@ pub fn node_status(node: &str, online: bool, config: Option<&ConfigReport>) -> V
         width: None,
         height: None,
         telemetry: None,
-        at: rfc3339_millis(SystemTime::now()),
+        at: rfc3339_millis(at),
         config,
     };
     serde_json::to_vec(&payload).expect("status serializes")
@@ -109,6 +117,15 @@ pub fn camera_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_status_is_timed_when_its_state_began() {
+        let began = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_120);
+        let body: serde_json::Value =
+            serde_json::from_slice(&node_status("n", true, began, None)).unwrap();
+        assert_eq!(body["state"], "online");
+        assert_eq!(body["at"], "2026-11-18T11:06:40.120Z");
+    }
 
     #[test]
     fn camera_status_says_why_it_is_offline() {
