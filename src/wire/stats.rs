@@ -13,7 +13,8 @@ pub struct OutboxStats {
     /// Payload bytes of those on disk, and the cap.
     pub bytes: u64,
     pub max_bytes: u64,
-    /// Evidence dropped to keep under the cap since the node started.
+    /// Evidence dropped since the node started: to keep under the cap, or too large for the
+    /// broker even re-encoded smaller.
     pub evidence_dropped: u64,
     pub evidence_dropped_bytes: u64,
     /// Writes to disk that failed (full, read-only) since the node started.
