@@ -179,6 +179,7 @@ impl Incidents {
                 width: frame.width,
                 height: frame.height,
                 clip: None,
+                jpeg_base64: None,
             }),
             model: self.models[0].clone(),
             models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },

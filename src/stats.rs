@@ -206,6 +206,8 @@ pub struct NodeStats {
     mqtt_connected: AtomicBool,
     /// Corrupt outboxes set aside at the start (see `publish::Outbox::open_recovering`).
     outbox_recovered: AtomicU64,
+    /// When the broker last answered: reported as `last_seen_at`.
+    broker_seen_at: Mutex<Option<SystemTime>>,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
 }
 
@@ -221,6 +223,7 @@ impl NodeStats {
             latency: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
             outbox_recovered: AtomicU64::new(0),
+            broker_seen_at: Mutex::default(),
             last: Mutex::new(None),
         }
     }
@@ -269,6 +272,11 @@ impl NodeStats {
 
     pub fn mqtt_connected(&self) -> bool {
         self.mqtt_connected.load(Ordering::Relaxed)
+    }
+
+    /// The broker answered just now.
+    pub fn broker_seen(&self) {
+        *lock(&self.broker_seen_at) = Some(SystemTime::now());
     }
 
     /// The counters camera `id` adds to.
@@ -341,6 +349,7 @@ impl NodeStats {
             node: &self.node,
             at: rfc3339_millis(SystemTime::now()),
             uptime_s: now.duration_since(self.started).as_secs(),
+            last_seen_at: lock(&self.broker_seen_at).map(rfc3339_millis),
             interval_s: round1(seconds),
             cameras,
             incidents: node_incidents,

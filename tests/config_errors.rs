@@ -622,6 +622,19 @@ fn cases() -> Vec<Case> {
             line: Line::Of("max_bytes"),
         },
         Case {
+            name: "a packet limit too small for an incident",
+            edit: |c| {
+                replace(
+                    c,
+                    "topic_prefix = \"cityeye\"\n",
+                    "topic_prefix = \"cityeye\"\nmax_packet_bytes = \"1 KiB\"\n",
+                )
+            },
+            key: "mqtt.max_packet_bytes",
+            fragment: "must be between 4 KiB (an incident's JSON must fit) and 256 MiB",
+            line: Line::Unchecked,
+        },
+        Case {
             name: "keep-alive too short",
             edit: |c| {
                 replace(

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+/// What `mqtt.max_packet_bytes` may be: room for an incident's JSON at least, MQTT's own limit
+/// (a 256 MiB remaining length) at most.
+pub const MAX_PACKET_BYTES_RANGE: std::ops::RangeInclusive<u64> = (4 << 10)..=(256 << 20);
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
@@ -29,6 +33,12 @@ pub struct MqttConfig {
     pub key_file: Option<PathBuf>,
     /// How often the node publishes `{prefix}/{node}/stats`.
     pub stats_interval_s: u64,
+    /// The largest MQTT packet the broker takes (`"256 KiB"`), for brokers that do not announce
+    /// it: 3.1.1 ones, which drop bigger messages silently, and MQTT 5 ones that refuse them
+    /// without saying so at connect time (mosquitto's `message_size_limit`). An MQTT 5 broker's
+    /// own Maximum Packet Size applies too; the smaller wins.
+    #[serde(deserialize_with = "super::node::optional_byte_size")]
+    pub max_packet_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +62,7 @@ impl Default for MqttConfig {
             cert_file: None,
             key_file: None,
             stats_interval_s: 30,
+            max_packet_bytes: None,
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct EvidenceConfig {
     /// Bytes of clips on disk at most (`"10 GiB"`); the oldest go first.
     #[serde(deserialize_with = "byte_size")]
     pub max_bytes: u64,
+    /// The `start` message carries its snapshot itself (`evidence.jpeg_base64`) instead of
+    /// sending it first on the evidence topic: the two cannot be split between the consumers
+    /// of a load-balanced (shared) subscription.
+    pub inline: bool,
 }
 
 impl Default for EvidenceConfig {
@@ -90,6 +94,7 @@ impl Default for EvidenceConfig {
             publish_clips: false,
             retain_days: 30.0,
             max_bytes: 10 << 30,
+            inline: false,
         }
     }
 }
@@ -109,6 +114,11 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         Size::Bytes(n) => Ok(n),
         Size::Text(t) => parse_byte_size(&t).map_err(serde::de::Error::custom),
     }
+}
+
+/// [`byte_size`] for a key that may be left out.
+pub(super) fn optional_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
 }
 
 /// `"512 MiB"`, `"1GB"`, `"4096"`: binary (KiB, MiB, GiB, TiB) or decimal (kB, MB, GB, TB).

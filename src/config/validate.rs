@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::drone::{CameraKind, FIELDS, REQUIRED_FIELDS, TelemetrySource};
+use super::mqtt::MAX_PACKET_BYTES_RANGE;
 use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
@@ -60,6 +61,12 @@ impl Config {
             self.mqtt.stats_interval_s >= 1,
             "mqtt.stats_interval_s".into(),
             "must be at least 1 second".into(),
+        );
+        check(
+            self.mqtt.max_packet_bytes.is_none_or(|n| MAX_PACKET_BYTES_RANGE.contains(&n)),
+            "mqtt.max_packet_bytes".into(),
+            "must be between 4 KiB (an incident's JSON must fit) and 256 MiB (MQTT's own limit)"
+                .into(),
         );
         check(
             self.outbox.max_bytes >= 64 << 10,

@@ -18,16 +18,24 @@
 //!
 //! **Reconnects** wait 1 s doubling to 30 s, each ±20 % so that nodes cut off together (a broker
 //! restart) do not all come back in the same instant. Before each one the last will, the retained
-//! `offline` status, is renewed so that its time is that of the new connection.
+//! `offline` status, is renewed so that its time is that of the new connection: the same `at`
+//! as the `online` that connection brings ([`LinkEvent::Up`]'s `since`).
+//!
+//! **MQTT 5 properties** help a hub that reads the node through a load-balanced (shared)
+//! subscription: every message says its content type (`application/json`, `image/jpeg`,
+//! `video/mp4`; JSON is flagged UTF-8), and an incident's messages and its evidence carry the
+//! incident id as correlation data and as the user property `incident_id`.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code5, PubAckReason};
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode as Code5, DisconnectReasonCode, PubAckReason, PublishProperties,
+};
 use rumqttc::v5::mqttbytes::{QoS as QoS5, v5 as packets5};
 use rumqttc::{ConnectReturnCode as Code311, Outgoing, QoS, TlsConfiguration, TlsError, Transport};
 use rustls::CertificateError;
@@ -37,16 +45,28 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::MAX_PACKET_BYTES;
+use super::outbox::Publication;
 use crate::config::{MqttConfig, MqttVersion};
 use crate::wire::{Topics, node_status};
 
 /// What the connection task tells the sink.
 #[derive(Debug)]
 pub enum LinkEvent {
-    Up,
+    /// Connected. `since`: when this connection was opened, the time of its `online` status and
+    /// of its last will. `max_packet`: the broker's Maximum Packet Size (MQTT 5 CONNACK), when
+    /// it says.
+    Up {
+        since: SystemTime,
+        max_packet: Option<u32>,
+    },
+    /// The broker answered a keep-alive ping: the link works.
+    Heard,
     Sent(u16),
     Acknowledged(u16),
-    Down { error: String, retry_in: Duration },
+    Down {
+        error: String,
+        retry_in: Duration,
+    },
 }
 
 /// Why the broker settings cannot be used: a file that `[mqtt]` names (password, CA,
@@ -241,11 +261,21 @@ pub enum Client {
 }
 
 impl Client {
-    /// Queues a QoS 1 publish; false when the client takes no more for now.
-    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
+    /// Queues a QoS 1 publish, with its MQTT 5 properties; false when the client takes no more
+    /// for now.
+    pub fn try_publish(&self, p: &Publication) -> bool {
+        let (topic, payload) = (p.topic.as_str(), p.payload.clone());
         match self {
-            Client::V5(c) => c.try_publish(topic, QoS5::AtLeastOnce, retain, payload).is_ok(),
-            Client::V311(c) => c.try_publish(topic, QoS::AtLeastOnce, retain, payload).is_ok(),
+            Client::V5(c) => c
+                .try_publish_with_properties(
+                    topic,
+                    QoS5::AtLeastOnce,
+                    p.retain,
+                    payload,
+                    properties(p),
+                )
+                .is_ok(),
+            Client::V311(c) => c.try_publish(topic, QoS::AtLeastOnce, p.retain, payload).is_ok(),
         }
     }
 
@@ -256,6 +286,21 @@ impl Client {
             Client::V5(c) => c.try_disconnect().is_ok(),
             Client::V311(c) => c.try_disconnect().is_ok(),
         }
+    }
+}
+
+/// A publication's MQTT 5 properties: what a hub on a shared subscription needs to handle a
+/// message on its own.
+fn properties(p: &Publication) -> PublishProperties {
+    let content_type = p.content_type();
+    let id = p.incident_id();
+    PublishProperties {
+        // 1: the payload is UTF-8 text.
+        payload_format_indicator: (content_type == "application/json").then_some(1),
+        content_type: Some(content_type.to_string()),
+        correlation_data: id.clone().map(Into::into),
+        user_properties: id.map(|id| vec![("incident_id".to_string(), id)]).unwrap_or_default(),
+        ..PublishProperties::default()
     }
 }
 
@@ -313,13 +358,15 @@ async fn drive(
     topics: Topics,
 ) {
     let mut backoff = Backoff::default();
-    connection.renew_last_will(&node, &topics);
+    let mut since = SystemTime::now();
+    connection.renew_last_will(&node, &topics, since);
     loop {
         let event = match connection.poll().await {
-            Polled::Connected => {
+            Polled::Connected(max_packet) => {
                 backoff = Backoff::default();
-                LinkEvent::Up
+                LinkEvent::Up { since, max_packet }
             }
+            Polled::Heard => LinkEvent::Heard,
             Polled::Sent(pkid) => LinkEvent::Sent(pkid),
             Polled::Acknowledged(pkid) => LinkEvent::Acknowledged(pkid),
             Polled::Disconnected => return,
@@ -329,7 +376,8 @@ async fn drive(
                 let _ = link.send(LinkEvent::Down { error, retry_in }).await;
                 tokio::time::sleep(retry_in).await;
                 connection.forget_unsent();
-                connection.renew_last_will(&node, &topics);
+                since = SystemTime::now();
+                connection.renew_last_will(&node, &topics, since);
                 continue;
             }
         };
@@ -348,7 +396,9 @@ enum Connection {
 
 /// What the event loop did, in the terms the driver acts on.
 enum Polled {
-    Connected,
+    /// With the broker's Maximum Packet Size, when its CONNACK says.
+    Connected(Option<u32>),
+    Heard,
     Sent(u16),
     Acknowledged(u16),
     /// Our own DISCONNECT went out.
@@ -363,7 +413,10 @@ impl Connection {
         use rumqttc::{ConnectionError as Error311, Event as Event311};
         match self {
             Connection::V5(eventloop) => match eventloop.poll().await {
-                Ok(Event5::Incoming(packets5::Packet::ConnAck(_))) => Polled::Connected,
+                Ok(Event5::Incoming(packets5::Packet::ConnAck(ack))) => {
+                    Polled::Connected(ack.properties.and_then(|p| p.max_packet_size))
+                }
+                Ok(Event5::Incoming(packets5::Packet::PingResp(_))) => Polled::Heard,
                 Ok(Event5::Outgoing(Outgoing::Publish(pkid))) => Polled::Sent(pkid),
                 Ok(Event5::Incoming(packets5::Packet::PubAck(ack))) => {
                     // A refusal is final (resending would be refused again): say so, move on.
@@ -387,10 +440,14 @@ impl Connection {
                     matches!(code, Code5::BadUserNamePassword | Code5::NotAuthorized),
                 )),
                 Err(Error5::Tls(e)) => Polled::Failed(tls_failure(&e)),
+                Err(Error5::MqttState(e)) if refused_as_too_large(&e) => {
+                    Polled::Failed(format!("{e}: {TOO_LARGE_HINT}"))
+                }
                 Err(e) => Polled::Failed(e.to_string()),
             },
             Connection::V311(eventloop) => match eventloop.poll().await {
-                Ok(Event311::Incoming(rumqttc::Packet::ConnAck(_))) => Polled::Connected,
+                Ok(Event311::Incoming(rumqttc::Packet::ConnAck(_))) => Polled::Connected(None),
+                Ok(Event311::Incoming(rumqttc::Packet::PingResp)) => Polled::Heard,
                 Ok(Event311::Outgoing(Outgoing::Publish(pkid))) => Polled::Sent(pkid),
                 Ok(Event311::Incoming(rumqttc::Packet::PubAck(ack))) => {
                     Polled::Acknowledged(ack.pkid)
@@ -423,9 +480,11 @@ impl Connection {
         }
     }
 
-    /// The last will for the next connection: the node's retained `offline` status, timed now.
-    fn renew_last_will(&mut self, node: &str, topics: &Topics) {
-        let (topic, payload) = (topics.node_status(), node_status(node, false, None, None));
+    /// The last will for the next connection, opened `since`: the node's retained `offline`
+    /// status, timed like the connection's `online` (the node cannot know when it will die; the
+    /// broker publishes the will at that moment).
+    fn renew_last_will(&mut self, node: &str, topics: &Topics, since: SystemTime) {
+        let (topic, payload) = (topics.node_status(), node_status(node, false, since, None, None));
         match self {
             Connection::V5(eventloop) => {
                 let will = packets5::LastWill::new(topic, payload, QoS5::AtLeastOnce, true, None);
@@ -437,6 +496,28 @@ impl Connection {
             }
         }
     }
+}
+
+/// What to do when the broker refuses a message as too large (0x95).
+const TOO_LARGE_HINT: &str = "the broker refused a message as too large (0x95, packet too \
+    large) without announcing its limit at connect time: set mqtt.max_packet_bytes to the \
+    broker's limit (mosquitto: message_size_limit), or have the broker announce it (mosquitto: \
+    max_packet_size)";
+
+/// The broker refused a message as too large: a DISCONNECT saying so, or a PUBACK with reason
+/// 0x95, which rumqttc cannot read (`Invalid return code received as response for connect =
+/// 149`).
+fn refused_as_too_large(e: &rumqttc::v5::StateError) -> bool {
+    use rumqttc::v5::StateError;
+    use rumqttc::v5::mqttbytes::Error;
+    matches!(
+        e,
+        StateError::Deserialization(Error::InvalidConnectReturnCode(0x95))
+            | StateError::ServerDisconnect {
+                reason_code: DisconnectReasonCode::PacketTooLarge,
+                ..
+            }
+    )
 }
 
 /// A CONNACK refusal, with the keys to look at when it is about the credentials.

@@ -3,7 +3,7 @@
 //! Topics (all QoS 1):
 //! - `{prefix}/{node}/{camera}/incident/{algorithm}`: incident JSON (`cityeye.incident.v1`);
 //! - `{prefix}/{node}/{camera}/evidence/{incident_id}`: the snapshot JPEG, sent before the
-//!   incident that refers to it;
+//!   incident that refers to it (or, with `evidence.inline`, inside it instead);
 //! - `{prefix}/{node}/{camera}/evidence/{incident_id}/clip`: the clip MP4 with
 //!   `evidence.publish_clips`, sent before the incident message that refers to it;
 //! - `{prefix}/{node}/status`: the node's status, retained; the broker publishes `offline` as the
@@ -20,6 +20,9 @@
 //! is full too does the channel into this stage (bounded, policy *block*) make the cameras wait,
 //! their own newest-wins input then dropping frames instead of messages. A node stopped while
 //! the broker is away gives up after a few seconds, its incidents still on disk for the next run.
+//!
+//! No message goes out bigger than the broker takes: the smaller of its Maximum Packet Size
+//! (MQTT 5 CONNACK) and `mqtt.max_packet_bytes`; see [`fit`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+mod fit;
 pub mod link;
 mod outbox;
 
@@ -44,7 +48,8 @@ use crate::incident::{Incident, evidence_jpeg};
 use crate::stats::NodeStats;
 use crate::wire::{CameraState, ConfigReport, IncidentPayload, Topics, camera_status, node_status};
 
-/// Largest message either way: evidence snapshots of 4K frames stay well under this.
+/// Largest message either way, unless the broker or `mqtt.max_packet_bytes` says less: evidence
+/// snapshots of 4K frames stay well under this.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 /// Messages on their way from the cameras to the sink; a camera sending to a full channel waits.
 pub const CHANNEL_CAPACITY: usize = 64;
@@ -112,6 +117,14 @@ pub async fn mqtt_sink(
     let topics = Topics::new(&config.mqtt.topic_prefix, &node);
     let broker = format!("{}:{}", config.mqtt.url.host, config.mqtt.url.port);
     let (client, mut link, driver) = link::open(&settings, &node, &topics, WINDOW);
+    let inline = config.evidence.inline;
+    // What the config allows; each connection's broker may say less.
+    let configured = config.mqtt.max_packet_bytes.map_or(MAX_PACKET_BYTES, |n| {
+        usize::try_from(n).unwrap_or(MAX_PACKET_BYTES).min(MAX_PACKET_BYTES)
+    });
+    let mut packet_limit = configured;
+    // When the current (or last) connection was opened: the `at` of the node's `online`.
+    let mut online_since: Option<SystemTime> = None;
     let mut connected = false;
     let mut ever_connected = false;
     let mut config_report: Option<ConfigReport> = None;
@@ -128,7 +141,7 @@ pub async fn mqtt_sink(
     let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         if connected {
-            outbox.send(|p| client.try_publish(&p.topic, p.payload.clone(), p.retain));
+            outbox.send(packet_limit, |p| client.try_publish(p));
         }
         if stop.load(Ordering::Relaxed) {
             let since = *stopping.get_or_insert_with(Instant::now);
@@ -152,7 +165,9 @@ pub async fn mqtt_sink(
                         config_report = Some(report.clone());
                     }
                     let is_camera_status = matches!(message, Outbound::CameraStatus { .. });
-                    let publications = outgoing(&node, &topics, recovered, message).await;
+                    // Before the first connection, a stand-in: the connection's own replaces it.
+                    let since = online_since.unwrap_or_else(SystemTime::now);
+                    let publications = outgoing(&node, &topics, inline, since, recovered, message).await;
                     if is_camera_status {
                         for p in &publications {
                             camera_statuses.insert(p.topic.clone(), p.payload.clone());
@@ -163,10 +178,15 @@ pub async fn mqtt_sink(
                 None => input_open = false,
             },
             event = link.recv() => match event {
-                Some(LinkEvent::Up) => {
-                    tracing::info!(broker, queued = outbox.len(), "connected to the MQTT broker");
+                Some(LinkEvent::Up { since, max_packet }) => {
+                    packet_limit = max_packet
+                        .map_or(configured, |m| configured.min(usize::try_from(m).unwrap_or(configured)));
+                    let max_packet_bytes = (packet_limit < MAX_PACKET_BYTES).then_some(packet_limit);
+                    tracing::info!(broker, queued = outbox.len(), max_packet_bytes, "connected to the MQTT broker");
                     connected = true;
+                    online_since = Some(since);
                     stats.set_mqtt_connected(true);
+                    stats.broker_seen();
                     // Retained and first in line: the hub learns the node is back before the
                     // backlog, then (after an outage) where each camera stands. On the first
                     // connection the cameras' statuses are still queued.
@@ -176,11 +196,16 @@ pub async fn mqtt_sink(
                         }
                     }
                     ever_connected = true;
-                    let status = node_status(&node, true, config_report.as_ref(), recovered);
+                    // Replaces a node status still queued (the config's, sent before the
+                    // connection): the broker retains one `online` per connection, timed when it
+                    // was opened.
+                    let status = node_status(&node, true, since, config_report.as_ref(), recovered);
                     outbox.push_front(Publication::status(topics.node_status(), status));
                 }
+                Some(LinkEvent::Heard) => stats.broker_seen(),
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
                 Some(LinkEvent::Acknowledged(pkid)) => {
+                    stats.broker_seen();
                     let seen_at = outbox.acknowledged(pkid);
                     if let Some(took) = seen_at.and_then(|t| t.elapsed().ok()) {
                         stats.add_publish_latency(took);
@@ -209,8 +234,9 @@ pub async fn mqtt_sink(
     drop(rx);
     outbox.forget_delivered();
     if connected {
-        let status = node_status(&node, false, config_report.as_ref(), recovered);
-        client.try_publish(&topics.node_status(), status, true);
+        let status =
+            node_status(&node, false, SystemTime::now(), config_report.as_ref(), recovered);
+        client.try_publish(&Publication::status(topics.node_status(), status));
         client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     }
@@ -221,21 +247,29 @@ pub async fn mqtt_sink(
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The publications for one outbound message: an incident's evidence JPEG (encoded here, off
-/// the camera's thread) goes before the incident that refers to it.
+/// the camera's thread) goes before the incident that refers to it, or with `inline` inside it.
+/// `online_since` times the node's `online` status.
 async fn outgoing(
     node: &str,
     topics: &Topics,
+    inline: bool,
+    online_since: SystemTime,
     outbox_recovered_from: Option<&str>,
     message: Outbound,
 ) -> Vec<Publication> {
     match message {
         Outbound::Incident(incident) => {
-            let incident = *incident;
+            let mut incident = *incident;
             let mut publications = Vec::with_capacity(2);
             if let (Some(evidence), Some(reference)) =
-                (incident.evidence, &incident.payload.evidence)
+                (incident.evidence, incident.payload.evidence.as_mut())
             {
                 match tokio::task::spawn_blocking(move || evidence_jpeg(&evidence)).await {
+                    Ok(Ok(jpeg)) if inline => {
+                        use base64::Engine;
+                        let text = base64::engine::general_purpose::STANDARD.encode(jpeg);
+                        reference.jpeg_base64 = Some(text);
+                    }
                     Ok(Ok(jpeg)) => {
                         publications.push(Publication::evidence(reference.topic.clone(), jpeg))
                     }
@@ -257,7 +291,8 @@ async fn outgoing(
             camera_status(node, &camera, &state, telemetry, at),
         )],
         Outbound::Config(report) => {
-            let status = node_status(node, true, Some(&report), outbox_recovered_from);
+            let status =
+                node_status(node, true, online_since, Some(&report), outbox_recovered_from);
             vec![Publication::status(topics.node_status(), status)]
         }
     }

@@ -24,13 +24,19 @@
 //! A publication that was sent but not acknowledged when the link dropped goes back to the head
 //! of the queue and is sent again first after the reconnect. Duplicates are possible (the hub
 //! drops them by incident id); silent loss is not.
+//!
+//! Nothing is sent bigger than the broker's packet limit (see [`super::fit`]): evidence is
+//! re-encoded smaller or dropped (counted like the drops for room), and an incident that does
+//! not fit even without its snapshot is held back, kept on disk, until the next connection.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::wire::OutboxStats;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use super::fit::{Fit, fit, packet_bytes};
+use crate::wire::OutboxStats;
 
 /// Publications the outbox holds in memory only (statuses, or everything while the disk fails)
 /// before it stops taking messages from the cameras.
@@ -39,6 +45,11 @@ pub const MEMORY_CAPACITY: usize = 256;
 pub const WINDOW: usize = 16;
 
 const FILE: &str = "outbox.sqlite";
+
+/// Why evidence is dropped, for the log.
+const FULL: &str = "the outbox is full (outbox.max_bytes): evidence dropped to keep the incidents";
+const TOO_LARGE: &str = "evidence dropped: larger than the broker takes (its Maximum Packet \
+                         Size or mqtt.max_packet_bytes) even re-encoded smaller";
 
 /// Why the outbox cannot be kept in the data dir; found at start, before any camera runs.
 /// (Once open, a failing disk is logged and the messages wait in memory: no error leaves.)
@@ -74,7 +85,7 @@ impl OutboxError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Incident,
     Evidence,
     Status,
@@ -122,6 +133,38 @@ impl Publication {
     pub fn status(topic: String, payload: Vec<u8>) -> Self {
         Publication { topic, payload, retain: true, kind: Kind::Status, seen_at: None }
     }
+
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// What the payload is, for MQTT 5's content type.
+    pub fn content_type(&self) -> &'static str {
+        match self.kind {
+            Kind::Evidence if self.topic.ends_with("/clip") => "video/mp4",
+            Kind::Evidence => "image/jpeg",
+            Kind::Incident | Kind::Status => "application/json",
+        }
+    }
+
+    /// The incident an incident message or its evidence belongs to: the evidence topic's
+    /// `…/evidence/{id}[/clip]` level, or the JSON's `id`.
+    pub fn incident_id(&self) -> Option<String> {
+        match self.kind {
+            Kind::Evidence => {
+                let (_, after) = self.topic.rsplit_once("/evidence/")?;
+                Some(after.trim_end_matches("/clip").to_string())
+            }
+            Kind::Incident => {
+                #[derive(serde::Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                serde_json::from_slice::<Id>(&self.payload).ok().map(|i| i.id)
+            }
+            Kind::Status => None,
+        }
+    }
 }
 
 /// A queued publication: its payload on disk under `row`, or in memory.
@@ -150,6 +193,9 @@ pub struct Outbox {
     in_memory: usize,
     /// Where a corrupt store found at the start was set aside.
     recovered_from: Option<PathBuf>,
+    /// Publications too large for this connection's packet limit, even shrunk: tried again
+    /// after the next reconnect, whose broker may take more.
+    held: Vec<Entry>,
 }
 
 impl Outbox {
@@ -203,6 +249,7 @@ impl Outbox {
             delivered: Vec::new(),
             in_memory: 0,
             recovered_from: None,
+            held: Vec::new(),
         })
     }
 
@@ -254,10 +301,7 @@ impl Outbox {
     /// reported loudly and the messages are kept in memory.
     pub fn push(&mut self, publications: Vec<Publication>) {
         for p in publications.iter().filter(|p| p.kind == Kind::Status) {
-            // Retained: only the newest status of a topic matters.
-            let before = self.queue.len();
-            self.queue.retain(|e| !(e.kind == Kind::Status && e.topic == p.topic));
-            self.in_memory -= before - self.queue.len();
+            self.forget_queued_status(&p.topic);
         }
         let incoming: u64 =
             publications.iter().filter(|p| p.kind.durable()).map(|p| p.payload.len() as u64).sum();
@@ -293,9 +337,21 @@ impl Outbox {
         }
     }
 
+    /// Queues `publication` first in line. A status replaces the queued one of its topic, as in
+    /// [`Outbox::push`]: the broker must retain the newer one.
     pub fn push_front(&mut self, publication: Publication) {
+        if publication.kind == Kind::Status {
+            self.forget_queued_status(&publication.topic);
+        }
         self.in_memory += 1;
         self.queue.push_front(in_memory(publication));
+    }
+
+    /// Retained: only the newest status of a topic matters.
+    fn forget_queued_status(&mut self, topic: &str) {
+        let before = self.queue.len();
+        self.queue.retain(|e| !(e.kind == Kind::Status && e.topic == topic));
+        self.in_memory -= before - self.queue.len();
     }
 
     /// Room for another message from the cameras: only messages held in memory are bounded
@@ -305,7 +361,7 @@ impl Outbox {
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len() + self.in_flight.len()
+        self.queue.len() + self.in_flight.len() + self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -317,8 +373,9 @@ impl Outbox {
     }
 
     /// Hands queued publications to `publish` (QoS 1) while the window has room; `publish`
-    /// returns false when the client takes no more for now.
-    pub fn send(&mut self, mut publish: impl FnMut(&Publication) -> bool) {
+    /// returns false when the client takes no more for now. None is bigger than `limit` bytes
+    /// on the wire: see [`super::fit`].
+    pub fn send(&mut self, limit: usize, mut publish: impl FnMut(&Publication) -> bool) {
         while self.in_flight.len() < WINDOW {
             let Some(entry) = self.queue.pop_front() else { return };
             let publication = match self.publication(&entry) {
@@ -327,6 +384,30 @@ impl Outbox {
                     tracing::error!("the outbox cannot read a stored message ({e}); retrying");
                     self.queue.push_front(entry);
                     return;
+                }
+            };
+            let size = packet_bytes(&publication);
+            let publication = match fit(publication, limit) {
+                Fit::Send(p) => p,
+                Fit::SendWithoutSnapshot(p, bytes) => {
+                    self.count_dropped(&entry.topic, bytes as u64, TOO_LARGE);
+                    p
+                }
+                Fit::DropEvidence => {
+                    self.drop_evidence(entry, TOO_LARGE);
+                    continue;
+                }
+                Fit::TooLarge => {
+                    tracing::error!(
+                        topic = entry.topic,
+                        bytes = size,
+                        limit,
+                        "a message is larger than the broker takes (its Maximum Packet Size or \
+                         mqtt.max_packet_bytes), even without evidence: kept in the outbox, not \
+                         sent, until a connection that takes it"
+                    );
+                    self.held.push(entry);
+                    continue;
                 }
             };
             if !publish(&publication) {
@@ -383,11 +464,15 @@ impl Outbox {
         }
     }
 
-    /// The link dropped: in-flight publications go back to the head of the queue, in order.
-    /// Returns how many: each may reach the hub twice.
+    /// The link dropped: in-flight publications go back to the head of the queue, in order,
+    /// and before them those held back as too large, for the next broker to take perhaps.
+    /// Returns how many were in flight: each may reach the hub twice.
     pub fn resend_unacknowledged(&mut self) -> usize {
         let resent = self.in_flight.len();
         while let Some((_, entry)) = self.in_flight.pop_back() {
+            self.queue.push_front(entry);
+        }
+        while let Some(entry) = self.held.pop() {
             self.queue.push_front(entry);
         }
         resent
@@ -423,8 +508,21 @@ impl Outbox {
             }
             let entry = self.queue.remove(at).expect("indexed above");
             self.stats.bytes -= entry.size;
-            self.count_dropped(&entry.topic, entry.size);
+            self.count_dropped(&entry.topic, entry.size, FULL);
         }
+    }
+
+    /// Evidence taken off the queue that will not be sent: off the disk too, and counted.
+    fn drop_evidence(&mut self, entry: Entry, why: &str) {
+        if let Some(row) = entry.row {
+            // Left on disk, it would come back after a restart and be dropped again.
+            match self.store.execute("DELETE FROM outbox WHERE row = ?1", params![row]) {
+                Ok(_) => self.stats.bytes -= entry.size,
+                Err(e) => tracing::error!("the outbox cannot drop evidence ({e})"),
+            }
+        }
+        self.in_memory -= usize::from(entry.payload.is_some());
+        self.count_dropped(&entry.topic, entry.size, why);
     }
 
     /// Evidence that still does not fit once older evidence is gone is not stored at all.
@@ -437,7 +535,7 @@ impl Outbox {
         for p in publications {
             let size = p.payload.len() as u64;
             if p.kind == Kind::Evidence && bytes + size > self.stats.max_bytes {
-                self.count_dropped(&p.topic, size);
+                self.count_dropped(&p.topic, size, FULL);
                 continue;
             }
             if p.kind.durable() {
@@ -448,15 +546,10 @@ impl Outbox {
         kept
     }
 
-    fn count_dropped(&mut self, topic: &str, size: u64) {
+    fn count_dropped(&mut self, topic: &str, size: u64, why: &str) {
         self.stats.evidence_dropped += 1;
         self.stats.evidence_dropped_bytes += size;
-        tracing::warn!(
-            topic,
-            bytes = size,
-            dropped = self.stats.evidence_dropped,
-            "the outbox is full (outbox.max_bytes): evidence dropped to keep the incidents"
-        );
+        tracing::warn!(topic, bytes = size, dropped = self.stats.evidence_dropped, "{why}");
     }
 
     fn warn_when_over_cap(&mut self) {
@@ -598,7 +691,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
         outbox.push((1..=3).map(publication).collect());
-        outbox.send(client);
+        outbox.send(usize::MAX, client);
         assert_eq!(outbox.in_flight.len(), 3);
         outbox.sent(11);
         outbox.sent(12);
@@ -622,7 +715,7 @@ mod tests {
         outbox.push((0..40).map(publication).collect());
         assert!(outbox.queue.iter().all(|e| e.payload.is_none()), "payloads stay on disk");
         let mut sent = Vec::new();
-        outbox.send(|p| {
+        outbox.send(usize::MAX, |p| {
             sent.push(p.payload[0]);
             true
         });
@@ -642,6 +735,50 @@ mod tests {
             outbox.push(vec![Publication::status(format!("cam/{n}"), vec![0])]);
         }
         assert!(!outbox.has_room());
+    }
+
+    #[test]
+    fn a_status_put_first_in_line_replaces_the_queued_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
+        outbox.push(vec![Publication::status("node".into(), vec![1]), publication(1)]);
+        outbox.push_front(Publication::status("node".into(), vec![2]));
+        assert_eq!(topics_of(&outbox.queue), ["node", "t/1"]);
+        assert_eq!(outbox.queue[0].payload.as_deref(), Some(&[2u8][..]));
+        assert_eq!(outbox.in_memory, 1);
+    }
+
+    #[test]
+    fn what_the_broker_cannot_take_is_dropped_or_held_and_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), LARGE).unwrap();
+        let clip = Publication::evidence("c/evidence/x/clip".into(), vec![0; 8000]);
+        let huge = Publication::incident("i/huge".into(), vec![b' '; 8000]);
+        outbox.push(vec![clip, huge, publication(1)]);
+        let mut sent = Vec::new();
+        outbox.send(4096, |p| {
+            sent.push(p.topic.clone());
+            true
+        });
+        assert_eq!(sent, ["t/1"], "neither the clip nor the huge incident goes out");
+        let stats = outbox.stats();
+        assert_eq!((stats.evidence_dropped, stats.evidence_dropped_bytes), (1, 8000));
+        assert_eq!(stats.bytes, 8001, "the dropped clip left the disk; the incident did not");
+        assert_eq!(outbox.len(), 2, "t/1 in flight, the incident held back");
+        // Sending again on the same connection does not retry it: no loop.
+        outbox.send(4096, |p| {
+            sent.push(p.topic.clone());
+            true
+        });
+        assert_eq!(sent, ["t/1"]);
+        // A new connection, whose broker takes more, gets it first.
+        outbox.resend_unacknowledged();
+        sent.clear();
+        outbox.send(usize::MAX, |p| {
+            sent.push(p.topic.clone());
+            true
+        });
+        assert_eq!(sent, ["i/huge", "t/1"]);
     }
 
     #[test]
@@ -681,7 +818,7 @@ mod tests {
             outbox.push(vec![publication(1), Publication::status("s".into(), vec![0])]);
             outbox.push(vec![Publication::evidence("e/2".into(), vec![2]), publication(2)]);
             outbox.push(vec![publication(3)]);
-            outbox.send(client);
+            outbox.send(usize::MAX, client);
             outbox.sent(1); // t/1
             outbox.sent(2); // the status
             outbox.sent(3); // e/2
@@ -695,7 +832,7 @@ mod tests {
         assert_eq!(topics_of(&outbox.queue), ["t/1", "t/2", "t/3"]);
         assert_eq!(outbox.stats().bytes, 3);
         let mut payloads = Vec::new();
-        outbox.send(|p| {
+        outbox.send(usize::MAX, |p| {
             payloads.push(p.payload.clone());
             true
         });

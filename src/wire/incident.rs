@@ -82,6 +82,10 @@ pub struct EvidenceRef {
     /// The incident's video clip, on the first message after it was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipRef>,
+    /// With `evidence.inline`, on the `start`: the snapshot JPEG itself, base64 (standard
+    /// alphabet, padded); nothing is then published on `topic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_base64: Option<String>,
 }
 
 /// Where an incident's clip is on the node, and what it holds.

@@ -13,7 +13,8 @@ pub struct OutboxStats {
     /// Payload bytes of those on disk, and the cap.
     pub bytes: u64,
     pub max_bytes: u64,
-    /// Evidence dropped to keep under the cap since the node started.
+    /// Evidence dropped since the node started: to keep under the cap, or too large for the
+    /// broker even re-encoded smaller.
     pub evidence_dropped: u64,
     pub evidence_dropped_bytes: u64,
     /// Writes to disk that failed (full, read-only) since the node started.
@@ -35,6 +36,10 @@ pub struct StatsPayload<'a> {
     pub node: &'a str,
     pub at: String,
     pub uptime_s: u64,
+    /// When the node last heard from the broker (an acknowledgement, a keep-alive answer, a
+    /// connection accepted): the link worked then. Absent before the first connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
     /// The seconds the rates cover.
     pub interval_s: f64,
     pub cameras: BTreeMap<String, CameraReport>,

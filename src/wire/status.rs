@@ -57,9 +57,13 @@ struct StatusPayload<'a> {
     outbox_recovered_from: Option<&'a str>,
 }
 
+/// The node's status. `at` is when the state began: for `online` (and for the last will that
+/// stands for its end) when the node opened its current connection to the broker, the same in
+/// every status that connection carries; for a clean stop's `offline`, the stop.
 pub fn node_status(
     node: &str,
     online: bool,
+    at: SystemTime,
     config: Option<&ConfigReport>,
     outbox_recovered_from: Option<&str>,
 ) -> Vec<u8> {
@@ -73,7 +77,7 @@ pub fn node_status(
         width: None,
         height: None,
         telemetry: None,
-        at: rfc3339_millis(SystemTime::now()),
+        at: rfc3339_millis(at),
         config,
         outbox_recovered_from,
     };
@@ -119,6 +123,15 @@ pub fn camera_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_status_is_timed_when_its_state_began() {
+        let began = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_120);
+        let body: serde_json::Value =
+            serde_json::from_slice(&node_status("n", true, began, None, None)).unwrap();
+        assert_eq!(body["state"], "online");
+        assert_eq!(body["at"], "2026-11-18T11:06:40.120Z");
+    }
 
     #[test]
     fn camera_status_says_why_it_is_offline() {
