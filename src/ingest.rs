@@ -552,6 +552,12 @@ impl Session {
                         size = Some((f.width, f.height));
                         state(CameraState::Online { width: f.width, height: f.height });
                     }
+                    // The encoded stream up to this frame goes first, so that an incident
+                    // found on it (the first after a reconnect too) finds its video there.
+                    if let (Some(receiver), Some(encoded)) = (&self.encoded, encoded.as_deref_mut())
+                    {
+                        drain_encoded(receiver, clock, &mut caps, encoded);
+                    }
                     frame(f);
                 }
                 None if self.sink.is_eos() => {

@@ -244,3 +244,59 @@ fn a_change_of_frame_size_is_reported_online_with_the_new_size() {
         ]
     );
 }
+
+#[test]
+fn each_sessions_first_frame_comes_after_the_encoded_stream_up_to_it() {
+    use std::cell::Cell;
+    use std::sync::{Arc, Mutex};
+    // A live RTSP camera that is cut off once and comes back: at the first frame of each
+    // session, its key frame is already handed on, so that an incident found on that frame
+    // (the first after a reconnect) has video to cut its clip from.
+    let mut server = RtspServer::start(&shared("testdata/vtest.avi"));
+    let (_dir, camera) = camera(&server.url());
+    let stop = AtomicBool::new(false);
+    let encoded = Mutex::new(Vec::<(f64, bool)>::new());
+    // Per session: where its encoded buffers begin, and what its first frame found before it.
+    let (session_start, frames_in_session) = (Cell::new(0), Cell::new(0));
+    let mut first_frames = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let cutter = std::thread::spawn(move || {
+        let _ = rx.recv(); // the first session is online
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        server.stop();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        server.resume();
+        server
+    });
+    let started = std::time::Instant::now();
+    ingest::run(
+        &camera,
+        ingest::Mode::Live,
+        &stop,
+        &Arc::default(),
+        &mut |state| {
+            if let CameraState::Online { .. } = state {
+                session_start.set(encoded.lock().unwrap().len());
+                frames_in_session.set(0);
+                let _ = tx.send(());
+            }
+        },
+        &mut |frame| {
+            frames_in_session.set(frames_in_session.get() + 1);
+            if frames_in_session.get() == 1 {
+                let handed = encoded.lock().unwrap();
+                let key_by_frame = handed[session_start.get()..]
+                    .iter()
+                    .any(|(t, key)| *key && *t <= frame.stream_time_s + 1e-3);
+                first_frames.push((frame.stream_time_s, key_by_frame));
+            }
+            let enough = first_frames.len() == 2 && frames_in_session.get() >= 3;
+            stop.store(enough || started.elapsed().as_secs() > 60, Ordering::Relaxed);
+        },
+        Some(&mut |buffer: Encoded| encoded.lock().unwrap().push((buffer.pts_s, buffer.keyframe))),
+    )
+    .unwrap();
+    let _server = cutter.join().unwrap();
+    assert_eq!(first_frames.len(), 2, "two sessions: {first_frames:?}");
+    assert!(first_frames.iter().all(|(_, key)| *key), "{first_frames:?}");
+}
