@@ -187,6 +187,16 @@ fn a_server_offering_only_udp_is_reached_by_auto_and_udp_and_refuses_tcp_with_46
 }
 
 #[test]
+fn a_path_the_server_does_not_serve_is_404_in_an_installers_words() {
+    let server = RtspServer::start(&shared("testdata/vtest.avi"));
+    let (_dir, camera) = camera(&server.url().replace("/camera", "/camera2"));
+    let error = ingest::first_frame(&camera).unwrap_err();
+    assert!(matches!(error, IngestError::Rtsp { status: 404, .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.starts_with("404 not found: the camera has no stream at this path"), "{text}");
+}
+
+#[test]
 fn an_audio_only_file_has_no_video_track() {
     let dir = tempfile::tempdir().unwrap();
     let (mp4, mka) = (dir.path().join("a.mp4"), dir.path().join("a.mka"));
