@@ -162,13 +162,13 @@ fn rtsp_words(status: u16, transport: Option<Transport>) -> String {
                 (the stream's name)"
             .into(),
         454 => "454 session not found: the camera dropped the session (it restarted, or serves \
-                too many clients); retrying"
+                too many clients)"
             .into(),
         461 => format!(
             "461 unsupported transport: the camera does not send RTP over {other}; set \
              transport = \"{other_key}\" or \"auto\""
         ),
-        503 => "503 service unavailable: the camera is busy (too many clients?); retrying".into(),
+        503 => "503 service unavailable: the camera is busy (too many clients?)".into(),
         other => format!("RTSP {other}: the camera refused the request"),
     }
 }
