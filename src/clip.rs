@@ -9,6 +9,10 @@
 //! whose windows overlap share the ring's buffers. Clips need a codec MP4 holds as it is: H.264
 //! or H.265.
 //!
+//! A reconnect ends the clips being collected (with what there is) and empties the ring: a clip
+//! never reaches back into another session. Until the new session has run `clip_pre_s`, a clip
+//! starts at its first key frame, and `incident_at_s` says how much came before the incident.
+//!
 //! An incident's `start` never waits for its clip. The first message after the clip is written
 //! carries `evidence.clip`: an `update` sent at once if the incident is still open, or its `end`,
 //! held back until then if it ended first. A clip that cannot be written is logged and the held
@@ -708,6 +712,33 @@ mod tests {
         assert!(ring.push(frame(43)).is_empty() && ring.buffers.is_empty());
         ring.push(frame(50));
         assert_eq!(ring.buffers[0].pts_s, 5.0);
+    }
+
+    #[test]
+    fn after_a_reconnect_clips_start_at_its_first_key_frame_until_pre_s_has_run_again() {
+        let mut ring = Ring::new(3.0, 1.0);
+        for i in 0..=100 {
+            ring.push(frame(i));
+        }
+        ring.flush();
+        // The new session (from 20 s on) is found 0.4 s in: its clip cannot reach back before
+        // the session's first key frame, and says where the incident is.
+        for i in 195..=204 {
+            ring.push(frame(i));
+        }
+        assert!(ring.request("soon", 20.4));
+        let mut cuts = Vec::new();
+        for i in 205..=300 {
+            cuts.extend(ring.push(frame(i)));
+            if i == 250 {
+                assert!(ring.request("later", 25.0));
+            }
+        }
+        assert_eq!(cuts.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["soon", "later"]);
+        assert_eq!(times(&cuts[0]), (20.0, 21.4));
+        assert_eq!(cuts[0].at_s - cuts[0].buffers[0].pts_s, 20.4 - 20.0);
+        // Once the stream has run `pre_s` again, the full pre-roll.
+        assert_eq!(times(&cuts[1]), (22.0, 26.0));
     }
 
     #[test]

@@ -11,8 +11,15 @@
 //! Replaying a file, it blocks instead (`drop=false`), so every sampled frame is analysed.
 //!
 //! A live stream that fails, stalls or ends is reopened with exponential backoff (1 s doubling to
-//! 30 s); each change is reported through [`CameraState`]. Stream time keeps counting across
-//! reconnects so rules that time things (dwell, cooldown) stay consistent.
+//! 30 s); each change is reported through [`CameraState`], and so is a change of frame size.
+//! Stream time keeps counting across reconnects so rules that time things (dwell, cooldown) stay
+//! consistent.
+//!
+//! An RTSP camera with `transport = "auto"` is asked for RTP over TCP first and, when it answers
+//! `461 Unsupported transport`, over UDP at once; what worked is asked for first at the next
+//! connection, for the life of the process. A server's error status (401, 404, 461, …) is
+//! reported in an installer's words ([`IngestError::Rtsp`]); so is a stream that has no video
+//! ([`IngestError::NoVideoTrack`]).
 //!
 //! For evidence clips a template may also name its still-encoded stream: a `tee name=encoded`
 //! before the decoder, as the built-in `rtsp` and `file` templates have. When asked for it,
@@ -22,7 +29,7 @@
 //! it never holds up decoding. Unlike a sink branch it sees every buffer, from the first, also
 //! while the pipeline prerolls.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
@@ -33,7 +40,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
-use crate::config::{CameraConfig, Source, pipeline_description};
+use crate::config::{CameraConfig, Source, Transport, pipeline_description};
 use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
 use crate::wire::CameraState;
@@ -123,6 +130,57 @@ pub enum IngestError {
     /// A probe's stream ended without a single frame.
     #[error("the stream ended before its first frame")]
     EndedBeforeFirstFrame,
+    /// The RTSP server answered with an error status (401, 404, 461, …): said in an installer's
+    /// words, then GStreamer's own message. `transport` is what was asked for.
+    #[error("{} ({element}: {message})", rtsp_words(*status, *transport))]
+    Rtsp {
+        status: u16,
+        transport: Option<Transport>,
+        element: String,
+        message: String,
+        debug: Option<String>,
+    },
+    /// The stream's demuxer or server found tracks, none of them video: `found` names them.
+    #[error("no video track: the stream holds only {found}")]
+    NoVideoTrack { found: String },
+}
+
+/// What an RTSP error status means to the installer, and what to do about it.
+fn rtsp_words(status: u16, transport: Option<Transport>) -> String {
+    let (other, other_key) = match transport {
+        Some(Transport::Udp) => ("UDP", "tcp"),
+        _ => ("TCP", "udp"),
+    };
+    match status {
+        400 => "400 bad request: the camera does not understand the request; check the URL's \
+                path and query against the camera's manual"
+            .into(),
+        401 => "401 unauthorized: check the user and password in the camera's URL".into(),
+        403 => "403 forbidden: this user may not watch the stream; check its rights on the camera"
+            .into(),
+        404 => "404 not found: the camera has no stream at this path; check the URL's path \
+                (the stream's name)"
+            .into(),
+        454 => "454 session not found: the camera dropped the session (it restarted, or serves \
+                too many clients)"
+            .into(),
+        461 => format!(
+            "461 unsupported transport: the camera does not send RTP over {other}; set \
+             transport = \"{other_key}\" or \"auto\""
+        ),
+        503 => "503 service unavailable: the camera is busy (too many clients?)".into(),
+        other => format!("RTSP {other}: the camera refused the request"),
+    }
+}
+
+/// The RTSP status a GStreamer text quotes, as rtspsrc writes them: `Error (461): Unsupported
+/// transport`, `Not Found (404)`. Only error statuses count.
+fn quoted_rtsp_status(text: &str) -> Option<u16> {
+    text.match_indices('(').find_map(|(i, _)| {
+        let code = text.get(i + 1..i + 4)?;
+        let status: u16 = code.parse().ok()?;
+        (text.get(i + 4..i + 5) == Some(")") && (400..600).contains(&status)).then_some(status)
+    })
 }
 
 impl IngestError {
@@ -132,6 +190,13 @@ impl IngestError {
             IngestError::Template(text) => IngestError::Template(url.redact(&text)),
             IngestError::Build(text) => IngestError::Build(url.redact(&text)),
             IngestError::Stream { element, message, debug } => IngestError::Stream {
+                element: url.redact(&element),
+                message: url.redact(&message),
+                debug: debug.map(|d| url.redact(&d)),
+            },
+            IngestError::Rtsp { status, transport, element, message, debug } => IngestError::Rtsp {
+                status,
+                transport,
                 element: url.redact(&element),
                 message: url.redact(&message),
                 debug: debug.map(|d| url.redact(&d)),
@@ -180,16 +245,38 @@ pub fn run(
     let mut told_no_encoded = false;
     while !stop.load(Ordering::Relaxed) {
         state(CameraState::Connecting);
-        let outcome = Session::open(camera, mode, stats, encoded.is_some()).and_then(|s| {
-            if encoded.is_some() && s.encoded.is_none() && !told_no_encoded {
-                told_no_encoded = true;
-                tracing::info!(
-                    camera = %camera.id,
-                    "no clips: the pipeline template exposes no `{ENCODED_NAME}` stream"
-                );
+        let attempts = transports(camera);
+        let mut outcome = Ok(false);
+        for (i, &transport) in attempts.iter().enumerate() {
+            clock.frames_since_open = 0;
+            outcome =
+                Session::open(camera, transport, mode, stats, encoded.is_some()).and_then(|s| {
+                    if encoded.is_some() && s.encoded.is_none() && !told_no_encoded {
+                        told_no_encoded = true;
+                        tracing::info!(
+                            camera = %camera.id,
+                            "no clips: the pipeline template exposes no `{ENCODED_NAME}` stream"
+                        );
+                    }
+                    s.pump(stop, &mut clock, &alive, state, frame, &mut encoded)
+                });
+            if clock.frames_since_open > 0 {
+                remember_transport(camera, transport);
             }
-            s.pump(stop, &mut clock, &alive, state, frame, &mut encoded)
-        });
+            match (&outcome, attempts.get(i + 1)) {
+                (Err(IngestError::Rtsp { status: 461, .. }), Some(Some(next)))
+                    if clock.frames_since_open == 0 =>
+                {
+                    tracing::info!(
+                        camera = %camera.id,
+                        "the camera refuses RTP over {}: asking for {}",
+                        transport.map_or("", Transport::protocols),
+                        next.protocols()
+                    );
+                }
+                _ => break,
+            }
+        }
         let reason = match (outcome, mode) {
             (Ok(ended), Mode::Replay { .. }) => {
                 return if ended { Ok(()) } else { Err(IngestError::Stopped) };
@@ -207,6 +294,29 @@ pub fn run(
         backoff_s = (backoff_s * 2).min(BACKOFF_MAX_S);
     }
     Ok(())
+}
+
+/// What worked for each RTSP camera with `transport = "auto"`, by camera id and URL (without
+/// its password), for the life of the process: the next connection asks for it first, also
+/// when a reloaded config restarts the camera.
+static WORKED: Mutex<BTreeMap<(String, String), Transport>> = Mutex::new(BTreeMap::new());
+
+/// The transports to ask for, in order: one for a fixed `transport`, both for `auto` (what
+/// worked last first), none to choose for a camera that is not RTSP (`[None]`).
+fn transports(camera: &CameraConfig) -> Vec<Option<Transport>> {
+    if !matches!(camera.url, Source::Rtsp { .. }) {
+        return vec![None];
+    }
+    let key = (camera.id.clone(), camera.url.masked());
+    let worked = WORKED.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+    camera.transport.unwrap_or_default().attempts(worked).into_iter().map(Some).collect()
+}
+
+fn remember_transport(camera: &CameraConfig, transport: Option<Transport>) {
+    if let (Some(transport), None | Some(Transport::Auto)) = (transport, camera.transport) {
+        let key = (camera.id.clone(), camera.url.masked());
+        WORKED.lock().unwrap_or_else(|e| e.into_inner()).insert(key, transport);
+    }
 }
 
 /// Opens a camera's stream once and returns its first frame: for probing a camera and for
@@ -351,18 +461,30 @@ struct Session {
     encoded: Option<mpsc::Receiver<Tapped>>,
     /// The metadata buffers, when the template has an element named `klv`.
     metadata: Option<mpsc::Receiver<gst::Buffer>>,
+    /// The RTSP transport asked for, when chosen.
+    transport: Option<Transport>,
+    /// The kinds of track the pipeline's sources and demuxers found.
+    tracks: Arc<Mutex<Tracks>>,
 }
 
 impl Session {
     fn open(
         camera: &CameraConfig,
+        transport: Option<Transport>,
         mode: Mode,
         stats: &Arc<CameraStats>,
         want_encoded: bool,
     ) -> Result<Session, IngestError> {
-        let description = pipeline_description(camera, false).map_err(IngestError::Template)?;
+        let description = match transport {
+            Some(t) => {
+                pipeline_description(&CameraConfig { transport: Some(t), ..camera.clone() }, false)
+            }
+            None => pipeline_description(camera, false),
+        }
+        .map_err(IngestError::Template)?;
         let pipeline = build(&description)?;
         single_threaded_decoders(&pipeline);
+        let tracks = watch_tracks(&pipeline);
         let sink = pipeline
             .by_name(SINK_NAME)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -390,7 +512,8 @@ impl Session {
         let encoded = if want_encoded { tap_encoded(&pipeline) } else { None };
         let metadata = tap_metadata(&pipeline);
         let stats = stats.clone();
-        let session = Session { pipeline, sink, live, sampler, stats, encoded, metadata };
+        let session =
+            Session { pipeline, sink, live, sampler, stats, encoded, metadata, transport, tracks };
         session
             .pipeline
             .set_state(gst::State::Playing)
@@ -412,13 +535,15 @@ impl Session {
         clock.new_session();
         let mut last_frame = Instant::now();
         let mut caps = CapsText::default();
+        // The frame size last reported online: a change is reported again.
+        let mut size = None;
         while !stop.load(Ordering::Relaxed) {
             alive();
             if let (Some(receiver), Some(encoded)) = (&self.encoded, encoded.as_deref_mut()) {
                 drain_encoded(receiver, clock, &mut caps, encoded);
             }
             if let Some(error) = self.bus_error() {
-                return Err(error);
+                return Err(self.without_video(clock).unwrap_or(error));
             }
             match self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
                 Some(sample) => {
@@ -432,12 +557,24 @@ impl Session {
                         f.metadata =
                             receiver.try_iter().map(|b| to_metadata(&b, clock, &f)).collect();
                     }
-                    if clock.frames_since_open == 1 {
+                    if size != Some((f.width, f.height)) {
+                        size = Some((f.width, f.height));
                         state(CameraState::Online { width: f.width, height: f.height });
+                    }
+                    // The encoded stream up to this frame goes first, so that an incident
+                    // found on it (the first after a reconnect too) finds its video there.
+                    if let (Some(receiver), Some(encoded)) = (&self.encoded, encoded.as_deref_mut())
+                    {
+                        drain_encoded(receiver, clock, &mut caps, encoded);
                     }
                     frame(f);
                 }
-                None if self.sink.is_eos() => return Ok(true),
+                None if self.sink.is_eos() => {
+                    return match self.without_video(clock) {
+                        Some(error) => Err(error),
+                        None => Ok(true),
+                    };
+                }
                 None if last_frame.elapsed() > STALL_TIMEOUT => return Err(IngestError::Stalled),
                 None => {}
             }
@@ -445,19 +582,112 @@ impl Session {
         Ok(false)
     }
 
+    /// The pipeline's error, if one was posted; an RTSP server's error status is told as such
+    /// ([`IngestError::Rtsp`]).
     fn bus_error(&self) -> Option<IngestError> {
         let bus = self.pipeline.bus()?;
         let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
-        match msg.view() {
-            gst::MessageView::Error(e) => {
-                let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                let detail = e.debug().map(|d| d.to_string());
-                tracing::debug!(element = %element, debug = ?detail, "GStreamer error");
-                let message = e.error().to_string();
-                Some(IngestError::Stream { element, message, debug: detail })
-            }
-            _ => None,
+        let gst::MessageView::Error(e) = msg.view() else { return None };
+        let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+        let detail = e.debug().map(|d| d.to_string());
+        tracing::debug!(element = %element, debug = ?detail, "GStreamer error");
+        let message = e.error().to_string();
+        if !e.src().is_some_and(is_rtspsrc) {
+            return Some(IngestError::Stream { element, message, debug: detail });
         }
+        // DESCRIBE's statuses come in the error's details, SETUP's and PLAY's in its debug
+        // text. A SETUP answered 461 is not posted at all: rtspsrc 1.22 skips the stream, and
+        // with every stream skipped says only that it found no supported stream (a "codec not
+        // found" error), which, with one transport asked for, means the server refused it.
+        let status = e
+            .details()
+            .and_then(|d| d.get::<u32>("rtsp-status-code").ok())
+            .and_then(|code| u16::try_from(code).ok())
+            .or_else(|| detail.as_deref().and_then(quoted_rtsp_status))
+            .or_else(|| {
+                let refused =
+                    self.transport.is_some() && e.error().matches(gst::StreamError::CodecNotFound);
+                refused.then_some(461)
+            });
+        Some(match status {
+            Some(status) => IngestError::Rtsp {
+                status,
+                transport: self.transport,
+                element,
+                message,
+                debug: detail,
+            },
+            None => IngestError::Stream { element, message, debug: detail },
+        })
+    }
+
+    /// [`IngestError::NoVideoTrack`] when the stream gave no frame and its tracks, found,
+    /// hold no video.
+    fn without_video(&self, clock: &StreamClock) -> Option<IngestError> {
+        if clock.frames_since_open > 0 {
+            return None;
+        }
+        let tracks = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+        (!tracks.video && !tracks.other.is_empty()).then(|| IngestError::NoVideoTrack {
+            found: tracks.other.iter().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+fn is_rtspsrc(object: &gst::Object) -> bool {
+    object
+        .downcast_ref::<gst::Element>()
+        .and_then(|e| e.factory())
+        .is_some_and(|f| f.name() == "rtspsrc")
+}
+
+/// The kinds of track a pipeline's sources and demuxers offered, as their new pads' caps tell.
+#[derive(Default)]
+struct Tracks {
+    video: bool,
+    /// The media types of the others (`audio/mpeg`; `audio` for an RTP stream).
+    other: BTreeSet<String>,
+}
+
+/// Watches every pad the pipeline's elements add (demuxers, parsebin, rtspsrc) for the kind of
+/// track it carries.
+fn watch_tracks(pipeline: &gst::Pipeline) -> Arc<Mutex<Tracks>> {
+    let tracks = Arc::new(Mutex::new(Tracks::default()));
+    let watch = {
+        let tracks = tracks.clone();
+        move |element: &gst::Element| {
+            let tracks = tracks.clone();
+            element.connect_pad_added(move |_, pad| {
+                let Some(media) = media_of(pad) else { return };
+                let mut tracks = tracks.lock().unwrap_or_else(|e| e.into_inner());
+                match media.as_str() {
+                    m if m == "video" || m.starts_with("video/") || m.starts_with("image/") => {
+                        tracks.video = true
+                    }
+                    // A decoder's output: the same track again.
+                    m if m.ends_with("/x-raw") => {}
+                    _ => {
+                        tracks.other.insert(media);
+                    }
+                }
+            });
+        }
+    };
+    // Those made with the pipeline, then those made inside bins as the stream is found.
+    for element in pipeline.iterate_recurse().into_iter().flatten() {
+        watch(&element);
+    }
+    pipeline.connect_deep_element_added(move |_, _, element| watch(element));
+    tracks
+}
+
+/// The media type a pad's fixed caps name; for RTP, its `media` (`video`, `audio`).
+fn media_of(pad: &gst::Pad) -> Option<String> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let structure = caps.structure(0).filter(|_| caps.is_fixed())?;
+    match structure.name().as_str() {
+        "application/x-rtp" => structure.get::<&str>("media").ok().map(str::to_string),
+        name => Some(name.to_string()),
     }
 }
 
@@ -769,6 +999,56 @@ mod tests {
         assert!(matches!(error, IngestError::Stream { debug: Some(d), .. } if d == "***"));
         let build = IngestError::Build("syntax error near s3cret".into()).redacted(&url);
         assert_eq!(build.to_string(), "cannot build the pipeline: syntax error near ***");
+    }
+
+    #[test]
+    fn auto_asks_first_for_the_transport_that_worked_for_that_camera() {
+        let camera = |id: &str, transport: &str| -> CameraConfig {
+            let text =
+                format!("id = '{id}'\nurl = 'rtsp://u:pw@192.0.2.7/s'\nmodel = 'm'\n{transport}");
+            toml::from_str(&text).unwrap()
+        };
+        use Transport::{Tcp, Udp};
+        let auto = camera("remembers", "");
+        assert_eq!(transports(&auto), [Some(Tcp), Some(Udp)]);
+        remember_transport(&auto, Some(Udp));
+        assert_eq!(transports(&auto), [Some(Udp), Some(Tcp)]);
+        assert_eq!(transports(&camera("other", "")), [Some(Tcp), Some(Udp)], "per camera");
+        // A fixed transport is asked for as it is, and teaches auto nothing.
+        let fixed = camera("fixed", "transport = 'udp'");
+        remember_transport(&fixed, Some(Udp));
+        assert_eq!(transports(&fixed), [Some(Udp)]);
+        assert_eq!(transports(&camera("fixed", "")), [Some(Tcp), Some(Udp)]);
+        let file: CameraConfig =
+            toml::from_str("id = 'f'\nurl = 'file:///v.mp4'\nmodel = 'm'").unwrap();
+        assert_eq!(transports(&file), [None]);
+    }
+
+    #[test]
+    fn rtsp_statuses_are_read_from_rtspsrcs_texts_and_told_in_an_installers_words() {
+        assert_eq!(quoted_rtsp_status("Error (461): Unsupported transport"), Some(461));
+        assert_eq!(quoted_rtsp_status("Not Found (404)"), Some(404));
+        assert_eq!(quoted_rtsp_status("Could not connect (port 5540) (200)"), None);
+        let refused = IngestError::Rtsp {
+            status: 461,
+            transport: Some(Transport::Udp),
+            element: "rtspsrc0".into(),
+            message: "Error (461): Unsupported transport".into(),
+            debug: None,
+        };
+        assert_eq!(
+            refused.to_string(),
+            "461 unsupported transport: the camera does not send RTP over UDP; set transport = \
+             \"tcp\" or \"auto\" (rtspsrc0: Error (461): Unsupported transport)"
+        );
+        for (status, words) in [
+            (400, "400 bad request"),
+            (401, "401 unauthorized: check the user and password"),
+            (404, "404 not found: the camera has no stream at this path"),
+            (454, "454 session not found"),
+        ] {
+            assert!(rtsp_words(status, None).starts_with(words), "{status}");
+        }
     }
 
     #[test]

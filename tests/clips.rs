@@ -1,6 +1,7 @@
 //! Evidence clips end to end: an RTSP camera (vtest.avi as H.264) watched for a parked car; its
 //! incident gets an MP4 cut from the camera's own stream, written under `data_dir`, named in the
-//! incident's next message, and with `publish_clips` sent over MQTT too.
+//! incident's next message, and with `publish_clips` sent over MQTT too. A reconnect does not
+//! shorten the pre-roll of the clips after it.
 
 mod common;
 
@@ -21,10 +22,19 @@ const KEY_FRAME_INTERVAL_S: f64 = 1.0;
 
 /// A kerb camera with short clips; the car is reported after 5 s, once the ring holds `PRE_S`.
 fn config(broker_port: u16, camera_url: &str, publish_clips: bool) -> String {
+    config_dwelling(broker_port, camera_url, publish_clips, 5.0)
+}
+
+fn config_dwelling(
+    broker_port: u16,
+    camera_url: &str,
+    publish_clips: bool,
+    dwell_s: f64,
+) -> String {
     format!(
         "{}\n[evidence]\nclip_pre_s = {PRE_S}\nclip_post_s = {POST_S}\n\
          publish_clips = {publish_clips}\n",
-        kerb_config(broker_port, false, camera_url, 5.0)
+        kerb_config(broker_port, false, camera_url, dwell_s)
     )
 }
 
@@ -140,18 +150,78 @@ fn an_incident_clip_is_an_mp4_from_pre_s_before_its_frame_to_post_s_after() {
     assert!(decoded.times[0] < 0.01, "the clip starts at its first frame: {}", decoded.times[0]);
 
     // Where in the clip the incident's frame is, found by its picture: the start's snapshot.
-    let snapshot = messages.iter().find(|m| m.topic == start.json()["evidence"]["topic"]).unwrap();
-    let snapshot = image::load_from_memory(&snapshot.payload).unwrap().to_luma8().into_raw();
-    let best = (0..decoded.frames.len())
-        .min_by_key(|&i| changed_pixels(&decoded.frames[i], &snapshot))
-        .unwrap();
-    let incident_at_s = decoded.times[best];
+    let (_, incident_at_s) = incident_in_clip(&messages, start, &path);
     assert!(
         (incident_at_s - clip["incident_at_s"].as_f64().unwrap()).abs() <= FRAME_S + 0.01,
         "the incident's frame is {incident_at_s} s into the clip, not {}",
         clip["incident_at_s"]
     );
     assert!(clip["incident_at_s"].as_f64().unwrap() >= PRE_S, "{clip}");
+    assert!(incident_at_s >= PRE_S - FRAME_S - 0.01, "only {incident_at_s} s before the incident");
+    assert!(decoded.duration_s - incident_at_s >= POST_S - 0.01, "{} s", decoded.duration_s);
+}
+
+/// Where the incident's frame is in its clip, found by its picture (the start's snapshot): the
+/// clip's decoded frames and that frame's time.
+fn incident_in_clip(messages: &[Message], start: &Message, path: &Path) -> (Decoded, f64) {
+    let snapshot = messages.iter().find(|m| m.topic == start.json()["evidence"]["topic"]).unwrap();
+    let snapshot = image::load_from_memory(&snapshot.payload).unwrap().to_luma8().into_raw();
+    let decoded = decode_mp4(path);
+    let best = (0..decoded.frames.len())
+        .min_by_key(|&i| changed_pixels(&decoded.frames[i], &snapshot))
+        .unwrap();
+    let at = decoded.times[best];
+    (decoded, at)
+}
+
+#[test]
+fn clips_after_a_reconnect_get_their_full_pre_roll_again() {
+    let broker = Mosquitto::start();
+    let mut camera = RtspServer::start(&shared("testdata/vtest.avi"));
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    // The car is reported 12 s into the stream: well after the reconnect below.
+    let (_dir, config) = write_config(&config_dwelling(broker.port, &camera.url(), false, 12.0));
+    let appliance = Appliance::run(&config);
+    let states = |m: &[Message]| -> Vec<String> {
+        m.iter()
+            .filter(|m| m.topic == "cityeye/edge-test/kerb/status")
+            .map(|m| m.json()["state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let online = |m: &[Message]| states(m).iter().any(|s| s == "online");
+    assert!(online(&subscriber.wait_until(Duration::from_secs(60), online)), "{}", appliance.log());
+    std::thread::sleep(Duration::from_secs(2));
+    camera.stop();
+    let offline = |m: &[Message]| states(m).iter().any(|s| s == "offline");
+    assert!(
+        offline(&subscriber.wait_until(Duration::from_secs(30), offline)),
+        "{}",
+        appliance.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    camera.resume();
+    let back =
+        |m: &[Message]| states(m).iter().skip_while(|s| *s != "offline").any(|s| s == "online");
+    assert!(back(&subscriber.wait_until(Duration::from_secs(30), back)), "{}", appliance.log());
+    let reconnected = subscriber.messages().len();
+
+    let messages = subscriber.wait_until(Duration::from_secs(90), |m| first_clip(m).is_some());
+    let (message, start) = first_clip(&messages)
+        .unwrap_or_else(|| panic!("no message names a clip:\n{}", appliance.log()));
+    let position = |m: &Message| messages.iter().position(|n| std::ptr::eq(n, m)).unwrap();
+    assert!(position(start) >= reconnected, "the incident started after the reconnect");
+    let clip = clip_of(message).unwrap();
+    let (decoded, incident_at_s) =
+        incident_in_clip(&messages, start, Path::new(clip["path"].as_str().unwrap()));
+    eprintln!(
+        "clip after the reconnect: {} s, incident at {} s, found at {incident_at_s} s",
+        clip["duration_s"], clip["incident_at_s"]
+    );
+    assert!(
+        (incident_at_s - clip["incident_at_s"].as_f64().unwrap()).abs() <= FRAME_S + 0.01,
+        "the incident's frame is {incident_at_s} s into the clip, not {}",
+        clip["incident_at_s"]
+    );
     assert!(incident_at_s >= PRE_S - FRAME_S - 0.01, "only {incident_at_s} s before the incident");
     assert!(decoded.duration_s - incident_at_s >= POST_S - 0.01, "{} s", decoded.duration_s);
 }

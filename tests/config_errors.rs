@@ -547,6 +547,20 @@ fn cases() -> Vec<Case> {
             fragment: "invalid type: string \"fast\"",
             line: Line::Of("analysis_fps"),
         },
+        Case {
+            name: "unknown RTSP transport",
+            edit: |c| replace(c, "554/stream1\"\n", "554/stream1\"\ntransport = \"quic\"\n"),
+            key: "cameras[1].transport",
+            fragment: "unknown variant `quic`, expected one of `auto`, `tcp`, `udp`",
+            line: Line::Of("quic"),
+        },
+        Case {
+            name: "transport on a camera that is not RTSP",
+            edit: |c| replace(c, "analysis_fps = 5", "analysis_fps = 5\ntransport = \"udp\""),
+            key: "cameras[0].transport",
+            fragment: "applies to rtsp:// and rtsps:// cameras only, not test://smpte",
+            line: Line::Unchecked,
+        },
         // MQTT.
         Case {
             name: "MQTT URL with an unsupported scheme",

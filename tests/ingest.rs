@@ -1,14 +1,17 @@
 //! The ingest stage on every built-in pipeline template: RTSP with H.264 and H.265 (served by a
 //! real gst-rtsp-server), a local file, and GStreamer's test pattern; frame sampling to the
-//! camera's `analysis_fps` by stream time; and the encoded stream clips are cut from.
+//! camera's `analysis_fps` by stream time; and the encoded stream clips are cut from. Also what
+//! the outside world does to it: a server that offers RTP over UDP only, an audio-only file, a
+//! stream whose frame size changes.
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use cityeye::config::{CameraConfig, Config};
-use cityeye::ingest::{self, Encoded};
+use cityeye::config::{CameraConfig, Config, Transport};
+use cityeye::ingest::{self, Encoded, IngestError};
+use cityeye::wire::CameraState;
 use common::*;
 
 fn camera(url: &str) -> (tempfile::TempDir, CameraConfig) {
@@ -158,4 +161,152 @@ fn camera_of_broken_file() -> (tempfile::TempDir, CameraConfig) {
     let (config_dir, camera) = camera(&format!("file://{}", video.display()));
     drop(config_dir);
     (dir, camera)
+}
+
+#[test]
+fn a_server_offering_only_udp_is_reached_by_auto_and_udp_and_refuses_tcp_with_461() {
+    let server = RtspServer::start_udp_only(&shared("testdata/vtest.avi"));
+    let (_dir, mut camera) = camera(&server.url());
+    for transport in [None, Some(Transport::Auto), Some(Transport::Udp)] {
+        camera.transport = transport;
+        let frame =
+            ingest::first_frame(&camera).unwrap_or_else(|e| panic!("transport {transport:?}: {e}"));
+        assert_eq!((frame.width, frame.height), (768, 576));
+    }
+    camera.transport = Some(Transport::Tcp);
+    let error = ingest::first_frame(&camera).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, IngestError::Rtsp { status: 461, .. }), "{error:?}");
+    assert!(
+        text.starts_with(
+            "461 unsupported transport: the camera does not send RTP over TCP; \
+             set transport = \"udp\" or \"auto\""
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_path_the_server_does_not_serve_is_404_in_an_installers_words() {
+    let server = RtspServer::start(&shared("testdata/vtest.avi"));
+    let (_dir, camera) = camera(&server.url().replace("/camera", "/camera2"));
+    let error = ingest::first_frame(&camera).unwrap_err();
+    assert!(matches!(error, IngestError::Rtsp { status: 404, .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.starts_with("404 not found: the camera has no stream at this path"), "{text}");
+}
+
+#[test]
+fn an_audio_only_file_has_no_video_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mp4, mka) = (dir.path().join("a.mp4"), dir.path().join("a.mka"));
+    audio_only_mp4(&mp4);
+    gst_launch(&format!(
+        "audiotestsrc num-buffers=50 ! audioconvert ! opusenc ! matroskamux ! filesink location={}",
+        mka.display()
+    ));
+    for (file, media) in [(mp4, "audio/mpeg"), (mka, "audio/x-opus")] {
+        let name = file.display();
+        let (_config, camera) = camera(&format!("file://{}", file.display()));
+        let error = ingest::first_frame(&camera).unwrap_err();
+        assert!(matches!(error, IngestError::NoVideoTrack { .. }), "{name}: {error:?}");
+        assert_eq!(error.to_string(), format!("no video track: the stream holds only {media}"));
+    }
+}
+
+#[test]
+fn a_change_of_frame_size_is_reported_online_with_the_new_size() {
+    // Two segments in one MPEG-TS file: 320x240, then 640x480 (new SPS, same stream).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resized.ts");
+    let segment = |w: u32, h: u32| {
+        format!(
+            "videotestsrc num-buffers=10 ! video/x-raw,width={w},height={h},framerate=10/1 ! c."
+        )
+    };
+    gst_launch(&format!(
+        "concat name=c ! videoconvert ! x264enc key-int-max=5 speed-preset=ultrafast ! h264parse \
+         ! mpegtsmux ! filesink location={} {} {}",
+        file.display(),
+        segment(320, 240),
+        segment(640, 480)
+    ));
+    let (_config, camera) = camera(&format!("file://{}", file.display()));
+    let (mut states, mut sizes) = (Vec::new(), Vec::new());
+    ingest::run(
+        &camera,
+        ingest::Mode::Replay { start: SystemTime::now() },
+        &AtomicBool::new(false),
+        &Default::default(),
+        &mut |state| states.push(state),
+        &mut |frame| sizes.push((frame.width, frame.height)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(sizes.first(), Some(&(320, 240)));
+    assert_eq!(sizes.last(), Some(&(640, 480)));
+    assert_eq!(
+        states,
+        [
+            CameraState::Connecting,
+            CameraState::Online { width: 320, height: 240 },
+            CameraState::Online { width: 640, height: 480 },
+        ]
+    );
+}
+
+#[test]
+fn each_sessions_first_frame_comes_after_the_encoded_stream_up_to_it() {
+    use std::cell::Cell;
+    use std::sync::{Arc, Mutex};
+    // A live RTSP camera that is cut off once and comes back: at the first frame of each
+    // session, its key frame is already handed on, so that an incident found on that frame
+    // (the first after a reconnect) has video to cut its clip from.
+    let mut server = RtspServer::start(&shared("testdata/vtest.avi"));
+    let (_dir, camera) = camera(&server.url());
+    let stop = AtomicBool::new(false);
+    let encoded = Mutex::new(Vec::<(f64, bool)>::new());
+    // Per session: where its encoded buffers begin, and what its first frame found before it.
+    let (session_start, frames_in_session) = (Cell::new(0), Cell::new(0));
+    let mut first_frames = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let cutter = std::thread::spawn(move || {
+        let _ = rx.recv(); // the first session is online
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        server.stop();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        server.resume();
+        server
+    });
+    let started = std::time::Instant::now();
+    ingest::run(
+        &camera,
+        ingest::Mode::Live,
+        &stop,
+        &Arc::default(),
+        &mut |state| {
+            if let CameraState::Online { .. } = state {
+                session_start.set(encoded.lock().unwrap().len());
+                frames_in_session.set(0);
+                let _ = tx.send(());
+            }
+        },
+        &mut |frame| {
+            frames_in_session.set(frames_in_session.get() + 1);
+            if frames_in_session.get() == 1 {
+                let handed = encoded.lock().unwrap();
+                let key_by_frame = handed[session_start.get()..]
+                    .iter()
+                    .any(|(t, key)| *key && *t <= frame.stream_time_s + 1e-3);
+                first_frames.push((frame.stream_time_s, key_by_frame));
+            }
+            let enough = first_frames.len() == 2 && frames_in_session.get() >= 3;
+            stop.store(enough || started.elapsed().as_secs() > 60, Ordering::Relaxed);
+        },
+        Some(&mut |buffer: Encoded| encoded.lock().unwrap().push((buffer.pts_s, buffer.keyframe))),
+    )
+    .unwrap();
+    let _server = cutter.join().unwrap();
+    assert_eq!(first_frames.len(), 2, "two sessions: {first_frames:?}");
+    assert!(first_frames.iter().all(|(_, key)| *key), "{first_frames:?}");
 }

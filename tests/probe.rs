@@ -1,5 +1,6 @@
 //! `cityeye check --probe` on a site with a working RTSP camera, a camera whose port refuses,
-//! a real broker and a data dir: the table says which works and why the other does not.
+//! a real broker and a data dir: the table says which works and why the other does not. And
+//! the outside world's harder cases: a server that refuses RTP over TCP, an audio-only file.
 
 mod common;
 
@@ -48,4 +49,47 @@ fn the_probe_reports_each_camera_the_broker_and_the_data_dir() {
     assert!(gate.contains(" NO ") && gate.contains("refused: nothing answers"), "{report}");
     assert!(report.lines().any(|l| l.starts_with("kerb ") && l.contains(" yes ")), "{report}");
     assert!(report.contains("broker   FAILED: "), "{report}");
+}
+
+#[test]
+fn the_probe_tells_a_refused_transport_and_an_audio_only_file_in_an_installers_words() {
+    let broker = Mosquitto::start();
+    let camera = RtspServer::start_udp_only(&shared("testdata/vtest.avi"));
+    let media = tempfile::tempdir().unwrap();
+    let audio = media.path().join("audio.mp4");
+    audio_only_mp4(&audio);
+    // kerb asks for TCP only; gate, on the same server, lets the node choose.
+    let kerb = kerb_config(broker.port, false, &camera.url(), 5.0)
+        .replace("model = \"coco\"\n", "model = \"coco\"\ntransport = \"tcp\"\n");
+    let config = format!(
+        "{kerb}\n[[cameras]]\nid = \"gate\"\nurl = \"{}\"\nmodel = \"coco\"\n\n\
+         [[cameras]]\nid = \"lobby\"\nurl = \"file://{}\"\nmodel = \"coco\"\n",
+        camera.url(),
+        audio.display()
+    );
+    let (_dir, path) = write_config(&config);
+    let (ok, report) = probe(&path);
+    assert!(!ok, "{report}");
+    let row = |id: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("{report}"))
+    };
+    let kerb = row("kerb");
+    assert!(kerb.contains(" NO "), "{report}");
+    assert!(
+        kerb.contains(
+            "461 unsupported transport: the camera does not send RTP over TCP; \
+             set transport = \"udp\" or \"auto\" (rtspsrc"
+        ),
+        "{report}"
+    );
+    let gate: Vec<&str> = row("gate").split_whitespace().collect();
+    assert_eq!(gate[1..4], ["yes", "H.264", "768x576"], "{report}");
+    assert!(
+        row("lobby").contains(" NO ")
+            && row("lobby").ends_with("no video track: the stream holds only audio/mpeg"),
+        "{report}"
+    );
 }

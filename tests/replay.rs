@@ -244,6 +244,17 @@ fn replay_of_a_missing_video_or_unknown_camera_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no camera `gate`; cameras: kerb"));
 }
 
+#[test]
+fn replay_of_an_audio_only_file_says_it_has_no_video_track() {
+    let (dir, config) = write_config(&kerb_config(1883, false, "test://smpte", 5.0));
+    let audio = dir.path().join("audio.mp4");
+    audio_only_mp4(&audio);
+    let replay = run_replay("kerb", &config, &audio, &dir.path().join("out"), &[]);
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert_eq!(replay.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no video track: the stream holds only audio/mpeg"), "{stderr}");
+}
+
 /// Replays vtest.avi through `config`; stdout and the incidents as (state, stream time, track).
 fn replay_incidents(config: &Path, out: &Path) -> (String, Vec<String>) {
     let replay = run_replay("kerb", config, &shared("testdata/vtest.avi"), out, &[]);

@@ -103,7 +103,7 @@ fn a_stream_loops_past_the_end_of_its_file_with_time_running_on() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     one_second_clip(&clip);
-    let mount = Mount { path: "/loop".into(), video: clip };
+    let mount = Mount { path: "/loop".into(), video: clip, udp_only: false };
     let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &[mount], Codec::H264).unwrap();
     let (_config_dir, path) = write_config(&kerb_config(1883, false, &server.url("/loop"), 5.0));
     let mut camera = Config::load(&path).unwrap_or_else(|e| panic!("{e}")).cameras.remove(0);

@@ -1,12 +1,13 @@
 //! `cityeye check --probe`: is the site ready? Opens every camera once, connects to the broker
 //! and writes to the data dir, and says for each what works and, when not, why — in the words
-//! an installer on a ladder can act on (DNS, refused, unauthorized, no video, codec missing).
+//! an installer on a ladder can act on (DNS, refused, the RTSP server's error status, no video,
+//! codec missing).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{CameraConfig, Config};
-use crate::ingest;
+use crate::ingest::{self, IngestError};
 use crate::publish::link::Settings;
 use crate::wire::Topics;
 
@@ -45,7 +46,14 @@ pub fn run(config: &Config, settings: &Settings) -> bool {
 }
 
 fn probe_camera(camera: &CameraConfig) -> CameraProbe {
-    let outcome = ingest::probe(camera).map_err(|e| explain(&camera.url.redact(&e.to_string())));
+    let outcome = ingest::probe(camera).map_err(|e| {
+        let text = camera.url.redact(&e.to_string());
+        match e {
+            // Already in an installer's words.
+            IngestError::Rtsp { .. } | IngestError::NoVideoTrack { .. } => text,
+            _ => explain(&text),
+        }
+    });
     CameraProbe { camera: camera.id.clone(), outcome }
 }
 

@@ -77,6 +77,9 @@ pub struct Mount {
     /// The URL's path, such as `/stream1`.
     pub path: String,
     pub video: PathBuf,
+    /// RTP over UDP only, as VLC's RTSP output and some NVRs offer it: a client asking for TCP
+    /// is answered `461 Unsupported transport`. Otherwise both, as most cameras.
+    pub udp_only: bool,
 }
 
 /// An RTSP server on a loopback address, serving its mounts until dropped.
@@ -125,7 +128,7 @@ impl Server {
         server.set_service(&port.to_string());
         let points = server.mount_points().ok_or("the RTSP server has no mount points")?;
         for mount in mounts {
-            points.add_factory(&mount.path, factory(&mount.video, codec));
+            points.add_factory(&mount.path, factory(mount, codec));
         }
         let source = server
             .attach(None)
@@ -162,14 +165,17 @@ fn host_port(address: IpAddr, port: u16) -> String {
 
 /// The media of one mount: frames from a [`Player`] of the video, pushed into an `appsrc` as
 /// the session asks for them, then encoded and payloaded.
-fn factory(video: &Path, codec: Codec) -> rtsp::RTSPMediaFactory {
+fn factory(mount: &Mount, codec: Codec) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
+    if mount.udp_only {
+        factory.set_protocols(rtsp::gst_rtsp::RTSPLowerTrans::UDP);
+    }
     factory.set_launch(&format!(
         "( appsrc name=video format=time ! {} name=pay0 pt=96 config-interval=1 )",
         codec.elements()
     ));
     factory.set_shared(true);
-    let video = video.to_path_buf();
+    let video = mount.video.clone();
     factory.connect_media_configure(move |_, media| {
         let src = media
             .element()
@@ -384,7 +390,7 @@ pub fn plan<'a>(
                 camera: camera.to_string(),
                 address,
                 port,
-                mount: Mount { path, video: video.to_path_buf() },
+                mount: Mount { path, video: video.to_path_buf(), udp_only: false },
             }),
             Err(e) => errors.push(format!("camera {camera}: {} {e}", source.masked())),
         }

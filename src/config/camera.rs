@@ -19,6 +19,9 @@ pub struct CameraConfig {
     pub pipeline: Option<String>,
     #[serde(default = "default_analysis_fps")]
     pub analysis_fps: f64,
+    /// How an RTSP camera's RTP comes: `auto` (absent), `tcp` or `udp`. Only for `rtsp://` and
+    /// `rtsps://` cameras.
+    pub transport: Option<Transport>,
     /// The detector models whose detections are tracked together: `model = "coco"` or
     /// `models = ["coco", "city"]`.
     #[serde(alias = "model", deserialize_with = "one_or_many")]
@@ -57,6 +60,38 @@ pub struct ZoneConfig {
     /// A drone camera's zone: `[[lat, lon], …]` on the ground.
     #[serde(default, deserialize_with = "super::drone::geo_polygon")]
     pub geo_polygon: Option<GeoPolygon>,
+}
+
+/// How an RTSP camera's RTP packets come: interleaved on the RTSP connection (TCP) or as UDP
+/// datagrams. Street links drop UDP, so TCP goes first; some servers (VLC's RTSP output, some
+/// NVRs and encoders) offer only UDP.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP first, then UDP when the server refuses TCP; what worked is tried first next time.
+    #[default]
+    Auto,
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// The transports to try, in order, starting with `worked` when `auto` knows one.
+    pub fn attempts(self, worked: Option<Transport>) -> Vec<Transport> {
+        match (self, worked) {
+            (Transport::Auto, Some(Transport::Udp)) => vec![Transport::Udp, Transport::Tcp],
+            (Transport::Auto, _) => vec![Transport::Tcp, Transport::Udp],
+            (fixed, _) => vec![fixed],
+        }
+    }
+
+    /// As `rtspsrc`'s `protocols` property reads it; `auto` starts with TCP.
+    pub fn protocols(self) -> &'static str {
+        match self {
+            Transport::Auto | Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
 }
 
 /// Where a camera's video comes from, parsed from its `url`.
@@ -267,6 +302,17 @@ mod tests {
         assert_eq!(password.as_deref(), Some("p@ss"));
         assert_eq!(s.masked(), "rtsp://admin:***@192.0.2.10:554/stream1");
         assert!(!s.masked().contains("p@ss") && !s.masked().contains("p%40ss"));
+    }
+
+    #[test]
+    fn auto_transport_tries_tcp_first_unless_udp_worked() {
+        use Transport::*;
+        assert_eq!(Auto.attempts(None), [Tcp, Udp]);
+        assert_eq!(Auto.attempts(Some(Tcp)), [Tcp, Udp]);
+        assert_eq!(Auto.attempts(Some(Udp)), [Udp, Tcp]);
+        assert_eq!(Tcp.attempts(Some(Udp)), [Tcp]);
+        assert_eq!(Udp.attempts(None), [Udp]);
+        assert_eq!((Auto.protocols(), Udp.protocols()), ("tcp", "udp"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `videoconvert ! video/x-raw,format=I420 ! appsink`. The elements ingest looks up by name are
 //! named here, so the template and the code that reads it agree.
 
-use super::camera::{CameraConfig, Source};
+use super::camera::{CameraConfig, Source, Transport};
 
 const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
     ("rtsp", include_str!("../../pipelines/rtsp.pipeline")),
@@ -37,7 +37,8 @@ pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<Strin
         None => std::fs::read_to_string(name)
             .map_err(|e| format!("cannot read pipeline template {name}: {e}"))?,
     };
-    let source = render(&template, &template_values(&camera.url, masked))
+    let transport = camera.transport.unwrap_or_default();
+    let source = render(&template, &template_values(&camera.url, transport, masked))
         .map_err(|e| format!("template `{name}`: {e}"))?;
     Ok(format!(
         "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=I420 ! appsink name={SINK_NAME}"
@@ -47,9 +48,14 @@ pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<Strin
 enum Value {
     Text(String),
     Number(u32),
+    Bare(&'static str),
 }
 
-fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> {
+fn template_values(
+    source: &Source,
+    transport: Transport,
+    masked: bool,
+) -> Vec<(&'static str, Value)> {
     match source {
         Source::Rtsp { url, user, password } => vec![
             ("location", Value::Text(url.to_string())),
@@ -62,6 +68,8 @@ fn template_values(source: &Source, masked: bool) -> Vec<(&'static str, Value)> 
                 }),
             ),
             ("latency_ms", Value::Number(RTSP_LATENCY_MS)),
+            // Bare: a flags value, not text.
+            ("protocols", Value::Bare(transport.protocols())),
         ],
         Source::File { path } => {
             vec![("location", Value::Text(path.to_string_lossy().into_owned()))]
@@ -101,6 +109,7 @@ fn render(template: &str, values: &[(&str, Value)]) -> Result<String, String> {
                 out.push_str(&format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\"")))
             }
             Value::Number(n) => out.push_str(&n.to_string()),
+            Value::Bare(word) => out.push_str(word),
         }
         rest = rest.split_off(close + 1);
     }
@@ -119,21 +128,25 @@ mod tests {
             user: Some("admin".into()),
             password: Some("se\"cret".into()),
         };
-        let t = "rtspsrc location={location} user-pw={password} latency={latency_ms}";
+        let t = "rtspsrc location={location} user-pw={password} latency={latency_ms} \
+                 protocols={protocols}";
         assert_eq!(
-            render(t, &template_values(&source, false)).unwrap(),
-            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"se\\\"cret\" latency=200"
+            render(t, &template_values(&source, Transport::Auto, false)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"se\\\"cret\" latency=200 \
+             protocols=tcp"
         );
         assert_eq!(
-            render(t, &template_values(&source, true)).unwrap(),
-            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200"
+            render(t, &template_values(&source, Transport::Udp, true)).unwrap(),
+            "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200 protocols=udp"
         );
     }
 
     #[test]
     fn unknown_placeholders_are_named() {
         let source = Source::File { path: "/v.mp4".into() };
-        let e = render("filesrc location={path}", &template_values(&source, false)).unwrap_err();
+        let e =
+            render("filesrc location={path}", &template_values(&source, Transport::Auto, false))
+                .unwrap_err();
         assert!(e.contains("{path}") && e.contains("location"), "{e}");
     }
 }

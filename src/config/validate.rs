@@ -175,6 +175,15 @@ impl Config {
         if let Err(e) = pipeline_description(camera, true) {
             errors.push(self.error(key("pipeline"), e));
         }
+        if camera.transport.is_some() && !matches!(camera.url, Source::Rtsp { .. }) {
+            errors.push(self.error(
+                key("transport"),
+                format!(
+                    "applies to rtsp:// and rtsps:// cameras only, not {}",
+                    camera.url.masked()
+                ),
+            ));
+        }
         if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
             errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
         }

@@ -114,7 +114,22 @@ impl RtspServer {
     }
 
     pub fn start_with(file: &Path, codec: Codec) -> RtspServer {
-        let mount = Mount { path: "/camera".into(), video: file.to_path_buf() };
+        RtspServer::serve(
+            Mount { path: "/camera".into(), video: file.to_path_buf(), udp_only: false },
+            codec,
+        )
+    }
+
+    /// A server that offers RTP over UDP only, as VLC's RTSP output: asked for TCP, it answers
+    /// `461 Unsupported transport`.
+    pub fn start_udp_only(file: &Path) -> RtspServer {
+        RtspServer::serve(
+            Mount { path: "/camera".into(), video: file.to_path_buf(), udp_only: true },
+            Codec::H264,
+        )
+    }
+
+    fn serve(mount: Mount, codec: Codec) -> RtspServer {
         let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &[mount], codec)
             .unwrap_or_else(|e| panic!("RTSP server: {e}"));
         RtspServer { relay: Relay::start(server.port()), _server: server }
@@ -485,4 +500,22 @@ pub fn assert_matches_schema(schema_file: &str, payload: &serde_json::Value) {
     let validator = jsonschema::validator_for(&schema).expect("the schema is valid");
     let errors: Vec<String> = validator.iter_errors(payload).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{payload} does not match {schema_file}: {errors:?}");
+}
+
+/// Runs a gst-launch-1.0 pipeline to its end: test media made with real elements.
+pub fn gst_launch(pipeline: &str) {
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 is installed with GStreamer");
+    assert!(status.success(), "gst-launch-1.0 {pipeline}");
+}
+
+/// An audio-only MP4 (AAC, 50 buffers of a test tone) at `path`: a "video" without video.
+pub fn audio_only_mp4(path: &Path) {
+    gst_launch(&format!(
+        "audiotestsrc num-buffers=50 ! audioconvert ! avenc_aac ! mp4mux ! filesink location={}",
+        path.display()
+    ));
 }
