@@ -171,6 +171,40 @@ fn a_limit_from_the_config_keeps_snapshots_under_it_on_3_1_1_and_5() {
 }
 
 #[test]
+fn an_unannounced_mqtt_5_limit_is_learnt_from_the_first_refusal() {
+    const LIMIT: usize = 60_000;
+    // The setup: MQTT 5, mosquitto's message_size_limit below a snapshot, and nothing
+    // in the config. The broker refuses the 110 KB snapshot (PUBACK 0x95) and the link drops
+    // once; after that every message is made to fit, so the node stays connected.
+    let broker = Mosquitto::start_with(free_port(), &format!("message_size_limit {LIMIT}\n"));
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let (_dir, path) = write_config(&config(broker.port, "stats_interval_s = 1", ""));
+    let appliance = Appliance::run(&path);
+
+    let has_evidence = |m: &[Message]| m.iter().any(|m| m.topic.contains("/evidence/"));
+    let messages = subscriber.wait_until(Duration::from_secs(60), has_evidence);
+    assert!(has_evidence(&messages), "no evidence got through\n{}", appliance.log());
+    std::thread::sleep(Duration::from_secs(5)); // time for a loop to show
+    let messages = subscriber.messages();
+    assert!(
+        connections(&appliance) <= 2,
+        "a reconnect loop ({} connections):\n{}",
+        connections(&appliance),
+        appliance.log()
+    );
+    assert!(appliance.log().contains("messages are made to fit under"), "{}", appliance.log());
+    for m in messages.iter().filter(|m| m.topic.contains("/evidence/")) {
+        assert!(m.payload.len() < LIMIT, "{} is {} bytes", m.topic, m.payload.len());
+        image::load_from_memory(&m.payload).expect("a JPEG, smaller");
+    }
+    // The refused message's neighbours in flight may go twice (at least once, as QoS 1 says;
+    // the id is the hub's key), never in a loop.
+    let all: Vec<&Message> = messages.iter().collect();
+    let starts = starts_by_id(&all);
+    assert!(!starts.is_empty() && starts.values().all(|n| *n <= 2), "{starts:?}");
+}
+
+#[test]
 fn a_shared_subscription_gets_each_snapshot_inside_its_start() {
     let broker = Mosquitto::start();
     let hub = [

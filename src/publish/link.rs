@@ -66,6 +66,8 @@ pub enum LinkEvent {
     Down {
         error: String,
         retry_in: Duration,
+        /// The broker refused a message as too large (0x95) without having announced its limit.
+        too_large: bool,
     },
 }
 
@@ -371,9 +373,9 @@ async fn drive(
             Polled::Acknowledged(pkid) => LinkEvent::Acknowledged(pkid),
             Polled::Disconnected => return,
             Polled::Other => continue,
-            Polled::Failed(error) => {
+            Polled::Failed { error, too_large } => {
                 let retry_in = backoff.next_delay();
-                let _ = link.send(LinkEvent::Down { error, retry_in }).await;
+                let _ = link.send(LinkEvent::Down { error, retry_in, too_large }).await;
                 tokio::time::sleep(retry_in).await;
                 connection.forget_unsent();
                 since = SystemTime::now();
@@ -404,7 +406,17 @@ enum Polled {
     /// Our own DISCONNECT went out.
     Disconnected,
     Other,
-    Failed(String),
+    /// `too_large`: the broker refused a message as too large.
+    Failed {
+        error: String,
+        too_large: bool,
+    },
+}
+
+impl Polled {
+    fn failed(error: String) -> Polled {
+        Polled::Failed { error, too_large: false }
+    }
 }
 
 impl Connection {
@@ -435,15 +447,15 @@ impl Connection {
                 Ok(Event5::Outgoing(Outgoing::Disconnect)) => Polled::Disconnected,
                 Ok(_) => Polled::Other,
                 // A CONNACK with a failure reason code ends up here.
-                Err(Error5::ConnectionRefused(code)) => Polled::Failed(refused(
+                Err(Error5::ConnectionRefused(code)) => Polled::failed(refused(
                     &code,
                     matches!(code, Code5::BadUserNamePassword | Code5::NotAuthorized),
                 )),
-                Err(Error5::Tls(e)) => Polled::Failed(tls_failure(&e)),
+                Err(Error5::Tls(e)) => Polled::failed(tls_failure(&e)),
                 Err(Error5::MqttState(e)) if refused_as_too_large(&e) => {
-                    Polled::Failed(format!("{e}: {TOO_LARGE_HINT}"))
+                    Polled::Failed { error: format!("{e}: {TOO_LARGE_HINT}"), too_large: true }
                 }
-                Err(e) => Polled::Failed(e.to_string()),
+                Err(e) => Polled::failed(e.to_string()),
             },
             Connection::V311(eventloop) => match eventloop.poll().await {
                 Ok(Event311::Incoming(rumqttc::Packet::ConnAck(_))) => Polled::Connected(None),
@@ -454,12 +466,12 @@ impl Connection {
                 }
                 Ok(Event311::Outgoing(Outgoing::Disconnect)) => Polled::Disconnected,
                 Ok(_) => Polled::Other,
-                Err(Error311::ConnectionRefused(code)) => Polled::Failed(refused(
+                Err(Error311::ConnectionRefused(code)) => Polled::failed(refused(
                     &code,
                     matches!(code, Code311::BadUserNamePassword | Code311::NotAuthorized),
                 )),
-                Err(Error311::Tls(e)) => Polled::Failed(tls_failure(&e)),
-                Err(e) => Polled::Failed(e.to_string()),
+                Err(Error311::Tls(e)) => Polled::failed(tls_failure(&e)),
+                Err(e) => Polled::failed(e.to_string()),
             },
         }
     }

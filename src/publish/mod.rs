@@ -123,6 +123,11 @@ pub async fn mqtt_sink(
         usize::try_from(n).unwrap_or(MAX_PACKET_BYTES).min(MAX_PACKET_BYTES)
     });
     let mut packet_limit = configured;
+    // Learnt from refusals: a broker that announces no limit (mosquitto's message_size_limit)
+    // but refuses a message as too large takes less than that message (an upper bound that
+    // halves with each refusal). Without this, the same
+    // message went again at every reconnect: 55 reconnects a minute, the queue stuck behind it.
+    let mut refused_above: Option<usize> = None;
     // When the current (or last) connection was opened: the `at` of the node's `online`.
     let mut online_since: Option<SystemTime> = None;
     let mut connected = false;
@@ -180,7 +185,8 @@ pub async fn mqtt_sink(
             event = link.recv() => match event {
                 Some(LinkEvent::Up { since, max_packet }) => {
                     packet_limit = max_packet
-                        .map_or(configured, |m| configured.min(usize::try_from(m).unwrap_or(configured)));
+                        .map_or(configured, |m| configured.min(usize::try_from(m).unwrap_or(configured)))
+                        .min(refused_above.unwrap_or(usize::MAX));
                     let max_packet_bytes = (packet_limit < MAX_PACKET_BYTES).then_some(packet_limit);
                     tracing::info!(broker, queued = outbox.len(), max_packet_bytes, "connected to the MQTT broker");
                     connected = true;
@@ -211,7 +217,22 @@ pub async fn mqtt_sink(
                         stats.add_publish_latency(took);
                     }
                 }
-                Some(LinkEvent::Down { error, retry_in }) => {
+                Some(LinkEvent::Down { error, retry_in, too_large }) => {
+                    if too_large && let Some(largest) = outbox.largest_in_flight() {
+                        // Halved, not one byte less: the next snapshot in line is likely as
+                        // large, and each refusal costs a reconnect (one refusal, then none,
+                        // for 110 KB snapshots under mosquitto's 60 KB message_size_limit;
+                        // one byte less took four, and counting).
+                        let limit = (largest / 2).max(MIN_PACKET_BYTES);
+                        refused_above = Some(refused_above.map_or(limit, |l| l.min(limit)));
+                        tracing::warn!(
+                            broker,
+                            refused_bytes = largest,
+                            "the broker refused a message as too large: from now on messages are \
+                             made to fit under {limit} bytes; set mqtt.max_packet_bytes to the \
+                             broker's limit to avoid the first refusal"
+                        );
+                    }
                     let resent = outbox.resend_unacknowledged();
                     let retry_in = retry_in.as_secs_f64();
                     tracing::warn!(broker, resent, "MQTT connection failed: {error}; retrying in {retry_in:.1} s");
@@ -242,6 +263,10 @@ pub async fn mqtt_sink(
     }
     Ok(())
 }
+
+/// The least a limit learnt from refusals goes down to: what `mqtt.max_packet_bytes` may be at
+/// least, room for an incident's JSON.
+const MIN_PACKET_BYTES: usize = *crate::config::mqtt::MAX_PACKET_BYTES_RANGE.start() as usize;
 
 /// How long a stopping node keeps trying to deliver what it has.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -181,8 +181,9 @@ struct Entry {
 pub struct Outbox {
     store: Connection,
     queue: VecDeque<Entry>,
-    /// Sent publications with the packet id MQTT gave them once it did.
-    in_flight: VecDeque<(Option<u16>, Entry)>,
+    /// Sent publications with the packet id MQTT gave them once it did, and the bytes each took
+    /// on the wire as sent (after any shrinking).
+    in_flight: VecDeque<(Option<u16>, Entry, usize)>,
     stats: OutboxStats,
     /// Set while the store holds more than its cap in incident messages alone.
     over_cap: bool,
@@ -414,13 +415,14 @@ impl Outbox {
                 self.queue.push_front(entry);
                 return;
             }
-            self.in_flight.push_back((None, entry));
+            let sent = packet_bytes(&publication);
+            self.in_flight.push_back((None, entry, sent));
         }
     }
 
     /// The client sent the oldest publication without an id under `pkid`.
     pub fn sent(&mut self, pkid: u16) {
-        if let Some(slot) = self.in_flight.iter_mut().find(|(id, _)| id.is_none()) {
+        if let Some(slot) = self.in_flight.iter_mut().find(|(id, _, _)| id.is_none()) {
             slot.0 = Some(pkid);
         }
     }
@@ -429,8 +431,8 @@ impl Outbox {
     /// disk (see [`Outbox::forget_delivered`]). Returns when the frame behind it arrived, if
     /// known.
     pub fn acknowledged(&mut self, pkid: u16) -> Option<SystemTime> {
-        let at = self.in_flight.iter().position(|(id, _)| *id == Some(pkid))?;
-        let (_, entry) = self.in_flight.remove(at).expect("found above");
+        let at = self.in_flight.iter().position(|(id, _, _)| *id == Some(pkid))?;
+        let (_, entry, _) = self.in_flight.remove(at)?;
         self.in_memory -= usize::from(entry.payload.is_some());
         if let Some(row) = entry.row {
             self.delivered.push((row, entry.size));
@@ -464,12 +466,18 @@ impl Outbox {
         }
     }
 
+    /// The bytes of the largest publication in flight, as sent: when a broker that announced no
+    /// limit refuses a message as too large, it is one of these.
+    pub fn largest_in_flight(&self) -> Option<usize> {
+        self.in_flight.iter().map(|(_, _, sent)| *sent).max()
+    }
+
     /// The link dropped: in-flight publications go back to the head of the queue, in order,
     /// and before them those held back as too large, for the next broker to take perhaps.
     /// Returns how many were in flight: each may reach the hub twice.
     pub fn resend_unacknowledged(&mut self) -> usize {
         let resent = self.in_flight.len();
-        while let Some((_, entry)) = self.in_flight.pop_back() {
+        while let Some((_, entry, _)) = self.in_flight.pop_back() {
             self.queue.push_front(entry);
         }
         while let Some(entry) = self.held.pop() {
