@@ -283,6 +283,7 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
         "./usr/share/doc/cityeye/changelog.Debian.gz",
         "./usr/share/doc/cityeye/onnxruntime/LICENSE",
         "./usr/share/doc/cityeye/onnxruntime/ThirdPartyNotices.txt",
+        "./usr/share/doc/cityeye/rust-crates-licenses.txt",
         "./usr/share/lintian/overrides/cityeye",
     ] {
         assert!(listing.contains(&format!(" {file}\n")), "{file} is packaged:\n{listing}");
@@ -318,6 +319,14 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     let algorithms = chroot.ok(&["cityeye", "algorithms"]);
     assert!(algorithms.contains("illegal_parking"), "{algorithms}");
     assert!(chroot.path("/usr/lib/cityeye/libonnxruntime.so.1.31.1").is_file());
+    let crates =
+        fs::read_to_string(chroot.path("/usr/share/doc/cityeye/rust-crates-licenses.txt")).unwrap();
+    for linked in ["\n  tokio ", "\n  gstreamer ", "\n  rusqlite "] {
+        assert!(crates.contains(linked), "{linked:?} has its licence listed");
+    }
+    for not_linked in ["\n  criterion ", "\n  cityeye "] {
+        assert!(!crates.contains(not_linked), "{not_linked:?} is not in the binary");
+    }
     assert_eq!(
         fs::read_to_string(chroot.path("/usr/share/doc/cityeye/copyright")).unwrap(),
         fs::read_to_string(repo("debian/copyright")).unwrap(),
