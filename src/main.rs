@@ -1,11 +1,11 @@
 //! The `cityeye` command line: parses it and hands each command to [`cityeye::commands`].
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use cityeye::commands::replay::{self, ReplayRequest};
 use cityeye::commands::simulate::{self, Codec};
@@ -117,6 +117,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the manual pages (roff: cityeye.1 and one per command) into a folder.
+    /// `scripts/package` ships them; hidden because operators read them, not make them.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -143,6 +150,20 @@ fn parse_video(text: &str) -> Result<(String, PathBuf), String> {
             Ok((camera.to_string(), PathBuf::from(file)))
         }
         _ => Err("expected CAMERA=FILE, such as kerb=videos/kerb.mp4".into()),
+    }
+}
+
+/// The pages come from the same definitions as `--help`, so they cannot drift from it. A build
+/// script could not see `Cli` (it lives in this binary, not the library), hence a command.
+fn write_man_pages(dir: &Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cityeye man: cannot write the manual pages into {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -198,6 +219,7 @@ fn main() -> ExitCode {
             simulate::simulate(&config, &videos, default_video.as_deref(), codec)
         }
         Command::Algorithms { json } => algorithms::algorithms(json),
+        Command::Man { out_dir } => write_man_pages(&out_dir),
         Command::Tail { config, stats } => tail::tail(&config, stats),
         Command::Models { command: ModelsCommand::Inspect { model } } => {
             models::inspect_model(&model)
@@ -210,10 +232,34 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::process::ExitCode;
+
     use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_writes_a_page_per_command_but_not_for_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("man");
+        assert_eq!(super::write_man_pages(&out), ExitCode::SUCCESS);
+        let main = std::fs::read_to_string(out.join("cityeye.1")).unwrap();
+        assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main}");
+        assert!(main.contains("cityeye\\-run(1)"), "the commands are listed: {main}");
+        assert!(!main.contains("cityeye\\-man"), "the hidden command is not: {main}");
+        let check = std::fs::read_to_string(out.join("cityeye-check.1")).unwrap();
+        assert!(check.contains("\\-\\-probe"), "{check}");
+        assert!(out.join("cityeye-models-inspect.1").is_file());
+        assert!(!out.join("cityeye-man.1").exists());
+    }
+
+    #[test]
+    fn man_says_why_it_cannot_write() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        // A folder inside a plain file cannot be made: an error on stderr, not a panic.
+        assert_eq!(super::write_man_pages(&file.path().join("man")), ExitCode::FAILURE);
     }
 }

@@ -1,16 +1,18 @@
-//! The Debian package on a clean Debian 12. cargo-deb packs the release binary that `cargo test
-//! --release` built; apt then installs, upgrades, removes and purges it inside a minbase bookworm
-//! root made by debootstrap, pulling the dependencies from the Debian mirror as a real edge box
-//! would. The model comes from ../shared, as an installer would bring it.
+//! The Debian package on a clean Debian 12. `scripts/package --no-build` packs the release binary
+//! that `cargo test --release` built; lintian checks it, and apt installs, upgrades, removes and
+//! purges it inside a minbase bookworm root made by debootstrap, pulling the dependencies from
+//! the Debian mirror as a real edge box would. The model comes from ../shared, as an installer
+//! would bring it.
 //!
 //! Needs root (chroot, mount) and the Debian mirror the host's apt uses. The debootstrap root is
-//! cached as a tarball under target/package-test/, and so are the downloaded .debs: the first run
-//! takes a few minutes longer than the next ones.
+//! cached as a tarball under target/package-test/ (in CARGO_TARGET_DIR when set), and so are the
+//! downloaded .debs: the first run takes a few minutes longer than the next ones.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 const CHROOT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -21,8 +23,19 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// The binary `cargo test --release` built, as `target/release/cityeye` in whatever target
+/// folder cargo used (CARGO_TARGET_DIR or the checkout's target/).
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cityeye"))
+}
+
+fn target_dir() -> PathBuf {
+    let release = binary().parent().expect("the binary is in target/release");
+    release.parent().expect("target/release is in the target folder").to_path_buf()
+}
+
 fn work_dir() -> PathBuf {
-    let dir = repo("target/package-test");
+    let dir = target_dir().join("package-test");
     fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -185,25 +198,37 @@ impl Drop for Chroot {
     }
 }
 
-/// Packs the release binary with cargo-deb (`--fast`: lighter compression than scripts/package,
+/// Packs the release binary with scripts/package (`--fast`: lighter compression than a release,
 /// same contents) and returns the .deb's path.
 fn build_deb(out: &Path, version: Option<&str>) -> PathBuf {
-    let binary = Path::new(env!("CARGO_BIN_EXE_cityeye"));
-    assert!(binary.exists(), "{} is built by cargo test --release", binary.display());
+    assert!(binary().exists(), "{} is built by cargo test --release", binary().display());
     let deb = out.join(format!("cityeye_{}.deb", version.unwrap_or("first")));
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = Command::new(repo("scripts/package"));
     command
-        .args(["deb", "--no-build", "--locked", "--fast", "--quiet", "--output"])
+        .args(["--no-build", "--fast", "--quiet", "--output"])
         .arg(&deb)
+        .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(repo(""));
     if let Some(version) = version {
         command.args(["--deb-version", version]);
     }
     let started = Instant::now();
     let printed = ok(&mut command);
-    eprintln!("cargo deb took {:.1} s", started.elapsed().as_secs_f64());
-    assert!(printed.contains(deb.to_str().unwrap()), "cargo deb prints the path: {printed}");
+    eprintln!("scripts/package took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(printed.contains(deb.to_str().unwrap()), "scripts/package prints the path: {printed}");
     deb
+}
+
+/// The package as scripts/package makes it, built once for every test here (they run side by
+/// side, and scripts/package writes the manual pages into the one target folder).
+fn first_deb() -> &'static Path {
+    static FIRST: OnceLock<PathBuf> = OnceLock::new();
+    FIRST.get_or_init(|| {
+        let out = work_dir().join("debs");
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir_all(&out).unwrap();
+        build_deb(&out, None)
+    })
 }
 
 fn deb_field(deb: &Path, field: &str) -> String {
@@ -223,13 +248,13 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
         "this test needs root (debootstrap, chroot, mount)"
     );
     let out = tempfile::tempdir_in(work_dir()).unwrap();
-    let first = build_deb(out.path(), None);
+    let first = first_deb();
     let second = build_deb(out.path(), Some("0.1.0-2"));
 
     // What the package says about itself.
-    assert_eq!(deb_field(&first, "Package"), "cityeye");
-    assert_eq!(deb_field(&first, "Version"), "0.1.0-1");
-    let depends = deb_field(&first, "Depends");
+    assert_eq!(deb_field(first, "Package"), "cityeye");
+    assert_eq!(deb_field(first, "Version"), "0.1.0-1");
+    let depends = deb_field(first, "Depends");
     for needed in [
         "libgstreamer1.0-0",
         "libstdc++6",
@@ -241,32 +266,72 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     ] {
         assert!(depends.contains(needed), "Depends has {needed}: {depends}");
     }
-    assert_eq!(deb_control_file(&first, "conffiles").trim(), CONFIG);
-    let listing = ok(Command::new("dpkg-deb").arg("-c").arg(&first));
+    assert_eq!(deb_control_file(first, "conffiles").trim(), CONFIG);
+    let listing = ok(Command::new("dpkg-deb").arg("-c").arg(first));
     assert!(
         listing.contains("./usr/lib/cityeye/libonnxruntime.so -> libonnxruntime.so.1.31.1"),
         "{listing}"
     );
     assert!(!listing.contains(".onnx"), "model weights are never packaged:\n{listing}");
+    // The manual pages (made from the CLI by `cityeye man`, gzipped), the licences of all it
+    // bundles, the Debian changelog and the lintian overrides with their reasons.
+    for file in [
+        "./usr/share/man/man1/cityeye.1.gz",
+        "./usr/share/man/man1/cityeye-run.1.gz",
+        "./usr/share/man/man1/cityeye-check.1.gz",
+        "./usr/share/doc/cityeye/copyright",
+        "./usr/share/doc/cityeye/changelog.Debian.gz",
+        "./usr/share/doc/cityeye/onnxruntime/LICENSE",
+        "./usr/share/doc/cityeye/onnxruntime/ThirdPartyNotices.txt",
+        "./usr/share/doc/cityeye/rust-crates-licenses.txt",
+        "./usr/share/lintian/overrides/cityeye",
+    ] {
+        assert!(listing.contains(&format!(" {file}\n")), "{file} is packaged:\n{listing}");
+    }
+    assert!(!listing.contains("cityeye-man.1"), "the hidden command has no page:\n{listing}");
+    // Every file the package installs has its checksum, for dpkg --verify and debsums.
+    let md5sums = deb_control_file(first, "md5sums");
+    let files = listing.lines().filter(|l| l.starts_with('-')).count();
+    assert_eq!(md5sums.lines().count(), files, "one line a file:\n{md5sums}\n{listing}");
+    assert!(md5sums.contains("  usr/bin/cityeye\n"), "{md5sums}");
+    // The changelog's newest entry is the version cargo deb builds from Cargo.toml.
+    let changelog = fs::read_to_string(repo("debian/changelog")).unwrap();
+    assert!(changelog.starts_with("cityeye (0.1.0-1) "), "debian/changelog: {changelog}");
     // Enabled on install but never started then (the config needs editing and the model must
     // be supplied first); restarted on upgrade only if it was running.
-    let postinst = deb_control_file(&first, "postinst");
+    let postinst = deb_control_file(first, "postinst");
     assert!(postinst.contains("deb-systemd-helper enable cityeye.service"), "{postinst}");
     assert!(postinst.contains("deb-systemd-invoke try-restart cityeye.service"), "{postinst}");
     assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
 
     // Install: apt resolves the dependencies from the mirror.
     let chroot = Chroot::new();
-    fs::copy(&first, chroot.path("/tmp/cityeye_first.deb")).unwrap();
+    fs::copy(first, chroot.path("/tmp/cityeye_first.deb")).unwrap();
     fs::copy(&second, chroot.path("/tmp/cityeye_second.deb")).unwrap();
     chroot.ok(&["apt-get", "update", "-q"]);
     chroot.apt(&["install", "/tmp/cityeye_first.deb"]);
     assert_eq!(chroot.package_status(), "install ok installed 0.1.0-1");
+    // dpkg kept the checksums and every installed file matches them.
+    assert!(chroot.path("/var/lib/dpkg/info/cityeye.md5sums").is_file());
+    assert_eq!(chroot.ok(&["dpkg", "--verify", "cityeye"]), "");
 
     assert_eq!(chroot.ok(&["cityeye", "--version"]).trim(), "cityeye 0.1.0");
     let algorithms = chroot.ok(&["cityeye", "algorithms"]);
     assert!(algorithms.contains("illegal_parking"), "{algorithms}");
     assert!(chroot.path("/usr/lib/cityeye/libonnxruntime.so.1.31.1").is_file());
+    let crates =
+        fs::read_to_string(chroot.path("/usr/share/doc/cityeye/rust-crates-licenses.txt")).unwrap();
+    for linked in ["\n  tokio ", "\n  gstreamer ", "\n  rusqlite "] {
+        assert!(crates.contains(linked), "{linked:?} has its licence listed");
+    }
+    for not_linked in ["\n  criterion ", "\n  cityeye "] {
+        assert!(!crates.contains(not_linked), "{not_linked:?} is not in the binary");
+    }
+    assert_eq!(
+        fs::read_to_string(chroot.path("/usr/share/doc/cityeye/copyright")).unwrap(),
+        fs::read_to_string(repo("debian/copyright")).unwrap(),
+        "the package's copyright file is debian/copyright, not one cargo deb made up"
+    );
     assert_eq!(
         fs::read_link(chroot.path("/usr/lib/cityeye/libonnxruntime.so")).unwrap(),
         Path::new("libonnxruntime.so.1.31.1")
@@ -293,8 +358,10 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     assert_eq!(chroot.stat("/var/lib/cityeye"), "cityeye:cityeye 750");
     assert_eq!(chroot.stat("/var/lib/cityeye/models"), "root:cityeye 750");
 
-    // The unit as installed, against the root's files (ExecStart's binary must exist there).
+    // The unit as installed, against the root's files (ExecStart's binary must exist there, and
+    // Documentation='s man page: systemd-analyze asks the host's man, pointed into the root).
     ok(Command::new("systemd-analyze")
+        .env("MANPATH", chroot.path("/usr/share/man"))
         .arg("verify")
         .arg(format!("--root={}", chroot.root.display()))
         .arg("/usr/lib/systemd/system/cityeye.service"));
@@ -370,4 +437,35 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     assert!(chroot.ok(&["getent", "passwd", "cityeye"]).starts_with("cityeye:"));
 
     eprintln!("package test took {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn lintian_finds_no_error_or_warning_in_the_package() {
+    let deb = first_deb();
+    let started = Instant::now();
+    // --fail-on: errors and warnings fail; informational tags are printed for a reader. The
+    // package's own overrides (usr/share/lintian/overrides/cityeye) apply, each with its reason.
+    // (Not --show-overrides: lintian 2.116 then fails on the overridden errors too.)
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--info", "--display-info"])
+        .arg(deb)
+        .stdin(Stdio::null())
+        .output()
+        .expect("lintian is installed by scripts/setup --test-tools");
+    let report = text(&out.stdout);
+    eprintln!(
+        "lintian took {:.1} s:\n{report}{}",
+        started.elapsed().as_secs_f64(),
+        text(&out.stderr)
+    );
+    assert!(out.status.success(), "lintian ({}):\n{report}", out.status);
+    let tags: Vec<&str> = report.lines().filter(|l| !l.starts_with("N:")).collect();
+    assert!(!tags.iter().any(|l| l.starts_with("E:") || l.starts_with("W:")), "{report}");
+    // An override that matches nothing hides nothing, but says the package changed under it.
+    for stale in ["unused-override", "mismatched-override"] {
+        assert!(
+            !report.contains(stale),
+            "{stale}: update debian/cityeye.lintian-overrides:\n{report}"
+        );
+    }
 }
