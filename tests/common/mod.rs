@@ -284,14 +284,24 @@ impl Subscriber {
 
     /// Waits until `done` holds for the messages so far; returns them either way.
     pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Message]) -> bool) -> Vec<Message> {
-        let until = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if done(&messages) || Instant::now() > until {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        wait_for(timeout, || self.messages(), done)
+    }
+}
+
+/// Polls `messages` until `done` holds for them or `timeout` passes; returns the last ones
+/// either way. Every subscriber's `wait_until`.
+pub fn wait_for<M>(
+    timeout: Duration,
+    messages: impl Fn() -> Vec<M>,
+    done: impl Fn(&[M]) -> bool,
+) -> Vec<M> {
+    let until = Instant::now() + timeout;
+    loop {
+        let messages = messages();
+        if done(&messages) || Instant::now() > until {
+            return messages;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -3,13 +3,13 @@
 //! each message to one member of the group.
 
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{Client, Event, MqttOptions};
 
-use super::{Message, free_port};
+use super::{Message, free_port, wait_for};
 
 /// A message as an MQTT 5 subscriber received it, with its properties.
 #[derive(Debug, Clone)]
@@ -83,14 +83,7 @@ impl Subscriber5 {
         timeout: Duration,
         done: impl Fn(&[Message5]) -> bool,
     ) -> Vec<Message5> {
-        let until = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if done(&messages) || Instant::now() > until {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(timeout, || self.messages(), done)
     }
 }
 
