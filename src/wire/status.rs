@@ -57,6 +57,26 @@ struct StatusPayload<'a> {
     outbox_recovered_from: Option<&'a str>,
 }
 
+impl<'a> StatusPayload<'a> {
+    /// A status in `state` since `at`, with nothing else said.
+    fn new(node: &'a str, state: &'static str, at: SystemTime) -> Self {
+        StatusPayload {
+            schema: "cityeye.status.v1",
+            node,
+            camera: None,
+            state,
+            reason: None,
+            retry_in_s: None,
+            width: None,
+            height: None,
+            telemetry: None,
+            at: rfc3339_millis(at),
+            config: None,
+            outbox_recovered_from: None,
+        }
+    }
+}
+
 /// The node's status. `at` is when the state began: for `online` (and for the last will that
 /// stands for its end) when the node opened its current connection to the broker, the same in
 /// every status that connection carries; for a clean stop's `offline`, the stop.
@@ -67,20 +87,9 @@ pub fn node_status(
     config: Option<&ConfigReport>,
     outbox_recovered_from: Option<&str>,
 ) -> Vec<u8> {
-    let payload = StatusPayload {
-        schema: "cityeye.status.v1",
-        node,
-        camera: None,
-        state: if online { "online" } else { "offline" },
-        reason: None,
-        retry_in_s: None,
-        width: None,
-        height: None,
-        telemetry: None,
-        at: rfc3339_millis(at),
-        config,
-        outbox_recovered_from,
-    };
+    let state = if online { "online" } else { "offline" };
+    let payload =
+        StatusPayload { config, outbox_recovered_from, ..StatusPayload::new(node, state, at) };
     serde_json::to_vec(&payload).expect("status serializes")
 }
 
@@ -91,20 +100,8 @@ pub fn camera_status(
     telemetry: Option<&'static str>,
     at: SystemTime,
 ) -> Vec<u8> {
-    let mut payload = StatusPayload {
-        schema: "cityeye.status.v1",
-        node,
-        camera: Some(camera),
-        state: "connecting",
-        reason: None,
-        retry_in_s: None,
-        width: None,
-        height: None,
-        telemetry: None,
-        at: rfc3339_millis(at),
-        config: None,
-        outbox_recovered_from: None,
-    };
+    let mut payload =
+        StatusPayload { camera: Some(camera), ..StatusPayload::new(node, "connecting", at) };
     match state {
         CameraState::Connecting => {}
         CameraState::Online { width, height } => {
