@@ -24,6 +24,15 @@ pub const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
 /// Glyph cells of the bitmap font, in pixels before scaling.
 const GLYPH: u32 = 8;
 
+/// `image` as a JPEG of `quality` (1–100): evidence snapshots, and the smaller copies made when
+/// one does not fit the broker.
+pub fn jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, image::ImageError> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::Cursor::new(&mut jpeg), quality)
+        .encode_image(image)?;
+    Ok(jpeg)
+}
+
 /// A frame (packed BGR) as an RGB picture to draw on.
 pub fn picture(frame: &Frame) -> Result<RgbImage, String> {
     let mut rgb = frame.bgr().to_vec();

@@ -6,7 +6,6 @@
 //! the zone and the boxes drawn, encoded to JPEG later by the sink, off the analysis thread.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -223,11 +222,7 @@ pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
     for b in &evidence.subjects {
         draw::rect(&mut image, b, draw::RED, thick + 1);
     }
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), JPEG_QUALITY)
-        .encode_image(&image)
-        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
-    Ok(jpeg)
+    draw::jpeg(&image, JPEG_QUALITY).map_err(|e| format!("JPEG encoding failed: {e}"))
 }
 
 #[cfg(test)]

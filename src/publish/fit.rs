@@ -7,12 +7,13 @@
 //! re-encoded here), is dropped. An incident's JSON is never shrunk: it goes whole, without its
 //! inline snapshot if need be, or (when even that does not fit) not at all for now.
 
-use std::io::Cursor;
+use std::borrow::Cow;
 
 use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
 
 use super::outbox::{Kind, Publication};
+use crate::draw;
 use crate::wire::IncidentPayload;
 
 /// Room for what a PUBLISH carries besides its topic and payload: the fixed header (5 bytes at
@@ -102,25 +103,18 @@ pub fn shrink_jpeg(jpeg: &[u8], max_bytes: usize) -> Option<Vec<u8>> {
     }
     let image = image::load_from_memory_with_format(jpeg, ImageFormat::Jpeg).ok()?.to_rgb8();
     SMALLER.iter().find_map(|&(divisor, quality)| {
-        let smaller = encode(&scaled(&image, divisor), quality)?;
+        let smaller = draw::jpeg(&scaled(&image, divisor), quality).ok()?;
         (smaller.len() <= max_bytes).then_some(smaller)
     })
 }
 
-fn scaled(image: &RgbImage, divisor: u32) -> RgbImage {
+/// `image` at 1/`divisor` of its size; itself, not a copy, at full size.
+fn scaled(image: &RgbImage, divisor: u32) -> Cow<'_, RgbImage> {
     if divisor == 1 {
-        return image.clone();
+        return Cow::Borrowed(image);
     }
     let (width, height) = ((image.width() / divisor).max(1), (image.height() / divisor).max(1));
-    image::imageops::resize(image, width, height, FilterType::Triangle)
-}
-
-fn encode(image: &RgbImage, quality: u8) -> Option<Vec<u8>> {
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), quality)
-        .encode_image(image)
-        .ok()?;
-    Some(jpeg)
+    Cow::Owned(image::imageops::resize(image, width, height, FilterType::Triangle))
 }
 
 #[cfg(test)]
@@ -133,7 +127,7 @@ mod tests {
             let v = (x * 7919 + y * 104_729) ^ (x * y);
             image::Rgb([v as u8, (v >> 8) as u8, (v >> 3) as u8])
         });
-        encode(&image, 85).unwrap()
+        draw::jpeg(&image, 85).unwrap()
     }
 
     #[test]
