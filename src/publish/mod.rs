@@ -125,8 +125,8 @@ pub async fn mqtt_sink(
     let mut packet_limit = configured;
     // Learnt from refusals: a broker that announces no limit (mosquitto's message_size_limit)
     // but refuses a message as too large takes less than that message (an upper bound that
-    // halves with each refusal). Without this, the same
-    // message went again at every reconnect: 55 reconnects a minute, the queue stuck behind it.
+    // halves with each refusal). Without this, the same message went again at every reconnect:
+    // 55 reconnects a minute, the queue stuck behind it.
     let mut refused_above: Option<usize> = None;
     // When the current (or last) connection was opened: the `at` of the node's `online`.
     let mut online_since: Option<SystemTime> = None;
@@ -229,8 +229,7 @@ pub async fn mqtt_sink(
                             broker,
                             refused_bytes = largest,
                             "the broker refused a message as too large: from now on messages are \
-                             made to fit under {limit} bytes; set mqtt.max_packet_bytes to the \
-                             broker's limit to avoid the first refusal"
+                             made to fit under {limit} bytes"
                         );
                     }
                     let resent = outbox.resend_unacknowledged();
