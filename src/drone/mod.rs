@@ -141,7 +141,8 @@ impl Drone {
     /// Takes in the frame's telemetry, finds the frame's pose and sets the geo-fenced
     /// algorithms' zones to what the image shows of their fences (nothing, without a pose).
     pub fn locate(&mut self, frame: &Frame, rules: &mut Rules) -> Fix {
-        let nearest = match &mut self.feed {
+        // The sample nearest the frame, and why the newest one offered was turned away.
+        let (nearest, rejected) = match &mut self.feed {
             Feed::Klv { samples, errors } => {
                 let parsed = frame.metadata.iter().flat_map(|m| {
                     klv::parse_buffer(&m.data).into_iter().map(move |p| (m.pts_s, p))
@@ -173,7 +174,6 @@ impl Drone {
                 (nearest, samples.newest_rejected().map(String::from))
             }
         };
-        let (nearest, rejected) = nearest;
         let aspect = frame.height as f64 / frame.width.max(1) as f64;
         let fix = match nearest {
             // Samples arrive, but none a position can be made from: say why, not "missing".
