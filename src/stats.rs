@@ -86,6 +86,11 @@ pub struct CameraStats {
     /// Frames decoded from the stream.
     pub frames_in: AtomicU64,
     pub frames_analysed: AtomicU64,
+    /// Delta frames dropped before the decoder (`decode = "keyframes"` or `auto`): never
+    /// decoded.
+    pub frames_skipped: AtomicU64,
+    /// Whether the camera decodes key frames only now.
+    pub keyframes_only: AtomicBool,
     /// Frames sampled for analysis (at `analysis_fps`) but replaced by a newer one first.
     pub frames_dropped: AtomicU64,
     /// Analysed frames the motion gate spared the detectors (`analysis.motion_gate`).
@@ -336,6 +341,11 @@ impl NodeStats {
                     }),
                     frames_in: total.frames_in,
                     frames_analysed: total.frames_analysed,
+                    frames_skipped: camera.frames_skipped.load(Ordering::Relaxed),
+                    decoding: match camera.keyframes_only.load(Ordering::Relaxed) {
+                        true => "keyframes",
+                        false => "all",
+                    },
                     frames_dropped: camera.frames_dropped.load(Ordering::Relaxed),
                     frames_gated: camera.frames_gated.load(Ordering::Relaxed),
                     incidents,

@@ -31,7 +31,8 @@ pub struct TrackerConfig {
     /// Consecutive matched frames for a tentative track to become confirmed. A track born on
     /// the tracker's very first frame is confirmed at once, as in ByteTrack.
     pub confirm_hits: u32,
-    /// A confirmed track unmatched for longer than this (stream time) is removed for good.
+    /// A confirmed track unmatched for longer than this (stream time), and for more than
+    /// [`LOST_FRAMES`] frames, is removed for good.
     pub lost_ttl_s: f64,
 }
 
@@ -87,12 +88,18 @@ pub struct TrackUpdate<'a> {
     pub removed: Vec<u64>,
 }
 
+/// Frames a confirmed track may go unmatched however far apart they come: at a key frame every
+/// 2 s, `lost_ttl_s` alone would drop a parked car the second time the detector missed it.
+const LOST_FRAMES: f64 = 2.0;
+
 /// Tracks the objects of one camera.
 pub struct Tracker {
     config: TrackerConfig,
     tracks: Vec<Entry>,
     next_id: u64,
     started: bool,
+    /// Stream time of the previous update: the gap to it scales `lost_ttl_s`.
+    last_t: Option<f64>,
     scratch: Scratch,
     /// The reported tracks, rebuilt each update; kept to reuse its allocation.
     reported: Vec<Track>,
@@ -105,6 +112,7 @@ impl Tracker {
             tracks: Vec::new(),
             next_id: 1,
             started: false,
+            last_t: None,
             scratch: Scratch::default(),
             reported: Vec::new(),
         }
@@ -120,6 +128,9 @@ impl Tracker {
         }
 
         let cfg = &self.config;
+        let gap_s = self.last_t.map_or(0.0, |last| t - last);
+        self.last_t = Some(t);
+        let lost_ttl_s = cfg.lost_ttl_s.max(LOST_FRAMES * gap_s);
         let scratch = &mut self.scratch;
         scratch.reset(self.tracks.len(), detections.len());
         for (i, det) in detections.iter().enumerate() {
@@ -144,7 +155,7 @@ impl Tracker {
                     entry.observe(&detections[d], t, cfg.confirm_hits);
                     true
                 }
-                None => entry.miss(t, cfg.lost_ttl_s, &mut removed),
+                None => entry.miss(t, lost_ttl_s, &mut removed),
             }
         });
 

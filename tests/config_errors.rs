@@ -389,6 +389,27 @@ fn cases() -> Vec<Case> {
             line: Line::Unchecked,
         },
         Case {
+            name: "key frames only for a tripwire, which needs 5 frames a second",
+            edit: |c| {
+                let c =
+                    replace(c, "analysis_fps = 5\n", "analysis_fps = 5\ndecode = \"keyframes\"\n");
+                with_first_algorithm(
+                    &c,
+                    &["type = \"tripwire\"", "line = [[0.5, 0.0], [0.5, 1.0]]"],
+                )
+            },
+            key: "cameras[0].decode",
+            fragment: "but tripwire needs 5 frames a second",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "an unknown decode mode",
+            edit: |c| replace(c, "analysis_fps = 5\n", "analysis_fps = 5\ndecode = \"some\"\n"),
+            key: "cameras[0].decode",
+            fragment: "unknown variant `some`, expected one of `all`, `keyframes`, `auto`",
+            line: Line::Of("decode = \"some\""),
+        },
+        Case {
             name: "tripwire whose line is a single point",
             edit: |c| {
                 with_first_algorithm(c, &["type = \"tripwire\"", "line = [[0.5, 0.5], [0.5, 0.5]]"])

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use algorithm::{Algorithm, AlgorithmConfig};
-pub use camera::{CameraConfig, Source, Transport, ZoneConfig};
+pub use camera::{CameraConfig, Decode, KEYFRAME_FPS, Source, Transport, ZoneConfig};
 pub use catalog::{Category, Entry};
 pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
 pub use error::{ConfigError, ConfigErrors};

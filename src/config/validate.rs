@@ -10,8 +10,8 @@ use super::mqtt::MAX_PACKET_BYTES_RANGE;
 use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
-    AlgorithmConfig, CameraConfig, Config, ConfigError, ModelConfig, ModelKind, Params,
-    PrimitiveKind, Schedule, Source,
+    AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, KEYFRAME_FPS, ModelConfig,
+    ModelKind, Params, PrimitiveKind, Schedule, Source,
 };
 
 impl Config {
@@ -186,6 +186,19 @@ impl Config {
         }
         if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
             errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
+        }
+        if camera.decode == Decode::Keyframes
+            && let Some((fps, algorithm)) = camera.needed_fps().filter(|(f, _)| *f > KEYFRAME_FPS)
+        {
+            errors.push(self.error(
+                key("decode"),
+                format!(
+                    "`keyframes` gives one frame per key-frame interval (at most about \
+                     {KEYFRAME_FPS} a second), but {algorithm} needs {fps} frames a second; use \
+                     decode = \"all\", or \"auto\" to decode key frames only when their rate \
+                     serves every algorithm"
+                ),
+            ));
         }
         if camera.models.is_empty() {
             errors.push(self.error(key("models"), "needs at least one model"));

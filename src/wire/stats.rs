@@ -59,7 +59,12 @@ pub struct CameraReport {
     /// Mean time per analysed frame in the camera's models over the interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inference_ms: Option<f64>,
+    /// Frames decoded.
     pub frames_in: u64,
+    /// Delta frames dropped before the decoder: never decoded.
+    pub frames_skipped: u64,
+    /// `keyframes` while the camera decodes key frames only, else `all`.
+    pub decoding: &'static str,
     pub frames_analysed: u64,
     /// Frames sampled for analysis but replaced by a newer one before analysis got to them.
     pub frames_dropped: u64,
