@@ -296,6 +296,65 @@ pub fn run(
     Ok(())
 }
 
+/// A patrolled camera's stream, opened for one visit at a time. Stream time keeps counting
+/// across visits, the wall-clock time between them included, so a parked car's dwell spans them.
+pub struct Visits {
+    clock: StreamClock,
+}
+
+impl Default for Visits {
+    fn default() -> Self {
+        Visits { clock: StreamClock::new(Mode::Live) }
+    }
+}
+
+impl Visits {
+    /// Opens the stream, hands on `visit_s` seconds of its frames (from the first) as [`run`]
+    /// does, and closes it; stops early when `stop` is set. Returns how many frames came. Fails
+    /// at once, without retrying, when the stream cannot be opened or fails: the patrol tries
+    /// again at the camera's next turn.
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit(
+        &mut self,
+        camera: &CameraConfig,
+        visit_s: f64,
+        stop: &AtomicBool,
+        stats: &Arc<CameraStats>,
+        state: &mut dyn FnMut(CameraState),
+        frame: &mut dyn FnMut(Frame),
+        encoded: &mut Option<&mut dyn FnMut(Encoded)>,
+    ) -> Result<u64, IngestError> {
+        init_gstreamer()?;
+        let over = AtomicBool::new(false);
+        let alive = || {
+            stats.mark_alive();
+            if stop.load(Ordering::Relaxed) {
+                over.store(true, Ordering::Relaxed);
+            }
+        };
+        let mut first = None;
+        let mut on_frame = |f: Frame| {
+            let t0 = *first.get_or_insert(f.stream_time_s);
+            if f.stream_time_s - t0 >= visit_s {
+                over.store(true, Ordering::Relaxed);
+            }
+            frame(f);
+        };
+        state(CameraState::Connecting);
+        self.clock.frames_since_open = 0;
+        let transport = transports(camera)[0];
+        let session = Session::open(camera, transport, Mode::Live, stats, encoded.is_some());
+        let pumped = session
+            .and_then(|s| s.pump(&over, &mut self.clock, &alive, state, &mut on_frame, encoded));
+        let frames = self.clock.frames_since_open;
+        match pumped {
+            Ok(_) if frames > 0 || stop.load(Ordering::Relaxed) => Ok(frames),
+            Ok(_) => Err(IngestError::EndedBeforeFirstFrame),
+            Err(error) => Err(error.redacted(&camera.url)),
+        }
+    }
+}
+
 /// What worked for each RTSP camera with `transport = "auto"`, by camera id and URL (without
 /// its password), for the life of the process: the next connection asks for it first, also
 /// when a reloaded config restarts the camera.

@@ -92,6 +92,10 @@ pub struct TrackUpdate<'a> {
 /// 2 s, `lost_ttl_s` alone would drop a parked car the second time the detector missed it.
 const LOST_FRAMES: f64 = 2.0;
 
+/// The overlap a detection needs with a track's last box to continue it after a gap longer
+/// than `lost_ttl_s` (and of the same class).
+pub const RESUME_IOU: f32 = 0.5;
+
 /// Tracks the objects of one camera.
 pub struct Tracker {
     config: TrackerConfig,
@@ -131,6 +135,10 @@ impl Tracker {
         let gap_s = self.last_t.map_or(0.0, |last| t - last);
         self.last_t = Some(t);
         let lost_ttl_s = cfg.lost_ttl_s.max(LOST_FRAMES * gap_s);
+        // After a long gap (a reconnect, a patrol's next visit) only the same object where it
+        // clearly was before continues its track (and its dwell).
+        let resumed = gap_s > cfg.lost_ttl_s;
+        let match_iou = if resumed { cfg.match_iou.max(RESUME_IOU) } else { cfg.match_iou };
         let scratch = &mut self.scratch;
         scratch.reset(self.tracks.len(), detections.len());
         for (i, det) in detections.iter().enumerate() {
@@ -143,8 +151,9 @@ impl Tracker {
                 scratch.low.push(i);
             }
         }
-        scratch.associate(&self.tracks, detections, Pass::High, cfg.match_iou);
-        scratch.associate(&self.tracks, detections, Pass::Low, cfg.low_match_iou);
+        scratch.associate(&self.tracks, detections, Pass::High, match_iou, resumed);
+        let low_match_iou = cfg.low_match_iou.max(match_iou);
+        scratch.associate(&self.tracks, detections, Pass::Low, low_match_iou, resumed);
 
         let mut removed = Vec::new();
         let mut assigned = scratch.assigned.iter();
@@ -315,7 +324,14 @@ impl Scratch {
     /// Greedy matching by descending IoU. ByteTrack solves this optimally with the Hungarian
     /// algorithm, but greedy on IoU is what many edge trackers use: O(n·m log(n·m)) and, with
     /// boxes that overlap only their own object, nearly always the same answer.
-    fn associate(&mut self, tracks: &[Entry], detections: &[Detection], pass: Pass, min_iou: f32) {
+    fn associate(
+        &mut self,
+        tracks: &[Entry],
+        detections: &[Detection],
+        pass: Pass,
+        min_iou: f32,
+        resumed: bool,
+    ) {
         let candidates = match pass {
             Pass::High => &self.high,
             Pass::Low => &self.low,
@@ -327,10 +343,15 @@ impl Scratch {
                     Pass::High => true,
                     Pass::Low => entry.track.state == TrackState::Confirmed,
                 };
-                if !eligible || self.assigned[t].is_some() {
+                if !eligible
+                    || self.assigned[t].is_some()
+                    || (resumed && entry.track.class != detections[d].class)
+                {
                     continue;
                 }
-                let iou = entry.predicted.iou(&detections[d].bbox);
+                // After a gap, where it was last seen: a prediction that far ahead means nothing.
+                let from = if resumed { entry.track.bbox } else { entry.predicted };
+                let iou = from.iou(&detections[d].bbox);
                 // Some overlap is required even if min_iou is configured to 0.
                 if iou > 0.0 && iou >= min_iou {
                     self.pairs.push((iou, t, d));
@@ -556,6 +577,30 @@ mod tests {
         assert_eq!(tracks[0].id, id);
         assert_eq!(tracks[0].state, TrackState::Confirmed);
         assert_eq!(tracks[0].first_seen_s, 0.0);
+    }
+
+    #[test]
+    fn a_parked_car_seen_again_after_a_long_gap_continues_its_track_and_only_it() {
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        // A key frame every 2 s, missed once by the detector: still the same car.
+        let (tracks, _) = step(&mut tracker, &[car(0.4, 0.4)], 0.0);
+        let id = tracks[0].id;
+        assert_eq!(step(&mut tracker, &[], 2.0).0[0].state, TrackState::Lost);
+        assert_eq!(step(&mut tracker, &[car(0.41, 0.4)], 4.0).0[0].id, id);
+        // The next visit of a patrol, 5 minutes on: the car, a little shifted (IoU >= 0.5),
+        // continues; a person in the same place and a car that overlaps less do not.
+        let later = 304.0;
+        let (tracks, _) = step(&mut tracker, &[car(0.42, 0.4)], later);
+        assert_eq!((tracks[0].id, tracks[0].first_seen_s), (id, 0.0));
+        let mut other = Tracker::new(TrackerConfig::default());
+        step(&mut other, &[car(0.4, 0.4)], 0.0);
+        let (tracks, _) = step(&mut other, &[det(0.4, 0.4, "person", 0.9)], later);
+        assert!(tracks.iter().all(|t| t.class.as_ref() == "car" && t.state == TrackState::Lost));
+        let mut moved = Tracker::new(TrackerConfig::default());
+        step(&mut moved, &[car(0.4, 0.4)], 0.0);
+        // Shifted by 0.04 of a 0.1 box: IoU 0.43, which a 0.2 s gap would have matched.
+        let (tracks, _) = step(&mut moved, &[car(0.44, 0.4)], later);
+        assert!(tracks.iter().all(|t| t.state == TrackState::Lost), "{tracks:?}");
     }
 
     #[test]

@@ -70,5 +70,12 @@ pub struct CameraReport {
     pub frames_dropped: u64,
     /// Analysed frames on which the motion gate spared the detectors.
     pub frames_gated: u64,
+    /// A patrolled camera's visits since the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visits: Option<u64>,
+    /// A patrolled camera's real revisit period: from the start of its visit before the last
+    /// to the start of its last, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revisit_s: Option<f64>,
     pub incidents: BTreeMap<String, u64>,
 }
