@@ -68,6 +68,9 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
         );
         println!("  url      {}", camera.url.masked());
         println!("  decode   {}", decode_reason(camera));
+        if let Some(patrol) = config.patrol_of(&camera.id) {
+            println!("  patrol   {}: open only during its visits, no clips", patrol.id);
+        }
         match pipeline_description(camera, true) {
             Ok(p) => println!("  pipeline {p}"),
             Err(e) => println!("  pipeline error: {e}"),
@@ -96,6 +99,21 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
                 a.update_s,
             );
         }
+    }
+    for patrol in &config.patrols {
+        let members = patrol.members(config.cameras.iter().map(|c| c.id.as_str()));
+        // Each round opens `slots` cameras for a visit; opening a stream adds a second or so.
+        let rounds = members.len().div_ceil(patrol.slots);
+        println!(
+            "patrol {}: {} cameras ({}), {} at a time for {} s each; each revisited about every \
+             {} s or more",
+            patrol.id,
+            members.len(),
+            members.join(", "),
+            patrol.slots,
+            patrol.visit_s,
+            rounds as f64 * patrol.visit_s
+        );
     }
     if with_probe {
         println!();
