@@ -11,8 +11,11 @@
 //! - **cityeye replay** of vtest.avi with the demo camera, analysing every frame
 //!   (`analysis_fps` 10, vtest's own rate), at the demo's 5 fps, and every frame with the
 //!   motion gate (`analysis.motion_gate`; the demo's only zone is the kerb);
+//! - **live cameras** ([`live`]) and **district coverage** ([`district`]: key-frame cameras, a
+//!   patrol of simulated cameras);
 //!
-//! and prints a Markdown table for BENCHMARKS.md.
+//! and prints Markdown tables for BENCHMARKS.md. `-- --district` runs the district section
+//! alone, with the inference ceiling it is compared with.
 //!
 //! ONNX Runtime allows one environment per process and cityeye's belongs to its detector, so
 //! the inference ceiling runs in a child process of this program (`--inference-ceiling`).
@@ -59,13 +62,21 @@ type Result<T> = std::result::Result<T, String>;
 // The tests' real parts: a mosquitto broker and a subscriber.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "streams/district.rs"]
+mod district;
 #[path = "streams/live.rs"]
 mod live;
+
+/// Only the district section (key-frame cameras, a patrol): `cargo bench --bench streams --
+/// --district`.
+const DISTRICT_ARG: &str = "--district";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = if args.iter().any(|a| a == CEILING_ARG) {
         inference_ceiling_child()
+    } else if args.iter().any(|a| a == DISTRICT_ARG) {
+        district::run()
     } else if args.iter().any(|a| a == "--bench") {
         run()
     } else {
@@ -188,14 +199,15 @@ fn run() -> Result<()> {
         replay_ms - decode_ms - inference_ms,
         replay.analysed_fps() / bound,
     );
-    live_cameras(ceiling, inference_ms)
+    live_cameras(ceiling, inference_ms)?;
+    district::sections(ceiling, inference_ms)
 }
 
 /// The live section: as many 720p RTSP cameras at 25 frames/s, analysed at 5, as this box
 /// carries, against the bound its decoding and inference ceilings set.
 fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     eprintln!("live cameras: 720p footage ...");
-    let footage = live::footage(VIDEO)?;
+    let footage = live::footage(VIDEO, 1)?;
     let decode = (0..2).map(|_| decode_video(&footage)).collect::<Result<Vec<_>>>()?;
     let decode = cheapest(decode);
     let decode_ms = decode.cpu_ms();
@@ -324,9 +336,17 @@ fn cheapest(passes: Vec<Decoded>) -> Decoded {
 
 /// Decodes a video into an I420 appsink, as cityeye does, as fast as it goes on one thread.
 fn decode_video(video: &Path) -> Result<Decoded> {
+    decode_frames(video, false)
+}
+
+/// [`decode_video`], with `keyframes`: delta frames dropped before the decoder, as a camera
+/// with `decode = "keyframes"` does.
+fn decode_frames(video: &Path, keyframes: bool) -> Result<Decoded> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+    let only_keys =
+        if keyframes { "parsebin ! identity drop-buffer-flags=delta-unit ! " } else { "" };
     let description = format!(
-        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 \
+        "filesrc location=\"{}\" ! {only_keys}decodebin ! videoconvert ! video/x-raw,format=I420 \
          ! appsink name=sink sync=false",
         video.display()
     );

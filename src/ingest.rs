@@ -40,7 +40,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
-use crate::config::{CameraConfig, Source, Transport, pipeline_description};
+use crate::config::{CameraConfig, Decode, Source, Transport, pipeline_description};
 use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
 use crate::wire::CameraState;
@@ -296,6 +296,65 @@ pub fn run(
     Ok(())
 }
 
+/// A patrolled camera's stream, opened for one visit at a time. Stream time keeps counting
+/// across visits, the wall-clock time between them included, so a parked car's dwell spans them.
+pub struct Visits {
+    clock: StreamClock,
+}
+
+impl Default for Visits {
+    fn default() -> Self {
+        Visits { clock: StreamClock::new(Mode::Live) }
+    }
+}
+
+impl Visits {
+    /// Opens the stream, hands on `visit_s` seconds of its frames (from the first) as [`run`]
+    /// does, and closes it; stops early when `stop` is set. Returns how many frames came. Fails
+    /// at once, without retrying, when the stream cannot be opened or fails: the patrol tries
+    /// again at the camera's next turn.
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit(
+        &mut self,
+        camera: &CameraConfig,
+        visit_s: f64,
+        stop: &AtomicBool,
+        stats: &Arc<CameraStats>,
+        state: &mut dyn FnMut(CameraState),
+        frame: &mut dyn FnMut(Frame),
+        encoded: &mut Option<&mut dyn FnMut(Encoded)>,
+    ) -> Result<u64, IngestError> {
+        init_gstreamer()?;
+        let over = AtomicBool::new(false);
+        let alive = || {
+            stats.mark_alive();
+            if stop.load(Ordering::Relaxed) {
+                over.store(true, Ordering::Relaxed);
+            }
+        };
+        let mut first = None;
+        let mut on_frame = |f: Frame| {
+            let t0 = *first.get_or_insert(f.stream_time_s);
+            if f.stream_time_s - t0 >= visit_s {
+                over.store(true, Ordering::Relaxed);
+            }
+            frame(f);
+        };
+        state(CameraState::Connecting);
+        self.clock.frames_since_open = 0;
+        let transport = transports(camera)[0];
+        let session = Session::open(camera, transport, Mode::Live, stats, encoded.is_some());
+        let pumped = session
+            .and_then(|s| s.pump(&over, &mut self.clock, &alive, state, &mut on_frame, encoded));
+        let frames = self.clock.frames_since_open;
+        match pumped {
+            Ok(_) if frames > 0 || stop.load(Ordering::Relaxed) => Ok(frames),
+            Ok(_) => Err(IngestError::EndedBeforeFirstFrame),
+            Err(error) => Err(error.redacted(&camera.url)),
+        }
+    }
+}
+
 /// What worked for each RTSP camera with `transport = "auto"`, by camera id and URL (without
 /// its password), for the life of the process: the next connection asks for it first, also
 /// when a reloaded config restarts the camera.
@@ -484,6 +543,7 @@ impl Session {
         .map_err(IngestError::Template)?;
         let pipeline = build(&description)?;
         single_threaded_decoders(&pipeline);
+        KeyframeGate::install(&pipeline, camera, stats);
         let tracks = watch_tracks(&pipeline);
         let sink = pipeline
             .by_name(SINK_NAME)
@@ -753,6 +813,116 @@ pub fn single_threaded_decoders(pipeline: &gst::Pipeline) {
             element.set_property("max-threads", 1i32);
         }
     });
+}
+
+/// Drops a camera's delta frames before its decoder when it decodes key frames only (`decode =
+/// "keyframes"`, or `auto` once the key-frame rate it measures serves every algorithm of the
+/// camera); counts what it drops. One per session: `auto` measures each stream it opens.
+struct KeyframeGate {
+    camera: String,
+    mode: Decode,
+    /// The most frames a second an algorithm of the camera needs, and which one.
+    needed: Option<(f64, &'static str)>,
+    stats: Arc<CameraStats>,
+    /// Timestamps of the first key frames, until the rate is known.
+    keys: Vec<gst::ClockTime>,
+    measured: bool,
+}
+
+/// Key frames whose timestamps tell the key-frame rate: two intervals, so that a stream's
+/// first, often early, key frame alone does not decide.
+const KEYFRAMES_MEASURED: usize = 3;
+
+impl KeyframeGate {
+    /// Adds the gate in front of every video decoder the pipeline makes (decodebin makes them
+    /// as it finds the stream). Nothing for a camera that decodes every frame.
+    fn install(pipeline: &gst::Pipeline, camera: &CameraConfig, stats: &Arc<CameraStats>) {
+        stats.keyframes_only.store(camera.decode == Decode::Keyframes, Ordering::Relaxed);
+        if camera.decode == Decode::All {
+            return;
+        }
+        let gate = Arc::new(Mutex::new(KeyframeGate {
+            camera: camera.id.clone(),
+            mode: camera.decode,
+            needed: camera.needed_fps(),
+            stats: stats.clone(),
+            keys: Vec::with_capacity(KEYFRAMES_MEASURED),
+            measured: false,
+        }));
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            let decoder = element.factory().is_some_and(|f| {
+                let klass = f.klass();
+                klass.contains("Decoder") && klass.contains("Video")
+            });
+            let Some(pad) = element.static_pad("sink").filter(|_| decoder) else { return };
+            let gate = gate.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+                let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let pass = gate.lock().unwrap_or_else(|e| e.into_inner()).pass(delta, buffer.pts());
+                // `Handled`, as for the sampler's skipped frames: gst-rs releases the buffer.
+                if pass { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
+            });
+        });
+    }
+
+    /// Whether a buffer goes on to the decoder.
+    fn pass(&mut self, delta: bool, pts: Option<gst::ClockTime>) -> bool {
+        if !delta {
+            if let Some(pts) = pts.filter(|_| !self.measured) {
+                self.keys.push(pts);
+                if self.keys.len() == KEYFRAMES_MEASURED {
+                    self.decide();
+                }
+            }
+            return true;
+        }
+        let dropping = self.stats.keyframes_only.load(Ordering::Relaxed);
+        if dropping {
+            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        !dropping
+    }
+
+    /// The key-frame rate is measured: `auto` settles on key frames only if it serves every
+    /// algorithm, `keyframes` warns if it does not.
+    fn decide(&mut self) {
+        self.measured = true;
+        let (first, last) = (self.keys[0], self.keys[KEYFRAMES_MEASURED - 1]);
+        let span_s = last.saturating_sub(first).nseconds() as f64 / 1e9;
+        if span_s <= 0.0 {
+            return;
+        }
+        let rate = (KEYFRAMES_MEASURED - 1) as f64 / span_s;
+        let serves = self.needed.is_none_or(|(fps, _)| rate >= fps);
+        let (needs, algorithm) = self.needed.unwrap_or((0.0, "no algorithm"));
+        let camera = &self.camera;
+        match (self.mode, serves) {
+            (Decode::Auto, true) => {
+                self.stats.keyframes_only.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    camera,
+                    "decode auto: key frames every {:.1} s serve every algorithm ({algorithm} \
+                     needs {needs} frames/s): decoding key frames only",
+                    1.0 / rate
+                );
+            }
+            (Decode::Auto, false) => tracing::info!(
+                camera,
+                "decode auto: key frames every {:.1} s are too few for {algorithm} ({needs} \
+                 frames/s): decoding every frame",
+                1.0 / rate
+            ),
+            (_, false) => tracing::warn!(
+                camera,
+                "decode keyframes: key frames come every {:.1} s, but {algorithm} needs {needs} \
+                 frames/s; set decode = \"all\" or \"auto\", or a shorter key-frame interval on \
+                 the camera",
+                1.0 / rate
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// Taps the buffers entering the template's `klv` element; returns where they arrive.

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
-use crate::engine::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
+use crate::engine::{Analysis, Models, Outputs, Patrol, Watch, reload_models, run_camera};
 use crate::http::{self, web::Web};
 use crate::ingest::Mode;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
@@ -151,6 +151,8 @@ enum Change {
 struct Cameras {
     config: Arc<Config>,
     models: Models,
+    /// The turns of each patrol, by patrol id.
+    patrols: BTreeMap<String, Arc<Patrol>>,
     running: BTreeMap<String, CameraThread>,
     tx: mpsc::Sender<Outbound>,
     stats: Arc<NodeStats>,
@@ -177,7 +179,9 @@ impl Cameras {
         };
         let last_seen = config.sha256.clone();
         let running = BTreeMap::new();
-        let mut cameras = Cameras { config, models, running, tx, stats, web, report, last_seen };
+        let patrols = patrols_of(&config);
+        let mut cameras =
+            Cameras { config, models, patrols, running, tx, stats, web, report, last_seen };
         // Before any camera: the sink is not draining yet, and this thread must not wait on a
         // channel the cameras may have filled.
         cameras.publish_report();
@@ -238,10 +242,17 @@ impl Cameras {
         let restart_needed = keep_start_only_sections(&self.config, &mut next);
         // Every analysis is built before anything changes, so a failure leaves all as it was.
         let mut changes = Vec::new();
+        // A changed patrol starts its turns afresh: every camera in it, before or now, restarts.
+        let patrols_changed = self.config.patrols != next.patrols;
+        let patrolled = |config: &Config, id: &str| config.patrol_of(id).is_some();
         for camera in &next.cameras {
+            let repatrolled = patrols_changed
+                && (patrolled(&self.config, &camera.id) || patrolled(&next, &camera.id));
             let change = match self.running.get(&camera.id) {
                 None => Change::Start,
-                Some(running) if stream_changed(&running.config, camera) => Change::Restart,
+                Some(running) if stream_changed(&running.config, camera) || repatrolled => {
+                    Change::Restart
+                }
                 Some(running)
                     if running.config != *camera
                         || running.models.iter().any(|m| loaded_anew.contains(m)) =>
@@ -257,6 +268,9 @@ impl Cameras {
         let kept: BTreeSet<&str> = next.cameras.iter().map(|c| c.id.as_str()).collect();
         let removed: Vec<String> =
             self.running.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
+        if patrols_changed {
+            self.patrols = patrols_of(&next);
+        }
         self.config = Arc::new(next);
         self.models = models;
         self.stats.set_cameras(self.config.cameras.iter().map(|c| c.id.as_str()));
@@ -325,14 +339,21 @@ impl Cameras {
         let (config, tx, stats) = (self.config.clone(), self.tx.clone(), self.stats.clone());
         let (id, thread_stop, thread_camera) = (camera.id.clone(), stop.clone(), camera.clone());
         let web = self.web.clone();
+        let patrol = config.patrol_of(&camera.id).and_then(|p| self.patrols.get(&p.id)).cloned();
         let spawned =
             std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
                 let camera = thread_camera;
                 let camera_stats = stats.camera(&camera.id);
-                let clips = clip::Settings::live(&config, &camera.id);
+                // A patrolled camera's stream is closed most of the time: clips of it would
+                // be cut off.
+                let clips = match patrol {
+                    Some(_) => None,
+                    None => clip::Settings::live(&config, &camera.id),
+                };
                 let mut watch = web.map(|web| web.watcher(&camera.id));
                 let watch = watch.as_mut().map(|w| w as &mut Watch<'_>);
-                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch };
+                let patrol = patrol.as_deref();
+                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch, patrol };
                 let mode = Mode::Live;
                 let stop = &thread_stop;
                 if let Err(e) =
@@ -354,6 +375,11 @@ impl Cameras {
         // The sink only goes away when the node is shutting down.
         let _ = self.tx.blocking_send(Outbound::Config(self.report.clone()));
     }
+}
+
+/// The turns of each of `config`'s patrols, by patrol id.
+fn patrols_of(config: &Config) -> BTreeMap<String, Arc<Patrol>> {
+    config.patrols.iter().map(|p| (p.id.clone(), Patrol::new(p))).collect()
 }
 
 /// Whether a camera's stream must be opened again for `new`: anything changed but its models,

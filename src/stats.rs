@@ -86,6 +86,11 @@ pub struct CameraStats {
     /// Frames decoded from the stream.
     pub frames_in: AtomicU64,
     pub frames_analysed: AtomicU64,
+    /// Delta frames dropped before the decoder (`decode = "keyframes"` or `auto`): never
+    /// decoded.
+    pub frames_skipped: AtomicU64,
+    /// Whether the camera decodes key frames only now.
+    pub keyframes_only: AtomicBool,
     /// Frames sampled for analysis (at `analysis_fps`) but replaced by a newer one first.
     pub frames_dropped: AtomicU64,
     /// Analysed frames the motion gate spared the detectors (`analysis.motion_gate`).
@@ -99,6 +104,17 @@ pub struct CameraStats {
     heartbeat: Heartbeat,
     /// New incidents (starts) by algorithm.
     incidents: Mutex<BTreeMap<String, u64>>,
+    /// A patrolled camera's visits.
+    visits: Mutex<Visits>,
+}
+
+/// A patrolled camera's visits so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Visits {
+    count: u64,
+    last_start: Option<Instant>,
+    /// From the start of the visit before the last to the start of the last.
+    revisit_s: Option<f64>,
 }
 
 impl CameraStats {
@@ -107,6 +123,7 @@ impl CameraStats {
             CameraState::Connecting => "connecting",
             CameraState::Online { .. } => "online",
             CameraState::Offline { .. } => "offline",
+            CameraState::Standby { .. } => "standby",
         });
     }
 
@@ -123,6 +140,17 @@ impl CameraStats {
     /// `connecting`, `online` or `offline`.
     pub fn state(&self) -> &'static str {
         lock(&self.state).0
+    }
+
+    /// A patrolled camera's visit begins: returns the time since the previous one began (the
+    /// real revisit period), from the second visit on.
+    pub fn start_visit(&self) -> Option<f64> {
+        let mut visits = lock(&self.visits);
+        let now = Instant::now();
+        visits.count += 1;
+        visits.revisit_s = visits.last_start.map(|last| now.duration_since(last).as_secs_f64());
+        visits.last_start = Some(now);
+        visits.revisit_s
     }
 
     pub fn count_incident(&self, algorithm: &str) {
@@ -319,6 +347,7 @@ impl NodeStats {
                 let total = totals[id];
                 let before = previous.get(id).copied().unwrap_or_default();
                 let incidents = lock(&camera.incidents).clone();
+                let visits = *lock(&camera.visits);
                 for (algorithm, n) in &incidents {
                     *node_incidents.entry(algorithm.clone()).or_default() += n;
                 }
@@ -336,8 +365,15 @@ impl NodeStats {
                     }),
                     frames_in: total.frames_in,
                     frames_analysed: total.frames_analysed,
+                    frames_skipped: camera.frames_skipped.load(Ordering::Relaxed),
+                    decoding: match camera.keyframes_only.load(Ordering::Relaxed) {
+                        true => "keyframes",
+                        false => "all",
+                    },
                     frames_dropped: camera.frames_dropped.load(Ordering::Relaxed),
                     frames_gated: camera.frames_gated.load(Ordering::Relaxed),
+                    visits: (visits.count > 0).then_some(visits.count),
+                    revisit_s: visits.revisit_s.map(round1),
                     incidents,
                 };
                 (id.clone(), report)

@@ -31,7 +31,8 @@ pub struct TrackerConfig {
     /// Consecutive matched frames for a tentative track to become confirmed. A track born on
     /// the tracker's very first frame is confirmed at once, as in ByteTrack.
     pub confirm_hits: u32,
-    /// A confirmed track unmatched for longer than this (stream time) is removed for good.
+    /// A confirmed track unmatched for longer than this (stream time), and for more than
+    /// [`LOST_FRAMES`] frames, is removed for good.
     pub lost_ttl_s: f64,
 }
 
@@ -87,12 +88,22 @@ pub struct TrackUpdate<'a> {
     pub removed: Vec<u64>,
 }
 
+/// Frames a confirmed track may go unmatched however far apart they come: at a key frame every
+/// 2 s, `lost_ttl_s` alone would drop a parked car the second time the detector missed it.
+const LOST_FRAMES: f64 = 2.0;
+
+/// The overlap a detection needs with a track's last box to continue it after a gap longer
+/// than `lost_ttl_s` (and of the same class).
+pub const RESUME_IOU: f32 = 0.5;
+
 /// Tracks the objects of one camera.
 pub struct Tracker {
     config: TrackerConfig,
     tracks: Vec<Entry>,
     next_id: u64,
     started: bool,
+    /// Stream time of the previous update: the gap to it scales `lost_ttl_s`.
+    last_t: Option<f64>,
     scratch: Scratch,
     /// The reported tracks, rebuilt each update; kept to reuse its allocation.
     reported: Vec<Track>,
@@ -105,6 +116,7 @@ impl Tracker {
             tracks: Vec::new(),
             next_id: 1,
             started: false,
+            last_t: None,
             scratch: Scratch::default(),
             reported: Vec::new(),
         }
@@ -120,6 +132,13 @@ impl Tracker {
         }
 
         let cfg = &self.config;
+        let gap_s = self.last_t.map_or(0.0, |last| t - last);
+        self.last_t = Some(t);
+        let lost_ttl_s = cfg.lost_ttl_s.max(LOST_FRAMES * gap_s);
+        // After a long gap (a reconnect, a patrol's next visit) only the same object where it
+        // clearly was before continues its track (and its dwell).
+        let resumed = gap_s > cfg.lost_ttl_s;
+        let match_iou = if resumed { cfg.match_iou.max(RESUME_IOU) } else { cfg.match_iou };
         let scratch = &mut self.scratch;
         scratch.reset(self.tracks.len(), detections.len());
         for (i, det) in detections.iter().enumerate() {
@@ -132,8 +151,9 @@ impl Tracker {
                 scratch.low.push(i);
             }
         }
-        scratch.associate(&self.tracks, detections, Pass::High, cfg.match_iou);
-        scratch.associate(&self.tracks, detections, Pass::Low, cfg.low_match_iou);
+        scratch.associate(&self.tracks, detections, Pass::High, match_iou, resumed);
+        let low_match_iou = cfg.low_match_iou.max(match_iou);
+        scratch.associate(&self.tracks, detections, Pass::Low, low_match_iou, resumed);
 
         let mut removed = Vec::new();
         let mut assigned = scratch.assigned.iter();
@@ -144,7 +164,7 @@ impl Tracker {
                     entry.observe(&detections[d], t, cfg.confirm_hits);
                     true
                 }
-                None => entry.miss(t, cfg.lost_ttl_s, &mut removed),
+                None => entry.miss(t, lost_ttl_s, &mut removed),
             }
         });
 
@@ -304,7 +324,14 @@ impl Scratch {
     /// Greedy matching by descending IoU. ByteTrack solves this optimally with the Hungarian
     /// algorithm, but greedy on IoU is what many edge trackers use: O(n·m log(n·m)) and, with
     /// boxes that overlap only their own object, nearly always the same answer.
-    fn associate(&mut self, tracks: &[Entry], detections: &[Detection], pass: Pass, min_iou: f32) {
+    fn associate(
+        &mut self,
+        tracks: &[Entry],
+        detections: &[Detection],
+        pass: Pass,
+        min_iou: f32,
+        resumed: bool,
+    ) {
         let candidates = match pass {
             Pass::High => &self.high,
             Pass::Low => &self.low,
@@ -316,10 +343,15 @@ impl Scratch {
                     Pass::High => true,
                     Pass::Low => entry.track.state == TrackState::Confirmed,
                 };
-                if !eligible || self.assigned[t].is_some() {
+                if !eligible
+                    || self.assigned[t].is_some()
+                    || (resumed && entry.track.class != detections[d].class)
+                {
                     continue;
                 }
-                let iou = entry.predicted.iou(&detections[d].bbox);
+                // After a gap, where it was last seen: a prediction that far ahead means nothing.
+                let from = if resumed { entry.track.bbox } else { entry.predicted };
+                let iou = from.iou(&detections[d].bbox);
                 // Some overlap is required even if min_iou is configured to 0.
                 if iou > 0.0 && iou >= min_iou {
                     self.pairs.push((iou, t, d));
@@ -545,6 +577,30 @@ mod tests {
         assert_eq!(tracks[0].id, id);
         assert_eq!(tracks[0].state, TrackState::Confirmed);
         assert_eq!(tracks[0].first_seen_s, 0.0);
+    }
+
+    #[test]
+    fn a_parked_car_seen_again_after_a_long_gap_continues_its_track_and_only_it() {
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        // A key frame every 2 s, missed once by the detector: still the same car.
+        let (tracks, _) = step(&mut tracker, &[car(0.4, 0.4)], 0.0);
+        let id = tracks[0].id;
+        assert_eq!(step(&mut tracker, &[], 2.0).0[0].state, TrackState::Lost);
+        assert_eq!(step(&mut tracker, &[car(0.41, 0.4)], 4.0).0[0].id, id);
+        // The next visit of a patrol, 5 minutes on: the car, a little shifted (IoU >= 0.5),
+        // continues; a person in the same place and a car that overlaps less do not.
+        let later = 304.0;
+        let (tracks, _) = step(&mut tracker, &[car(0.42, 0.4)], later);
+        assert_eq!((tracks[0].id, tracks[0].first_seen_s), (id, 0.0));
+        let mut other = Tracker::new(TrackerConfig::default());
+        step(&mut other, &[car(0.4, 0.4)], 0.0);
+        let (tracks, _) = step(&mut other, &[det(0.4, 0.4, "person", 0.9)], later);
+        assert!(tracks.iter().all(|t| t.class.as_ref() == "car" && t.state == TrackState::Lost));
+        let mut moved = Tracker::new(TrackerConfig::default());
+        step(&mut moved, &[car(0.4, 0.4)], 0.0);
+        // Shifted by 0.04 of a 0.1 box: IoU 0.43, which a 0.2 s gap would have matched.
+        let (tracks, _) = step(&mut moved, &[car(0.44, 0.4)], later);
+        assert!(tracks.iter().all(|t| t.state == TrackState::Lost), "{tracks:?}");
     }
 
     #[test]

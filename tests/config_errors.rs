@@ -182,6 +182,11 @@ fn with_drone(text: &str, from: &str, to: &str) -> String {
     format!("{text}{}", replace(DRONE, from, to))
 }
 
+/// A `[[patrols]]` block visiting `cameras` (TOML array text) with `slots` slots.
+fn patrol(id: &str, cameras: &str, slots: usize) -> String {
+    format!("\n[[patrols]]\nid = \"{id}\"\ncameras = {cameras}\nslots = {slots}\nvisit_s = 10\n")
+}
+
 /// Which line an error must cite.
 enum Line {
     /// The first line of the config holding this text.
@@ -386,6 +391,66 @@ fn cases() -> Vec<Case> {
             },
             key: "cameras[0].algorithms[0].zone",
             fragment: "line_cross algorithms watch their line, not a zone",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "key frames only for a tripwire, which needs 5 frames a second",
+            edit: |c| {
+                let c =
+                    replace(c, "analysis_fps = 5\n", "analysis_fps = 5\ndecode = \"keyframes\"\n");
+                with_first_algorithm(
+                    &c,
+                    &["type = \"tripwire\"", "line = [[0.5, 0.0], [0.5, 1.0]]"],
+                )
+            },
+            key: "cameras[0].decode",
+            fragment: "but tripwire needs 5 frames a second",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "an unknown decode mode",
+            edit: |c| replace(c, "analysis_fps = 5\n", "analysis_fps = 5\ndecode = \"some\"\n"),
+            key: "cameras[0].decode",
+            fragment: "unknown variant `some`, expected one of `all`, `keyframes`, `auto`",
+            line: Line::Of("decode = \"some\""),
+        },
+        // Patrols.
+        Case {
+            name: "a patrol naming an unknown camera",
+            edit: |c| format!("{c}{}", patrol("district-7", "[\"yard\", \"kerb-*\"]", 1)),
+            key: "patrols[0].cameras",
+            fragment: "unknown camera `kerb-*` (no camera id is, or matches, it); cameras \
+                       defined: yard, gate",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "a camera in two patrols",
+            edit: |c| {
+                format!("{c}{}{}", patrol("north", "[\"yard\"]", 1), patrol("all", "[\"*\"]", 1))
+            },
+            key: "patrols[1].cameras",
+            fragment: "camera `yard` is already in patrol `north` (patrols[0])",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "a patrol without slots",
+            edit: |c| format!("{c}{}", patrol("district-7", "[\"*\"]", 0)),
+            key: "patrols[0].slots",
+            fragment: "must be at least 1",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "a tripwire on a patrolled camera",
+            edit: |c| {
+                let c = with_first_algorithm(
+                    c,
+                    &["type = \"tripwire\"", "line = [[0.5, 0.0], [0.5, 1.0]]"],
+                );
+                format!("{c}{}", patrol("district-7", "[\"yard\"]", 1))
+            },
+            key: "cameras[0].algorithms[0].type",
+            fragment: "tripwire needs 5 frames a second without gaps, but camera `yard` is \
+                       patrolled by `district-7`",
             line: Line::Unchecked,
         },
         Case {

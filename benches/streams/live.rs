@@ -39,9 +39,47 @@ const MEASURE: Duration = Duration::from_secs(20);
 /// A camera starves below this share of its analysis rate.
 const FAIR_SHARE: f64 = 0.9;
 
+/// What each camera of a trial decodes and runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decoding {
+    /// Every frame, analysed at 5 frames/s, `intrusion` on the whole frame (incident messages
+    /// to measure latency on).
+    Every,
+    /// Key frames only (`decode = "keyframes"`), each analysed, `illegal_parking` on the kerb:
+    /// a slow-event camera. `key_fps` is the footage's key-frame rate.
+    Keyframes { key_fps: f64 },
+}
+
+impl Decoding {
+    /// The analysed frames a second a carried camera gets.
+    fn expected_fps(self) -> f64 {
+        match self {
+            Decoding::Every => ANALYSIS_FPS,
+            Decoding::Keyframes { key_fps } => key_fps,
+        }
+    }
+
+    /// The camera's settings after its `url`.
+    fn camera_settings(self) -> String {
+        match self {
+            Decoding::Every => format!(
+                "analysis_fps = {ANALYSIS_FPS}\nmodel = \"coco\"\n  [[cameras.algorithms]]\n  \
+                 type = \"intrusion\"\n  update_s = 1\n"
+            ),
+            Decoding::Keyframes { .. } => format!(
+                "analysis_fps = {ANALYSIS_FPS}\ndecode = \"keyframes\"\nmodel = \"coco\"\n  \
+                 [[cameras.zones]]\n  name = \"kerb\"\n  \
+                 polygon = [[0.80, 0.00], [1.00, 0.00], [1.00, 0.25], [0.80, 0.25]]\n  \
+                 [[cameras.algorithms]]\n  type = \"illegal_parking\"\n  zone = \"kerb\"\n"
+            ),
+        }
+    }
+}
+
 /// What one trial with `cameras` cameras measured.
 pub struct Trial {
     pub cameras: usize,
+    pub decoding: Decoding,
     /// All cameras together.
     pub analysed_fps: f64,
     pub slowest_fps: f64,
@@ -103,13 +141,17 @@ impl Stages {
 
 impl Trial {
     pub fn carried(&self) -> bool {
-        self.slowest_fps >= FAIR_SHARE * ANALYSIS_FPS
+        self.slowest_fps >= FAIR_SHARE * self.decoding.expected_fps()
     }
 }
 
-/// The 720p footage, encoded once.
-pub fn footage(video: &str) -> Result<PathBuf> {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/vtest-720p25.mp4");
+/// The 720p footage with a key frame every `key_s` seconds, encoded once.
+pub fn footage(video: &str, key_s: u32) -> Result<PathBuf> {
+    let name = match key_s {
+        1 => "vtest-720p25.mp4".to_string(),
+        s => format!("vtest-720p25-key{s}s.mp4"),
+    };
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench").join(name);
     if out.is_file() {
         return Ok(out);
     }
@@ -118,8 +160,9 @@ pub fn footage(video: &str) -> Result<PathBuf> {
     let description = format!(
         "filesrc location=\"{video}\" ! decodebin ! videoconvert ! videoscale ! videorate \
          ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
-         ! x264enc speed-preset=veryfast key-int-max={FPS} bitrate=3000 \
+         ! x264enc speed-preset=veryfast key-int-max={} option-string=scenecut=0 bitrate=3000 \
          ! h264parse ! mp4mux ! filesink location=\"{}\"",
+        FPS * key_s,
         partial.display()
     );
     run_to_end(&description)?;
@@ -179,8 +222,15 @@ impl Drop for Camera {
     }
 }
 
-/// A node config with `cameras` cameras on `url`.
-fn config(broker_port: u16, url: &str, cameras: usize, model: &str, classes: &str) -> String {
+/// A node config with `cameras` cameras on `url`, decoding as `decoding` says.
+fn config(
+    broker_port: u16,
+    url: &str,
+    cameras: usize,
+    decoding: Decoding,
+    model: &str,
+    classes: &str,
+) -> String {
     let mut text = format!(
         "[node]\nid = \"bench\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n\
          stats_interval_s = 5\n\n[http]\nenabled = false\n\n[[models]]\nname = \"coco\"\n\
@@ -189,15 +239,15 @@ fn config(broker_port: u16, url: &str, cameras: usize, model: &str, classes: &st
     for i in 0..cameras {
         let _ = write!(
             text,
-            "\n[[cameras]]\nid = \"cam{i}\"\nurl = \"{url}\"\nanalysis_fps = {ANALYSIS_FPS}\n\
-             model = \"coco\"\n  [[cameras.algorithms]]\n  type = \"intrusion\"\n  update_s = 1\n"
+            "\n[[cameras]]\nid = \"cam{i}\"\nurl = \"{url}\"\n{}",
+            decoding.camera_settings()
         );
     }
     text
 }
 
 /// CPU seconds (user and system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     name_and_cpu(&stat).map(|(_, seconds)| seconds)
 }
@@ -214,7 +264,7 @@ fn name_and_cpu(stat: &str) -> Option<(&str, f64)> {
     Some((name, ticks / per_second))
 }
 
-fn rss_mb(pid: u32) -> Option<f64> {
+pub fn rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -222,12 +272,18 @@ fn rss_mb(pid: u32) -> Option<f64> {
 }
 
 /// Runs `cityeye run` with `cameras` cameras on `footage` and measures it.
-pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Result<Trial> {
+pub fn trial(
+    footage: &Path,
+    cameras: usize,
+    decoding: Decoding,
+    model: &str,
+    classes: &str,
+) -> Result<Trial> {
     let camera = Camera::serve(footage)?;
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("cityeye.toml");
-    std::fs::write(&path, config(broker.port, &camera.url, cameras, model, classes))
+    std::fs::write(&path, config(broker.port, &camera.url, cameras, decoding, model, classes))
         .map_err(|e| e.to_string())?;
     let reports = Subscriber::connect(broker.port, "cityeye/bench/stats");
     let mut node = Command::new(env!("CARGO_BIN_EXE_cityeye"))
@@ -278,6 +334,7 @@ pub fn trial(footage: &Path, cameras: usize, model: &str, classes: &str) -> Resu
     let p99 = latencies.iter().filter_map(|l| l["p99"].as_f64()).reduce(f64::max);
     Ok(Trial {
         cameras,
+        decoding,
         analysed_fps: per_camera.iter().sum(),
         slowest_fps: per_camera.iter().copied().fold(f64::INFINITY, f64::min),
         cpu_percent: cpu.map_or(f64::NAN, |c| 100.0 * c / seconds),
@@ -316,7 +373,7 @@ pub fn largest_carried(
 ) -> Result<(Option<usize>, Vec<Trial>)> {
     let mut trials = Vec::new();
     let mut n = ((0.85 * bound).floor() as usize).max(1);
-    let first = trial(footage, n, model, classes)?;
+    let first = trial(footage, n, Decoding::Every, model, classes)?;
     let up = first.carried();
     eprintln!("  {n} cameras: slowest {:.2} frames/s", first.slowest_fps);
     trials.push(first);
@@ -326,7 +383,7 @@ pub fn largest_carried(
         if n == 0 || n as f64 > bound.ceil() + 2.0 {
             break;
         }
-        let t = trial(footage, n, model, classes)?;
+        let t = trial(footage, n, Decoding::Every, model, classes)?;
         eprintln!("  {n} cameras: slowest {:.2} frames/s", t.slowest_fps);
         let carried = t.carried();
         trials.push(t);
@@ -361,7 +418,7 @@ pub fn largest_within_latency(
     }
     let smallest = trials.first().map_or(1, |t| t.cameras);
     for n in (smallest.saturating_sub(4).max(1)..smallest).rev() {
-        let t = trial(footage, n, model, classes)?;
+        let t = trial(footage, n, Decoding::Every, model, classes)?;
         eprintln!("  {n} cameras: p99 {:?} ms", t.latency_p99_ms);
         let found = within(&t);
         trials.insert(0, t);

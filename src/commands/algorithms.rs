@@ -20,6 +20,7 @@ pub fn algorithms(json: bool) -> ExitCode {
                 "classes": e.classes,
                 "partner_classes": partners,
                 "severity": e.severity.name(),
+                "min_fps": e.min_fps,
                 "description": e.description,
             });
             writeln!(out, "{line}")
@@ -30,13 +31,14 @@ pub fn algorithms(json: bool) -> ExitCode {
             }
             writeln!(
                 out,
-                "{:<26} {:<13} {:<11} {} ({})\n{:<26} classes: {classes}",
+                "{:<26} {:<13} {:<11} {} ({})\n{:<26} classes: {classes}; min_fps {}",
                 e.id,
                 e.category.name(),
                 e.primitive.name(),
                 e.name_en,
                 e.name_zh,
-                ""
+                "",
+                e.min_fps
             )
         };
         if written.is_err() {

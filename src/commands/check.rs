@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, load, load_link, probe};
-use crate::config::{Config, pipeline_description};
+use crate::config::{CameraConfig, Config, Decode, pipeline_description};
 use crate::ingest::{self, IngestError};
 use crate::publish;
 
@@ -67,6 +67,10 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
             camera.analysis_fps
         );
         println!("  url      {}", camera.url.masked());
+        println!("  decode   {}", decode_reason(camera));
+        if let Some(patrol) = config.patrol_of(&camera.id) {
+            println!("  patrol   {}: open only during its visits, no clips", patrol.id);
+        }
         match pipeline_description(camera, true) {
             Ok(p) => println!("  pipeline {p}"),
             Err(e) => println!("  pipeline error: {e}"),
@@ -96,6 +100,21 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
             );
         }
     }
+    for patrol in &config.patrols {
+        let members = patrol.members(config.cameras.iter().map(|c| c.id.as_str()));
+        // Each round opens `slots` cameras for a visit; opening a stream adds a second or so.
+        let rounds = members.len().div_ceil(patrol.slots);
+        println!(
+            "patrol {}: {} cameras ({}), {} at a time for {} s each; each revisited about every \
+             {} s or more",
+            patrol.id,
+            members.len(),
+            members.join(", "),
+            patrol.slots,
+            patrol.visit_s,
+            rounds as f64 * patrol.visit_s
+        );
+    }
     if with_probe {
         println!();
         if !probe::run(&config, &link) {
@@ -103,6 +122,28 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The camera's decode mode and why: what it was set to, and what its algorithms need.
+fn decode_reason(camera: &CameraConfig) -> String {
+    let needs = match camera.needed_fps() {
+        Some((fps, algorithm)) => format!("{algorithm} needs {fps} frames/s"),
+        None => "no algorithm needs any frame rate".into(),
+    };
+    match camera.decode {
+        Decode::All => {
+            format!("all: every frame, sampled at {} fps ({needs})", camera.analysis_fps)
+        }
+        Decode::Keyframes => {
+            format!(
+                "keyframes: delta frames dropped before the decoder; {needs}, which key frames serve"
+            )
+        }
+        Decode::Auto => format!(
+            "auto: key frames only once the stream's key-frame rate is measured and serves every \
+             algorithm ({needs}), else every frame"
+        ),
+    }
 }
 
 /// The cameras whose pipeline GStreamer cannot build, one error each. GStreamer's words only:

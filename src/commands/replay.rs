@@ -73,6 +73,8 @@ fn find_camera<'c>(config: &'c Config, camera_id: &str) -> Result<&'c CameraConf
 #[derive(Debug)]
 pub struct ReplaySummary {
     pub frames_decoded: u64,
+    /// Delta frames dropped before the decoder (`decode = "keyframes"` or `auto`).
+    pub frames_skipped: u64,
     pub frames_analysed: u64,
     /// Analysed frames on which the motion gate spared the detectors.
     pub frames_gated: u64,
@@ -156,7 +158,7 @@ pub fn replay(
         }
     };
     let watch: Option<&mut Watch<'_>> = annotating.then_some(&mut annotate_frame);
-    let outputs = Outputs { tx: &tx, stats, clips, watch };
+    let outputs = Outputs { tx: &tx, stats, clips, watch, patrol: None };
     let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs, None);
     drop(tx);
     let frames_annotated = annotator.map(Annotator::finish).transpose();
@@ -179,6 +181,7 @@ pub fn replay(
     let incidents = written.map_err(|e| ReplayError::Failed(e.to_string()))?;
     Ok(ReplaySummary {
         frames_decoded: stats.frames_in.load(Ordering::Relaxed),
+        frames_skipped: stats.frames_skipped.load(Ordering::Relaxed),
         frames_analysed: stats.frames_analysed.load(Ordering::Relaxed),
         frames_gated: stats.frames_gated.load(Ordering::Relaxed),
         seconds,
@@ -204,8 +207,10 @@ pub fn replay_command(
     match replayed {
         Ok(s) => {
             println!(
-                "frames decoded {}, frames analysed {}, analysed frames/s {:.1}, incidents {}",
+                "frames decoded {}, delta frames skipped {}, frames analysed {}, analysed \
+                 frames/s {:.1}, incidents {}",
                 s.frames_decoded,
+                s.frames_skipped,
                 s.frames_analysed,
                 s.analysed_fps(),
                 s.incidents

@@ -19,6 +19,10 @@ pub struct CameraConfig {
     pub pipeline: Option<String>,
     #[serde(default = "default_analysis_fps")]
     pub analysis_fps: f64,
+    /// Which frames are decoded: `all` (the default), `keyframes` (delta frames dropped before
+    /// the decoder) or `auto` (key frames only once their measured rate serves every algorithm).
+    #[serde(default)]
+    pub decode: Decode,
     /// How an RTSP camera's RTP comes: `auto` (absent), `tcp` or `udp`. Only for `rtsp://` and
     /// `rtsps://` cameras.
     pub transport: Option<Transport>,
@@ -48,7 +52,47 @@ impl CameraConfig {
     pub fn zone(&self, name: &str) -> Option<&Polygon> {
         self.zones.iter().find(|z| z.name == name).map(|z| &z.polygon)
     }
+
+    /// The most analysed frames a second any of its algorithms needs, and which one needs them
+    /// (the first, on a tie); `None` without algorithms. Reads the file's algorithms, so it
+    /// serves validation before they are resolved; unknown types count for nothing.
+    pub fn needed_fps(&self) -> Option<(f64, &'static str)> {
+        let entries = self.algorithms.iter().filter_map(|a| super::catalog::find(&a.kind));
+        entries.fold(None, |most, e| match most {
+            Some((fps, _)) if fps >= e.min_fps => most,
+            _ => Some((e.min_fps, e.id.as_str())),
+        })
+    }
 }
+
+/// Which of a camera's frames are decoded.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decode {
+    /// Every frame; analysis samples them at `analysis_fps`.
+    #[default]
+    All,
+    /// Key frames only: delta frames are dropped before the decoder, which then costs a tenth
+    /// or less. Analysis sees one frame per key-frame interval.
+    Keyframes,
+    /// Every frame until the stream's key-frame rate is measured, then key frames only if that
+    /// rate serves every algorithm of the camera.
+    Auto,
+}
+
+impl Decode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Decode::All => "all",
+            Decode::Keyframes => "keyframes",
+            Decode::Auto => "auto",
+        }
+    }
+}
+
+/// The most frames a second key-frame decoding is counted on to give when the config is
+/// checked, before any stream is measured: cameras send a key frame every 1 to 4 seconds.
+pub const KEYFRAME_FPS: f64 = 1.0;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

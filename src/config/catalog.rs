@@ -54,6 +54,9 @@ pub struct Entry {
     pub severity: Severity,
     pub cooldown_s: f64,
     pub update_s: f64,
+    /// The fewest analysed frames a second it works with: what decides whether a camera may
+    /// decode key frames only, or be patrolled.
+    pub min_fps: f64,
     pub description: String,
     #[serde(default)]
     pub params: Params,
@@ -95,6 +98,13 @@ mod tests {
         for id in ["illegal_parking", "crowd_gathering", "tripwire", "stove_unattended"] {
             assert!(find(id).is_some(), "{id} missing");
         }
+        // What crosses or moves needs frames close together; what stays for minutes does not.
+        for id in ["tripwire", "wrong_way", "loitering"] {
+            assert!(find(id).unwrap().min_fps >= 5.0, "{id}");
+        }
+        for id in ["illegal_parking", "exposed_garbage", "material_piling", "illegal_banner"] {
+            assert!(find(id).unwrap().min_fps <= 0.5, "{id}");
+        }
     }
 
     const SITE_SPECIFIC: [&str; 2] = ["line", "heading_deg"];
@@ -105,6 +115,7 @@ mod tests {
             assert!(!e.name_zh.is_empty() && !e.name_en.is_empty() && !e.description.is_empty());
             assert!(!e.classes.is_empty(), "{}: no classes", e.id);
             assert!(e.cooldown_s >= 0.0 && e.update_s > 0.0, "{}", e.id);
+            assert!(e.min_fps > 0.0 && e.min_fps <= 30.0, "{}: min_fps {}", e.id, e.min_fps);
             // Where a line or a heading goes depends on the site: the catalog leaves them out so
             // that a camera config without them is refused.
             let problems: Vec<_> = e

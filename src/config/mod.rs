@@ -2,8 +2,8 @@
 //!
 //! Every type the file names lives here, one file per section: [`node`] (with the outbox,
 //! HTTP, analysis and evidence sections), [`mqtt`], [`model`], [`camera`], [`algorithm`] with
-//! its [`params`] and [`schedule`], the algorithm [`catalog`], [`drone`] telemetry and the
-//! [`pipeline`] templates. This module imports nothing from the stages: they import it.
+//! its [`params`] and [`schedule`], the algorithm [`catalog`], [`drone`] telemetry, the
+//! [`pipeline`] templates and the [`patrol`]s. This module imports nothing from the stages: they import it.
 //!
 //! Loading happens in three passes. The first deserializes the file; serde reports the first
 //! mistake it meets (an unknown key, a wrong type, a polygon with two points) with the exact key
@@ -23,6 +23,7 @@ pub mod model;
 pub mod mqtt;
 pub mod node;
 pub mod params;
+pub mod patrol;
 pub mod pipeline;
 pub mod schedule;
 mod validate;
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use algorithm::{Algorithm, AlgorithmConfig};
-pub use camera::{CameraConfig, Source, Transport, ZoneConfig};
+pub use camera::{CameraConfig, Decode, KEYFRAME_FPS, Source, Transport, ZoneConfig};
 pub use catalog::{Category, Entry};
 pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
 pub use error::{ConfigError, ConfigErrors};
@@ -40,6 +41,7 @@ pub use model::{ClassList, ModelConfig, ModelFormat, ModelKind};
 pub use mqtt::{BrokerUrl, MqttConfig, MqttVersion, parse_broker_url};
 pub use node::{AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig};
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
+pub use patrol::{PATROL_FPS, PatrolConfig};
 pub use pipeline::pipeline_description;
 pub use schedule::Schedule;
 
@@ -61,6 +63,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    #[serde(default)]
+    pub patrols: Vec<PatrolConfig>,
     /// The file this was loaded from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -135,6 +139,13 @@ impl Config {
 
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The patrol that visits camera `id`, if any (validation allows one at most).
+    pub fn patrol_of(&self, id: &str) -> Option<&PatrolConfig> {
+        self.patrols
+            .iter()
+            .find(|p| p.cameras.iter().any(|pattern| PatrolConfig::names(pattern, id)))
     }
 
     /// Merges every camera's algorithms over their catalog entries, once: what the stages run.

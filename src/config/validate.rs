@@ -10,8 +10,8 @@ use super::mqtt::MAX_PACKET_BYTES_RANGE;
 use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
-    AlgorithmConfig, CameraConfig, Config, ConfigError, ModelConfig, ModelKind, Params,
-    PrimitiveKind, Schedule, Source,
+    AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, KEYFRAME_FPS, ModelConfig,
+    ModelKind, PATROL_FPS, Params, PatrolConfig, PrimitiveKind, Schedule, Source,
 };
 
 impl Config {
@@ -110,6 +110,76 @@ impl Config {
         for (i, camera) in self.cameras.iter().enumerate() {
             errors.extend(self.validate_camera(i, camera));
         }
+        errors.extend(self.validate_patrols());
+        errors
+    }
+
+    fn validate_patrols(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (key, dup) in duplicates(self.patrols.iter().map(|p| p.id.as_str()), "patrols", "id") {
+            errors.push(self.error(key, format!("duplicate patrol id `{dup}`")));
+        }
+        let ids = || self.cameras.iter().map(|c| c.id.as_str());
+        let known: Vec<&str> = ids().collect();
+        // Which patrol each camera is in, by the first patrol naming it.
+        let mut patrolled: Vec<(&str, usize)> = Vec::new();
+        for (j, patrol) in self.patrols.iter().enumerate() {
+            let key = |k: &str| format!("patrols[{j}].{k}");
+            if let Some(problem) = id_problem(&patrol.id) {
+                errors.push(self.error(key("id"), problem));
+            }
+            if patrol.slots == 0 {
+                errors.push(self.error(key("slots"), "must be at least 1: cameras open at once"));
+            }
+            if !(patrol.visit_s > 0.0 && patrol.visit_s <= 3600.0) {
+                errors.push(self.error(key("visit_s"), "must be above 0 and at most 3600 seconds"));
+            }
+            if patrol.cameras.is_empty() {
+                errors.push(self.error(key("cameras"), "needs at least one camera id or glob"));
+            }
+            for pattern in &patrol.cameras {
+                if !ids().any(|id| PatrolConfig::names(pattern, id)) {
+                    errors.push(self.error(
+                        key("cameras"),
+                        format!(
+                            "unknown camera `{pattern}` (no camera id is, or matches, it); \
+                             cameras defined: {}",
+                            list_or_none(&known)
+                        ),
+                    ));
+                }
+            }
+            for id in patrol.members(ids()) {
+                if let Some((_, k)) = patrolled.iter().find(|(c, _)| *c == id) {
+                    errors.push(self.error(
+                        key("cameras"),
+                        format!(
+                            "camera `{id}` is already in patrol `{}` (patrols[{k}]): a camera \
+                             belongs to one patrol at most",
+                            self.patrols[*k].id
+                        ),
+                    ));
+                    continue;
+                }
+                patrolled.push((id, j));
+                let Some(i) = known.iter().position(|c| *c == id) else { continue };
+                for (a, algorithm) in self.cameras[i].algorithms.iter().enumerate() {
+                    let Some(entry) = super::catalog::find(&algorithm.kind) else { continue };
+                    if entry.min_fps > PATROL_FPS {
+                        errors.push(self.error(
+                            format!("cameras[{i}].algorithms[{a}].type"),
+                            format!(
+                                "{} needs {} frames a second without gaps, but camera `{id}` is \
+                                 patrolled by `{}` and watched only during its visits; a \
+                                 patrolled camera runs algorithms needing at most {PATROL_FPS} \
+                                 frame a second (slow events)",
+                                entry.id, entry.min_fps, patrol.id
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         errors
     }
 
@@ -186,6 +256,19 @@ impl Config {
         }
         if !(camera.analysis_fps > 0.0 && camera.analysis_fps <= 60.0) {
             errors.push(self.error(key("analysis_fps"), "must be above 0 and at most 60"));
+        }
+        if camera.decode == Decode::Keyframes
+            && let Some((fps, algorithm)) = camera.needed_fps().filter(|(f, _)| *f > KEYFRAME_FPS)
+        {
+            errors.push(self.error(
+                key("decode"),
+                format!(
+                    "`keyframes` gives one frame per key-frame interval (at most about \
+                     {KEYFRAME_FPS} a second), but {algorithm} needs {fps} frames a second; use \
+                     decode = \"all\", or \"auto\" to decode key frames only when their rate \
+                     serves every algorithm"
+                ),
+            ));
         }
         if camera.models.is_empty() {
             errors.push(self.error(key("models"), "needs at least one model"));

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::analysis::Analysis;
 use super::detection::{Detected, DetectionStage};
+use super::patrol::Patrol;
 use super::view::Watch;
 use crate::clip;
 use crate::config::CameraConfig;
@@ -19,7 +20,8 @@ use crate::publish::Outbound;
 use crate::stats::CameraStats;
 use crate::wire::{CameraState, IncidentState};
 
-/// Where one camera's run sends what it produces.
+/// Where one camera's run sends what it produces (and, for a patrolled camera, the patrol
+/// whose turns open its stream).
 pub struct Outputs<'a> {
     /// Incident and status messages, to the sink.
     pub tx: &'a mpsc::Sender<Outbound>,
@@ -28,6 +30,8 @@ pub struct Outputs<'a> {
     /// With settings, incidents get clips of the camera's encoded stream.
     pub clips: Option<clip::Settings>,
     pub watch: Option<&'a mut Watch<'a>>,
+    /// A patrolled camera's patrol: its stream is open only during its visits.
+    pub patrol: Option<&'a Patrol>,
 }
 
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
@@ -41,7 +45,7 @@ pub fn run_camera(
     outputs: Outputs<'_>,
     reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
 ) -> Result<(), IngestError> {
-    let Outputs { tx, stats, clips, mut watch } = outputs;
+    let Outputs { tx, stats, clips, mut watch, patrol } = outputs;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
@@ -148,7 +152,10 @@ pub fn run_camera(
         };
         let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
             clips.is_some().then_some(&mut on_encoded);
-        let ran = ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded);
+        let ran = match patrol {
+            Some(patrol) => patrol.run(camera, stop, stats, &mut on_state, &mut on_frame, encoded),
+            None => ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded),
+        };
         while let Some(done) = stage.next(true) {
             finish(analysis, done);
         }
@@ -167,6 +174,10 @@ fn log_state(camera: &str, state: &CameraState) {
         CameraState::Online { width, height } => tracing::info!(camera, width, height, "online"),
         CameraState::Offline { reason, retry_in_s } => {
             tracing::warn!(camera, "stream lost: {reason}; reconnecting in {retry_in_s} s")
+        }
+        CameraState::Standby { next_visit_at } => {
+            let next_visit_at = crate::wire::rfc3339_millis(*next_visit_at);
+            tracing::info!(camera, next_visit_at, "standby")
         }
     }
 }

@@ -10,17 +10,19 @@
 //! both receive exactly the same messages.
 //!
 //! The parts: `models.rs` (loaded once, shared), `analysis.rs` (one camera's stages after
-//! detection), `detection.rs` (the worker pool), `camera.rs` (one camera's run) and `view.rs`
-//! (what watchers of the analysis see). The commands (`replay`, `preview`) and the running
+//! detection), `detection.rs` (the worker pool), `camera.rs` (one camera's run), `patrol.rs`
+//! (the turns of patrolled cameras) and `view.rs` (what watchers of the analysis see). The commands (`replay`, `preview`) and the running
 //! node drive it; it knows neither.
 
 mod analysis;
 mod camera;
 mod detection;
 mod models;
+mod patrol;
 mod view;
 
 pub use analysis::Analysis;
 pub use camera::{Outputs, run_camera};
 pub use models::{Models, load_models, reload_models};
+pub use patrol::Patrol;
 pub use view::{Analysed, Overlay, Watch};

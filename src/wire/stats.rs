@@ -59,11 +59,23 @@ pub struct CameraReport {
     /// Mean time per analysed frame in the camera's models over the interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inference_ms: Option<f64>,
+    /// Frames decoded.
     pub frames_in: u64,
+    /// Delta frames dropped before the decoder: never decoded.
+    pub frames_skipped: u64,
+    /// `keyframes` while the camera decodes key frames only, else `all`.
+    pub decoding: &'static str,
     pub frames_analysed: u64,
     /// Frames sampled for analysis but replaced by a newer one before analysis got to them.
     pub frames_dropped: u64,
     /// Analysed frames on which the motion gate spared the detectors.
     pub frames_gated: u64,
+    /// A patrolled camera's visits since the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visits: Option<u64>,
+    /// A patrolled camera's real revisit period: from the start of its visit before the last
+    /// to the start of its last, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revisit_s: Option<f64>,
     pub incidents: BTreeMap<String, u64>,
 }

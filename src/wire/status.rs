@@ -11,8 +11,18 @@ use super::rfc3339_millis;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CameraState {
     Connecting,
-    Online { width: usize, height: usize },
-    Offline { reason: String, retry_in_s: u64 },
+    Online {
+        width: usize,
+        height: usize,
+    },
+    Offline {
+        reason: String,
+        retry_in_s: u64,
+    },
+    /// A patrolled camera between its visits: closed on purpose, next opened about then.
+    Standby {
+        next_visit_at: SystemTime,
+    },
 }
 
 /// The node status's `config`: which config file version the node runs and how the last
@@ -49,6 +59,8 @@ struct StatusPayload<'a> {
     height: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     telemetry: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_visit_at: Option<String>,
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<&'a ConfigReport>,
@@ -70,6 +82,7 @@ impl<'a> StatusPayload<'a> {
             width: None,
             height: None,
             telemetry: None,
+            next_visit_at: None,
             at: rfc3339_millis(at),
             config: None,
             outbox_recovered_from: None,
@@ -112,6 +125,10 @@ pub fn camera_status(
         CameraState::Offline { reason, retry_in_s } => {
             payload.state = "offline";
             (payload.reason, payload.retry_in_s) = (Some(reason.as_str()), Some(*retry_in_s));
+        }
+        CameraState::Standby { next_visit_at } => {
+            payload.state = "standby";
+            payload.next_visit_at = Some(rfc3339_millis(*next_visit_at));
         }
     }
     serde_json::to_vec(&payload).expect("status serializes")

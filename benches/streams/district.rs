@@ -1,0 +1,214 @@
+//! Covering a district (issue 14): how far key-frame analysis and patrols stretch one box.
+//!
+//! - **Key-frame cameras**: 720p H.264 RTSP cameras at 25 frames/s with a key frame every 2 s,
+//!   each with `decode = "keyframes"` and `illegal_parking`, served as in [`super::live`]
+//!   (one server, no re-encoding), `cityeye run` measured over a window: each camera's analysed
+//!   rate against its key-frame rate, CPU by stage, resident memory per camera. The bound is
+//!   what the cores allow at the decoding (key frames only) and inference ceilings measured in
+//!   this run, and what the harness (server, broker) leaves of them.
+//! - **Patrol**: cameras served by the project's `simulate` server (vtest.avi re-encoded for
+//!   each session, as `cityeye simulate` does), all in one `[[patrols]]` patrol: the real
+//!   revisit period from the node's stats, and each visit's time from its start to its first
+//!   analysed frame from the node's log.
+//!
+//! The counts come from the environment, so a loaded or small machine can run a smaller
+//! version: `CITYEYE_BENCH_KEYFRAME_CAMERAS` (default 100), `CITYEYE_BENCH_PATROL_CAMERAS`
+//! (256), `CITYEYE_BENCH_PATROL_SLOTS` (8), `CITYEYE_BENCH_PATROL_VISIT_S` (10).
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cityeye::commands::simulate::{Codec, Mount, Server};
+
+use super::common::{Message, Mosquitto, Subscriber};
+use super::live::{self, Decoding};
+use super::{CLASSES, MODEL, Result, VIDEO, cheapest, decode_frames, inference_ceilings};
+
+/// The key-frame footage: one every 2 s at 25 frames/s.
+const KEY_S: u32 = 2;
+
+fn count(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `--district`: the inference ceiling, then both sections.
+pub fn run() -> Result<()> {
+    println!("# cityeye district benchmark\n");
+    println!("{}\n", super::machine());
+    eprintln!("inference ceiling (child process) ...");
+    let ceilings = inference_ceilings()?;
+    let ceiling = ceilings.iter().map(|(_, fps)| *fps).fold(0.0, f64::max);
+    let single = ceilings.first().map_or(f64::NAN, |(_, fps)| *fps);
+    sections(ceiling, 1e3 / single)
+}
+
+/// Both sections, against the inference ceiling of the same run (`inference_ms`: one frame
+/// on one thread).
+pub fn sections(ceiling: f64, inference_ms: f64) -> Result<()> {
+    keyframe_cameras(ceiling, inference_ms)?;
+    patrol()
+}
+
+fn keyframe_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
+    eprintln!("key-frame cameras: 720p footage, a key frame every {KEY_S} s ...");
+    let footage = live::footage(VIDEO, KEY_S)?;
+    let all = cheapest((0..2).map(|_| decode_frames(&footage, false)).collect::<Result<_>>()?);
+    let keys = cheapest((0..2).map(|_| decode_frames(&footage, true)).collect::<Result<_>>()?);
+    let key_fps = 1.0 / f64::from(KEY_S);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // A camera's CPU a second: its key frames decoded (their share of the key-only pass's
+    // CPU) and analysed.
+    let key_ms = keys.cpu_seconds * 1e3 / keys.frames as f64;
+    let per_camera_ms = key_fps * (key_ms + inference_ms);
+    let bound = cores * 1e3 / per_camera_ms;
+    let cameras = count("CITYEYE_BENCH_KEYFRAME_CAMERAS", 100);
+    eprintln!("key-frame cameras: bound {bound:.0}; trial with {cameras} ...");
+    let trial = live::trial(&footage, cameras, Decoding::Keyframes { key_fps }, MODEL, CLASSES)?;
+    let left = cores - trial.harness_cpu_percent / 100.0;
+    let bound_left = left * 1e3 / per_camera_ms;
+    println!("## Key-frame cameras\n");
+    println!("{}", live::table(std::slice::from_ref(&trial), ceiling));
+    println!(
+        "720p H.264 at 25 frames/s ({}x{}), a key frame every {KEY_S} s. Decoding every frame \
+         costs {:.2} ms of CPU a frame ({:.1} s for the file); dropping delta frames before the \
+         decoder, {:.2} s for the file ({} key frames, {key_ms:.2} ms each). Each camera \
+         analyses its key frames ({key_fps} a second; inference {inference_ms:.2} ms a frame): \
+         {per_camera_ms:.1} ms of CPU a second, so {cores} cores bound the box at {bound:.0} \
+         cameras by decoding and inference alone. {} cameras: slowest camera {:.2} of its \
+         {key_fps} frames/s ({}), {:.0} % CPU, resident memory {:.1} MB a camera. The harness \
+         used {:.0} % of a core; the {left:.2} cores it left bound the box at {bound_left:.0}, \
+         and {} is {:.2} of that.\n",
+        all.width,
+        all.height,
+        all.cpu_ms(),
+        all.cpu_seconds,
+        keys.cpu_seconds,
+        keys.frames,
+        trial.cameras,
+        trial.slowest_fps,
+        if trial.carried() { "carried" } else { "not carried" },
+        trial.cpu_percent,
+        trial.rss_mb / trial.cameras as f64,
+        trial.harness_cpu_percent,
+        trial.cameras,
+        trial.cameras as f64 / bound_left,
+    );
+    println!("{}\n", live::stages(&trial, key_ms, inference_ms));
+    Ok(())
+}
+
+/// A node config: `urls.len()` cameras watching vtest.avi's kerb, all in one patrol.
+fn patrol_config(broker_port: u16, urls: &[String], slots: usize, visit_s: f64) -> String {
+    let mut text = format!(
+        "[node]\nid = \"bench\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n\
+         stats_interval_s = 5\n\n[http]\nenabled = false\n\n[[models]]\nname = \"coco\"\n\
+         path = \"{MODEL}\"\nformat = \"yolox\"\nclasses = \"{CLASSES}\"\n"
+    );
+    for (i, url) in urls.iter().enumerate() {
+        let _ = write!(
+            text,
+            "\n[[cameras]]\nid = \"kerb-{i}\"\nurl = \"{url}\"\nmodel = \"coco\"\n  \
+             [[cameras.zones]]\n  name = \"kerb\"\n  \
+             polygon = [[0.80, 0.00], [1.00, 0.00], [1.00, 0.25], [0.80, 0.25]]\n  \
+             [[cameras.algorithms]]\n  type = \"illegal_parking\"\n  zone = \"kerb\"\n"
+        );
+    }
+    let _ = write!(
+        text,
+        "\n[[patrols]]\nid = \"district\"\ncameras = [\"kerb-*\"]\nslots = {slots}\nvisit_s = {visit_s}\n"
+    );
+    text
+}
+
+fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+    values.get(i).copied()
+}
+
+fn patrol() -> Result<()> {
+    let cameras = count("CITYEYE_BENCH_PATROL_CAMERAS", 256);
+    let slots = count("CITYEYE_BENCH_PATROL_SLOTS", 8);
+    let visit_s = count("CITYEYE_BENCH_PATROL_VISIT_S", 10) as f64;
+    eprintln!("patrol: {cameras} simulated cameras, {slots} slots, visit_s {visit_s} ...");
+    let mounts: Vec<Mount> = (0..cameras)
+        .map(|i| Mount { path: format!("/kerb-{i}"), video: VIDEO.into(), udp_only: false })
+        .collect();
+    let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &mounts, Codec::H264)?;
+    let urls: Vec<String> = mounts.iter().map(|m| server.url(&m.path)).collect();
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("cityeye.toml");
+    std::fs::write(&path, patrol_config(broker.port, &urls, slots, visit_s))
+        .map_err(|e| e.to_string())?;
+    let log_path = dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let reports = Subscriber::connect(broker.port, "cityeye/bench/stats");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cityeye run: {e}"))?;
+    // Two visits of every camera give each a revisit period; at most three rounds' worth of
+    // the nominal period, and 10 minutes.
+    let rounds = cameras.div_ceil(slots) as f64;
+    let limit = Duration::from_secs_f64((3.0 * rounds * (visit_s + 1.0)).min(600.0));
+    let started = Instant::now();
+    let revisited = |reports: &[Message]| {
+        reports.last().is_some_and(|r| {
+            let r = r.json();
+            (0..cameras).all(|i| r["cameras"][format!("kerb-{i}")]["revisit_s"].is_number())
+        })
+    };
+    let reports = reports.wait_until(limit, revisited);
+    let ran_s = started.elapsed().as_secs_f64();
+    let rss = live::rss_mb(node.id());
+    let cpu = live::cpu_seconds(node.id());
+    let _ = Command::new("kill").arg("-TERM").arg(node.id().to_string()).status();
+    let _ = node.wait();
+    let last = reports.last().map(Message::json).ok_or("no stats report")?;
+    let mut revisits: Vec<f64> = (0..cameras)
+        .filter_map(|i| last["cameras"][format!("kerb-{i}")]["revisit_s"].as_f64())
+        .collect();
+    let text = std::fs::read_to_string(&log_path).map_err(|e| e.to_string())?;
+    let visits: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "visit done")
+        .collect();
+    let mut first_frames: Vec<f64> =
+        visits.iter().filter_map(|v| v["first_frame_ms"].as_f64()).map(|ms| ms / 1e3).collect();
+    let failed = text.lines().filter(|l| l.contains("stream lost")).count();
+    let revisited_n = revisits.len();
+    let first_n = first_frames.len();
+    let s = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+    println!("## Patrol\n");
+    println!(
+        "| cameras | slots | visit_s | cameras revisited | revisit period s (median / max) | \
+         visits | first frame s (p50 / p95) | failed opens | CPU % | RSS MB |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {cameras} | {slots} | {visit_s} | {revisited_n} | {} / {} | {} | {} / {} | {failed} | \
+         {:.0} | {:.0} |\n",
+        s(percentile(&mut revisits, 0.5)),
+        s(percentile(&mut revisits, 1.0)),
+        visits.len(),
+        s(percentile(&mut first_frames, 0.5)),
+        s(percentile(&mut first_frames, 0.95)),
+        cpu.map_or(f64::NAN, |c| 100.0 * c / ran_s),
+        rss.unwrap_or(f64::NAN),
+    );
+    println!(
+        "Served by the project's RTSP simulator (vtest.avi, 768x576 at 10 frames/s, re-encoded \
+         to H.264 for each session, key frame every 10 frames), in this process. The nominal \
+         revisit period is {rounds} rounds of {visit_s} s = {:.0} s plus opening each stream. \
+         {first_n} visits timed from the slot being taken to the first analysed frame; ran \
+         {ran_s:.0} s.\n",
+        rounds * visit_s
+    );
+    Ok(())
+}
