@@ -257,3 +257,21 @@ fn batching_a_model_of_fixed_batch_is_an_error_on_max_batch() {
         )
     );
 }
+
+#[test]
+fn models_inspect_tells_each_family_from_its_shapes() {
+    for (file, guess) in [
+        ("yolox_nano.end2end.onnx", "looks like `yolo_end2end`, input 416x416"),
+        ("yolox_nano.detr.onnx", "looks like `detr`, input 416x416"),
+        ("yolox_nano.rtdetr.onnx", "looks like `rtdetr` with 80 classes, input 416x416"),
+        ("yolox_nano.nas.onnx", "looks like `yolo_nas` with 80 classes, input 416x416"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cityeye"))
+            .args(["models", "inspect"])
+            .arg(test_model(file))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains(guess), "{file}: {stdout}");
+    }
+}
