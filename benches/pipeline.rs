@@ -263,9 +263,8 @@ mod internals {
     use ort::value::TensorRef;
 
     use cityeye::config::ModelFormat;
-    use cityeye::infer::decode::{Candidate, decode, nms};
-    use cityeye::infer::input_spec;
-    use cityeye::infer::letterbox::{letterbox_frame, letterbox_into};
+    use cityeye::infer::decode::{Candidate, Tensors, decode, nms};
+    use cityeye::infer::letterbox::{InputSpec, letterbox_frame, letterbox_into};
 
     use super::{MODEL, RAW_OUTPUT_CHILD, XorShift, frame0};
 
@@ -301,7 +300,7 @@ mod internals {
             for (spec_name, format) in
                 [("yolox", ModelFormat::Yolox), ("ultralytics", ModelFormat::Yolov8)]
             {
-                let spec = &input_spec(format, 416, 416);
+                let spec = &InputSpec::new(416, 416, &format.preprocessing());
                 let id = BenchmarkId::new(format!("{name}_to_416"), spec_name);
                 group.bench_function(id, |b| {
                     b.iter(|| letterbox_into(black_box(data), w, h, spec, &mut out))
@@ -312,7 +311,7 @@ mod internals {
         for (spec_name, format) in
             [("yolox", ModelFormat::Yolox), ("ultralytics", ModelFormat::Yolov8)]
         {
-            let spec = &input_spec(format, 416, 416);
+            let spec = &InputSpec::new(416, 416, &format.preprocessing());
             let id = BenchmarkId::new("768x576_i420_to_416", spec_name);
             group.bench_function(id, |b| {
                 b.iter(|| letterbox_frame(black_box(frame), spec, &mut out))
@@ -341,7 +340,8 @@ mod internals {
     pub fn print_yolox_output() {
         let frame = frame0();
         let mut input = vec![0.0f32; 3 * 416 * 416];
-        letterbox_frame(frame, &input_spec(ModelFormat::Yolox, 416, 416), &mut input);
+        let spec = InputSpec::new(416, 416, &ModelFormat::Yolox.preprocessing());
+        letterbox_frame(frame, &spec, &mut input);
         let library = std::env::var_os("ORT_DYLIB_PATH")
             .unwrap_or_else(|| "/usr/local/lib/cityeye/libonnxruntime.so".into());
         let env = ort::init_from(&library)
@@ -436,21 +436,11 @@ mod internals {
         let mut decoded = Vec::new();
         for (name, format, data, shape, size) in &cases {
             let mut out: Vec<Candidate> = Vec::new();
-            decode(*format, data, shape, COCO, *size, *size, CONFIDENCE, &mut out);
+            let tensors = || Tensors::One { data: black_box(data), shape };
+            decode(*format, tensors(), COCO, (*size, *size), CONFIDENCE, &mut out);
             assert!(!out.is_empty(), "{name}: no candidates");
             decode_group.bench_function(*name, |b| {
-                b.iter(|| {
-                    decode(
-                        *format,
-                        black_box(data),
-                        shape,
-                        COCO,
-                        *size,
-                        *size,
-                        CONFIDENCE,
-                        &mut out,
-                    )
-                })
+                b.iter(|| decode(*format, tensors(), COCO, (*size, *size), CONFIDENCE, &mut out))
             });
             decoded.push((*name, out));
         }

@@ -10,9 +10,15 @@
 //!   decodes: FFmpeg's frame threads cost more CPU a frame);
 //! - **cityeye replay** of vtest.avi with the demo camera, analysing every frame
 //!   (`analysis_fps` 10, vtest's own rate), at the demo's 5 fps, and every frame with the
-//!   motion gate (`analysis.motion_gate`; the demo's only zone is the kerb);
-//! - **live cameras** ([`live`]) and **district coverage** ([`district`]: key-frame cameras, a
-//!   patrol of simulated cameras);
+//!   motion gate (`analysis.motion_gate`; the demo's only zone is the kerb), and every frame
+//!   with the detector on OpenVINO's CPU device (`device = "openvino"`) when its plugin is
+//!   installed;
+//! - **batching**: four threads standing for four cameras sharing one detector (the
+//!   dynamic-batch YOLOX scripts/make-test-models writes), each detecting frame after frame:
+//!   frames/s and the latency of a detection, frames run alone and with `max_batch` 2 and 4;
+//! - unless `--no-live` is given (`cargo bench --bench streams -- --no-live`), **live cameras**
+//!   ([`live`]) and **district coverage** ([`district`]: key-frame cameras, a patrol of
+//!   simulated cameras);
 //!
 //! and prints Markdown tables for BENCHMARKS.md. `-- --district` runs the district section
 //! alone, with the inference ceiling it is compared with.
@@ -36,17 +42,21 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use cityeye::commands::replay::{self, ReplayRequest, ReplaySummary};
-use cityeye::config::Config;
-use cityeye::config::ModelFormat;
+use cityeye::config::{Config, Device, ModelFormat};
 use cityeye::engine::{self, Models};
-use cityeye::infer::input_spec;
-use cityeye::infer::letterbox::letterbox_frame;
+use cityeye::infer::letterbox::{InputSpec, letterbox_frame};
 use cityeye::ingest;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/yolox_nano.onnx");
 const VIDEO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/vtest.avi");
 const CLASSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/coco80.txt");
 const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+/// YOLOX-Nano with a dynamic batch dimension, from scripts/make-test-models.
+const BATCH_MODEL: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/target/models/yolox_nano.batch.onnx");
+/// Cameras sharing the detector in the batching measurement, and detections each makes.
+const BATCH_CAMERAS: usize = 4;
+const BATCH_DETECTIONS: usize = 40;
 /// Where `scripts/setup` installs ONNX Runtime when `ORT_DYLIB_PATH` is not set.
 const ORT_LIBRARY: &str = "/usr/local/lib/cityeye/libonnxruntime.so";
 
@@ -129,6 +139,15 @@ fn run() -> Result<()> {
     let models = engine::load_models(&config).map_err(|e| e.to_string())?;
     let native = decode.native_fps().round();
     let every_frame = replay(&mut config, &models, native)?;
+    // The same frames with the detectors on OpenVINO, when its plugin is installed.
+    let set_device = |config: &mut Config, device| {
+        config.models.iter_mut().for_each(|m| m.device = device);
+    };
+    set_device(&mut config, Device::Openvino);
+    let openvino = engine::load_models(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|models| replay(&mut config, &models, native));
+    set_device(&mut config, Device::Cpu);
     let demo_rate = replay(&mut config, &models, 5.0)?;
     // The demo's only zone is the kerb: the motion gate's case.
     config.analysis.motion_gate = true;
@@ -150,9 +169,12 @@ fn run() -> Result<()> {
         ratio: None,
         cpu_ms: Some(decode.cpu_ms()),
     });
-    for ((summary, cpu), analysis_fps) in
-        [(&every_frame, native), (&demo_rate, 5.0), (&gated, native)]
-    {
+    let mut replays = vec![(&every_frame, native, ""), (&demo_rate, 5.0, ""), (&gated, native, "")];
+    match &openvino {
+        Ok(replay) => replays.insert(1, (replay, native, ", device openvino (CPU)")),
+        Err(e) => eprintln!("OpenVINO not measured: {e}"),
+    }
+    for ((summary, cpu), analysis_fps, device) in replays {
         let real_time = decode.video_seconds / summary.seconds;
         let gate = match summary.frames_gated {
             0 => String::new(),
@@ -160,7 +182,7 @@ fn run() -> Result<()> {
         };
         rows.push(Row {
             configuration: format!(
-                "cityeye replay, analysis_fps {analysis_fps} ({} of {} frames{gate}, {real_time:.1}× real time)",
+                "cityeye replay, analysis_fps {analysis_fps}{device} ({} of {} frames{gate}, {real_time:.1}× real time)",
                 summary.frames_analysed, summary.frames_decoded
             ),
             fps: summary.analysed_fps(),
@@ -199,6 +221,10 @@ fn run() -> Result<()> {
         replay_ms - decode_ms - inference_ms,
         replay.analysed_fps() / bound,
     );
+    println!("{}", batching(&mut config)?);
+    if std::env::args().any(|a| a == "--no-live") {
+        return Ok(());
+    }
     live_cameras(ceiling, inference_ms)?;
     district::sections(ceiling, inference_ms)
 }
@@ -257,6 +283,73 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
         println!("\n{}", live::stages(t, decode_ms, inference_ms));
     }
     Ok(())
+}
+
+/// Frames/s and latency of [`BATCH_CAMERAS`] threads sharing the dynamic-batch detector, each
+/// detecting [`BATCH_DETECTIONS`] vtest frames in turn: alone, and batched 2 and 4 at a time.
+fn batching(config: &mut Config) -> Result<String> {
+    eprintln!("batching ...");
+    let mut camera = config.cameras.first().ok_or("the demo config has no camera")?.clone();
+    camera.analysis_fps = 10.0;
+    let (mut frames, mut index) = (Vec::new(), 0);
+    common::replay_frames(&camera, SystemTime::now(), &mut |frame| {
+        if index % 40 == 0 {
+            frames.push(frame);
+        }
+        index += 1;
+    });
+    let mut out = String::from(
+        "## Batching\n\n| configuration | frames/s | latency p50 ms | latency p99 ms |\n|---|---:|---:|---:|\n",
+    );
+    let model = config.models.first_mut().ok_or("the demo config has no model")?;
+    model.path = BATCH_MODEL.into();
+    model.sha256 = None;
+    for (max_batch, wait_ms) in [(1, 0), (2, 5), (4, 5), (4, 20)] {
+        (model.max_batch, model.batch_wait_ms) = (max_batch, wait_ms);
+        let detector = cityeye::infer::Detector::load(model).map_err(|e| e.to_string())?;
+        let barrier = Barrier::new(BATCH_CAMERAS);
+        let started = Instant::now();
+        let mut latencies: Vec<f64> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..BATCH_CAMERAS)
+                .map(|camera| {
+                    let (detector, barrier, frames) = (&detector, &barrier, &frames);
+                    scope.spawn(move || {
+                        let mut scratch = cityeye::infer::Scratch::default();
+                        barrier.wait();
+                        (0..BATCH_DETECTIONS)
+                            .map(|i| {
+                                let frame = &frames[(camera + i * BATCH_CAMERAS) % frames.len()];
+                                let start = Instant::now();
+                                detector.detect(frame, &mut scratch).map(|_| ())?;
+                                Ok(start.elapsed().as_secs_f64() * 1e3)
+                            })
+                            .collect::<std::result::Result<Vec<f64>, cityeye::infer::InferError>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("a detecting thread")).collect::<Vec<_>>()
+        })
+        .into_iter()
+        .collect::<std::result::Result<Vec<Vec<f64>>, _>>()
+        .map_err(|e| e.to_string())?
+        .concat();
+        let fps = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        let name = match max_batch {
+            1 => "each frame alone".to_string(),
+            n => format!("max_batch {n}, batch_wait_ms {wait_ms}"),
+        };
+        let _ = writeln!(out, "| {name} | {fps:.1} | {:.1} | {:.1} |", at(0.5), at(0.99));
+    }
+    let _ = writeln!(
+        out,
+        "\n{BATCH_CAMERAS} threads share one detector ({} sessions), each detecting \
+         {BATCH_DETECTIONS} vtest frames back to back; latency is one `detect` call, \
+         letterboxing and waiting for the batch included.",
+        config.models[0].session_count()
+    );
+    Ok(out)
 }
 
 fn table(rows: &[Row]) -> String {
@@ -456,7 +549,7 @@ fn inference_ceiling_child() -> Result<()> {
     let config = Config::load(Path::new(DEMO_CONFIG)).map_err(|e| e.to_string())?;
     let frame = ingest::first_frame(&config.cameras[0]).map_err(|e| e.to_string())?;
     let mut input = vec![0.0; 3 * SIDE * SIDE];
-    let spec = input_spec(ModelFormat::Yolox, SIDE, SIDE);
+    let spec = InputSpec::new(SIDE, SIDE, &ModelFormat::Yolox.preprocessing());
     letterbox_frame(&frame, &spec, &mut input);
     let library = ort_library();
     if !library.is_file() {

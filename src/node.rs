@@ -175,6 +175,7 @@ impl Cameras {
         let report = ConfigReport {
             sha256: config.sha256.clone(),
             applied_at: rfc3339_millis(SystemTime::now()),
+            models: models.reports(&config),
             ..ConfigReport::default()
         };
         let last_seen = config.sha256.clone();
@@ -293,6 +294,7 @@ impl Cameras {
             applied_at: rfc3339_millis(SystemTime::now()),
             restart_needed,
             errors: Vec::new(),
+            models: self.models.reports(&self.config),
         };
         self.publish_report();
         Ok(())

@@ -202,15 +202,12 @@ fn nothing_fires_outside_the_schedule() {
 /// classifier labels bright crops `uncovered`.
 fn muck_truck_replay(bright_means_uncovered: bool) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let classifier = dir.path().join("attributes.onnx");
-    let sign = if bright_means_uncovered { 1.0 } else { -1.0 };
     // Labels: covered (constant logit 0), uncovered (logit 4 (r + g + b) - 4, signed).
-    onnx::write_colour_classifier(
-        &classifier,
-        32,
-        &[[0.0; 3], [4.0 * sign; 3]],
-        &[0.0, -4.0 * sign],
-    );
+    let classifier = test_model(if bright_means_uncovered {
+        "colour_bright_uncovered.onnx"
+    } else {
+        "colour_dark_uncovered.onnx"
+    });
     let models = format!(
         r#"
 [[models]]

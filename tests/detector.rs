@@ -101,15 +101,7 @@ fn models_inspect_tells_the_format_from_the_shapes() {
     assert!(yolox.contains("looks like `yolox` with 80 classes, input 416x416"), "{yolox}");
     assert!(yolox.contains("format = \"yolox\""), "a [[models]] table to start from: {yolox}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let classifier = dir.path().join("colour.onnx");
-    common::onnx::write_colour_classifier(
-        &classifier,
-        32,
-        &[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
-        &[0.0, 0.0],
-    );
-    let (ok, colour, _) = inspect(&classifier);
+    let (ok, colour, _) = inspect(&test_model("colour_red_blue.onnx"));
     assert!(
         ok && colour.contains("looks like `classifier` with 2 labels, input 32x32"),
         "{colour}"

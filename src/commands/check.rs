@@ -58,6 +58,17 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
             println!("  output  {output}");
         }
         println!("  classes {}", summary.classes);
+        println!("  device  {}", model.describe_device());
+        let placement: Vec<String> = summary
+            .placement
+            .iter()
+            .map(|(provider, nodes)| {
+                format!("{provider} {nodes} node{}", if *nodes == 1 { "" } else { "s" })
+            })
+            .collect();
+        let placement =
+            if placement.is_empty() { "unknown".to_string() } else { placement.join(", ") };
+        println!("  runs on {placement}");
     }
     for camera in &config.cameras {
         println!(

@@ -37,7 +37,10 @@ pub use camera::{CameraConfig, Decode, KEYFRAME_FPS, Source, Transport, ZoneConf
 pub use catalog::{Category, Entry};
 pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{ClassList, ModelConfig, ModelFormat, ModelKind};
+pub use model::{
+    ChannelOrder, ClassList, Device, Fallback, MODEL_FORMATS, ModelConfig, ModelFormat, ModelKind,
+    OpenvinoDevice, PixelScale, Precision, Preprocessing, Resize,
+};
 pub use mqtt::{BrokerUrl, MqttConfig, MqttVersion, parse_broker_url};
 pub use node::{AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig};
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
@@ -182,6 +185,7 @@ impl Config {
         }
         for model in &mut self.models {
             resolve(&mut model.path);
+            model.engine_cache = self.node.data_dir.join("tensorrt").join(&model.name);
             if let ClassList::File(p) = &mut model.classes {
                 resolve(p);
             }

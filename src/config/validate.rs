@@ -10,8 +10,9 @@ use super::mqtt::MAX_PACKET_BYTES_RANGE;
 use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
-    AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, KEYFRAME_FPS, ModelConfig,
-    ModelKind, PATROL_FPS, Params, PatrolConfig, PrimitiveKind, Schedule, Source,
+    AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, Device, Fallback, KEYFRAME_FPS,
+    ModelConfig, ModelKind, OpenvinoDevice, PATROL_FPS, Params, PatrolConfig, Precision,
+    PrimitiveKind, Schedule, Source,
 };
 
 impl Config {
@@ -228,7 +229,59 @@ impl Config {
                 self.error(key("input_size"), "width and height must be positive multiples of 32"),
             );
         }
+        if model.std.is_some_and(|std| std.iter().any(|s| !(s.is_finite() && *s > 0.0))) {
+            errors.push(self.error(key("std"), "each value must be above 0"));
+        }
+        if model.mean.is_some_and(|mean| mean.iter().any(|m| !m.is_finite())) {
+            errors.push(self.error(key("mean"), "each value must be a finite number"));
+        }
+        if !(1..=64).contains(&model.max_batch) {
+            errors.push(self.error(key("max_batch"), "must be 1 to 64"));
+        }
+        if model.batch_wait_ms > 1000 {
+            errors.push(self.error(key("batch_wait_ms"), "must be at most 1000"));
+        }
+        errors.extend(self.validate_device(i, model));
         errors
+    }
+
+    /// Device options only mean something on their device: one set for another is a mistake.
+    fn validate_device(&self, i: usize, model: &ModelConfig) -> Vec<ConfigError> {
+        let device = model.device;
+        let unused = |option: &str, default: bool, takes: &[Device]| {
+            (!default && !takes.contains(&device)).then(|| {
+                let takers: Vec<&str> = takes.iter().map(|d| d.name()).collect();
+                self.error(
+                    format!("models[{i}].{option}"),
+                    format!(
+                        "is for device {}; this model's device is `{}`",
+                        takers.join(" or "),
+                        device.name()
+                    ),
+                )
+            })
+        };
+        [
+            unused(
+                "openvino_device",
+                model.openvino_device == OpenvinoDevice::Cpu,
+                &[Device::Openvino],
+            ),
+            unused(
+                "precision",
+                model.precision == Precision::Fp32,
+                &[Device::Openvino, Device::Tensorrt],
+            ),
+            unused("device_id", model.device_id == 0, &[Device::Cuda, Device::Tensorrt]),
+            unused(
+                "fallback",
+                model.fallback == Fallback::Refuse,
+                &[Device::Openvino, Device::Cuda, Device::Tensorrt],
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn validate_camera(&self, i: usize, camera: &CameraConfig) -> Vec<ConfigError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{ClassList, Config, ConfigErrors, ModelConfig, ModelKind, sha256_hex};
 use crate::infer::{Classifier, Detector};
+use crate::wire::ModelReport;
 
 /// The loaded models by name, each shared by the cameras that use it.
 #[derive(Default, Clone)]
@@ -17,6 +18,27 @@ pub struct Models {
 }
 
 impl Models {
+    /// Where each of `config`'s loaded models runs, for the node's status.
+    pub fn reports(&self, config: &Config) -> Vec<ModelReport> {
+        let summary = |name: &str| {
+            (self.detectors.get(name).map(|d| &d.summary))
+                .or_else(|| self.classifiers.get(name).map(|c| &c.summary))
+        };
+        config
+            .models
+            .iter()
+            .filter_map(|model| {
+                let placement = &summary(&model.name)?.placement;
+                Some(ModelReport {
+                    name: model.name.clone(),
+                    device: model.device.name().to_string(),
+                    provider: placement.first().map(|(provider, _)| provider.clone()),
+                    nodes: placement.iter().cloned().collect(),
+                })
+            })
+            .collect()
+    }
+
     /// Moves model `name` over from `other`.
     fn take(&mut self, other: &Models, name: &str) {
         if let Some(d) = other.detectors.get(name) {

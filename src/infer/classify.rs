@@ -3,12 +3,13 @@
 //!
 //! A classifier model (`format = "classifier"`) takes one image `[1, 3, H, W]` and gives one
 //! score per label `[1, C]`, already through its softmax or sigmoid. The crop is letterboxed to
-//! the input keeping its aspect, RGB scaled to 0..1, the usual layout of exported classifiers.
+//! the input keeping its aspect, RGB scaled to 0..1, the usual layout of exported classifiers,
+//! unless the model's config sets its preprocessing.
 
 use std::sync::Arc;
 
-use super::letterbox::{ChannelOrder, InputSpec, Placement, letterbox_into};
-use super::{ImageSession, InferError, LoadError, ModelSummary, Opened, open, output_shape};
+use super::letterbox::{InputSpec, letterbox_into};
+use super::{ImageSession, InferError, LoadError, ModelSummary, open, output_shape};
 use crate::config::{ModelConfig, ModelKind};
 use crate::frame::Frame;
 use crate::geometry::BBox;
@@ -33,26 +34,21 @@ impl Classifier {
         if config.format != ModelKind::Classifier {
             return Err(LoadError::NotAClassifier);
         }
-        let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
-        let shape = output_shape(&sessions[0])?;
+        let mut opened = open(config)?;
+        let shape = output_shape(&opened.sessions[0])?;
+        let classes = std::mem::take(&mut opened.classes);
         let fits = matches!(shape[..], [n, c] if (n == 1 || n == -1) && (c == -1 || c == classes.len() as i64));
         if !fits {
             return Err(LoadError::ClassifierOutput { shape, labels: classes.len() });
         }
-        let classifier = Classifier {
+        let (width, height) = (opened.width, opened.height);
+        let mut classifier = Classifier {
             name: config.name.clone(),
-            summary,
+            summary: opened.summary.clone(),
             labels: classes.into_iter().map(Arc::from).collect(),
             model: ImageSession::new(
-                sessions,
-                input_name,
-                InputSpec {
-                    width,
-                    height,
-                    order: ChannelOrder::Rgb,
-                    scale: 1.0 / 255.0,
-                    placement: Placement::Centre,
-                },
+                opened,
+                InputSpec::new(width, height, &config.preprocessing()),
             ),
         };
         // Proves the model runs, and moves ONNX Runtime's first-run set-up to start-up.
@@ -66,6 +62,7 @@ impl Classifier {
         };
         let whole = BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 };
         classifier.classify(&blank, whole, &mut CropScratch::default())?;
+        classifier.summary.placement = classifier.model.placement();
         Ok(classifier)
     }
 
@@ -81,7 +78,9 @@ impl Classifier {
         let crop = &scratch.crop;
         let letterbox =
             |spec: &InputSpec, tensor: &mut [f32]| letterbox_into(crop, w, h, spec, tensor);
-        let (_, (best, score)) = self.model.run(letterbox, &mut scratch.tensor, |_, scores| {
+        let (_, (best, score)) = self.model.run(letterbox, &mut scratch.tensor, |outputs| {
+            let (_, scores) =
+                outputs[0].try_extract_tensor::<f32>().map_err(InferError::OutputType)?;
             scores
                 .iter()
                 .take(labels)

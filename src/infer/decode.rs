@@ -1,10 +1,12 @@
 //! Raw detector output tensors to scored candidate boxes, plus class-wise non-maximum
 //! suppression.
 //!
-//! Three output layouts are understood: YOLOX (raw grid offsets, decoded here), Ultralytics YOLOv5
-//! (boxes already in input pixels, with objectness) and Ultralytics YOLOv8 / YOLO11
-//! (channels-first, no objectness). Boxes stay in model-input pixels; mapping them back to the
-//! frame is the letterbox's job.
+//! The output layouts understood: YOLOX (raw grid offsets, decoded here), Ultralytics YOLOv5
+//! (boxes already in input pixels, with objectness), Ultralytics YOLOv8 / YOLO11 (channels-first,
+//! no objectness), end-to-end YOLO rows (YOLOv10, YOLO26: boxes, score and class after NMS),
+//! Ultralytics RT-DETR (normalised centre boxes), YOLO-NAS (boxes and scores apart) and the
+//! official DETR exports (labels, boxes and scores apart). Boxes stay in model-input pixels;
+//! mapping them back to the frame is the letterbox's job.
 
 use std::fmt::Write as _;
 
@@ -17,7 +19,90 @@ const YOLOX_STRIDES: [usize; 3] = [8, 16, 32];
 /// contiguous run instead of striding across the whole tensor per anchor.
 const YOLOV8_BLOCK: usize = 64;
 
+/// Which of a session's outputs a detector reads, by index, found by
+/// [`ModelFormat::find_outputs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outputs {
+    /// The first output holds everything.
+    One,
+    /// yolo_nas: boxes [1, N, 4] and scores [1, N, C].
+    BoxesScores { boxes: usize, scores: usize },
+    /// detr: `labels` [1, N], `boxes` [1, N, 4] and `scores` [1, N].
+    Detr { labels: usize, boxes: usize, scores: usize },
+}
+
+/// A detector's output tensors for one image, as [`Outputs`] says where to find them.
+pub enum Tensors<'a> {
+    One { data: &'a [f32], shape: &'a [usize] },
+    BoxesScores { boxes: &'a [f32], scores: &'a [f32] },
+    Detr { labels: &'a [i64], boxes: &'a [f32], scores: &'a [f32] },
+}
+
 impl ModelFormat {
+    /// Finds the outputs this format reads among a model's `(name, shape)` outputs, checking
+    /// their shapes for `classes` classes and input W×H: yolo_nas takes the [1, N, 4] output as
+    /// boxes and the other as scores; detr takes them by name.
+    pub fn find_outputs(
+        &self,
+        outputs: &[(&str, &[i64])],
+        classes: usize,
+        input_w: usize,
+        input_h: usize,
+    ) -> Result<Outputs, String> {
+        let fits = |shape: &[i64], expected: &[Dim]| {
+            shape.len() == expected.len()
+                && shape.iter().zip(expected).all(|(&dim, want)| want.accepts(dim))
+        };
+        let listed = || {
+            let all: Vec<String> =
+                outputs.iter().map(|(name, shape)| format!("`{name}` {shape:?}")).collect();
+            all.join(", ")
+        };
+        match self {
+            ModelFormat::YoloNas => {
+                let boxes_shape = [Dim::Is(1), Dim::Rows, Dim::Is(4)];
+                let scores_shape = [Dim::Is(1), Dim::Rows, Dim::Is(classes)];
+                let boxes = outputs.iter().position(|(_, shape)| fits(shape, &boxes_shape));
+                let scores = (0..outputs.len())
+                    .find(|&i| Some(i) != boxes && fits(outputs[i].1, &scores_shape));
+                match (boxes, scores) {
+                    (Some(boxes), Some(scores)) => Ok(Outputs::BoxesScores { boxes, scores }),
+                    _ => Err(format!(
+                        "outputs {} do not fit yolo_nas with {classes} classes: expected boxes \
+                         {} and scores {}",
+                        listed(),
+                        describe(&boxes_shape),
+                        describe(&scores_shape)
+                    )),
+                }
+            }
+            ModelFormat::Detr => {
+                let expected: [(&str, &[Dim]); 3] = [
+                    ("labels", &[Dim::Is(1), Dim::Rows]),
+                    ("boxes", &[Dim::Is(1), Dim::Rows, Dim::Is(4)]),
+                    ("scores", &[Dim::Is(1), Dim::Rows]),
+                ];
+                let found = expected.map(|(name, shape)| {
+                    outputs.iter().position(|(n, s)| *n == name && fits(s, shape))
+                });
+                match found {
+                    [Some(labels), Some(boxes), Some(scores)] => {
+                        Ok(Outputs::Detr { labels, boxes, scores })
+                    }
+                    _ => Err(format!(
+                        "outputs {} do not fit detr: expected `labels` [1, N], `boxes` \
+                         [1, N, 4] and `scores` [1, N]",
+                        listed()
+                    )),
+                }
+            }
+            _ => {
+                let (_, shape) = outputs.first().ok_or("the model has no outputs")?;
+                self.check_output_shape(shape, classes, input_w, input_h).map(|()| Outputs::One)
+            }
+        }
+    }
+
     /// Check an output shape (dims as i64, -1 = dynamic) against this format for `classes`
     /// classes and input W×H.
     ///
@@ -56,16 +141,21 @@ impl ModelFormat {
             }
             ModelFormat::Yolov5 => [Dim::Is(1), Dim::Anchors, Dim::Is(5 + classes)],
             ModelFormat::Yolov8 => [Dim::Is(1), Dim::Is(4 + classes), Dim::Anchors],
+            ModelFormat::YoloEnd2End => [Dim::Is(1), Dim::Rows, Dim::Is(6)],
+            ModelFormat::Rtdetr => [Dim::Is(1), Dim::Rows, Dim::Is(4 + classes)],
+            // Read apart, by find_outputs: their first output is the boxes.
+            ModelFormat::YoloNas | ModelFormat::Detr => [Dim::Is(1), Dim::Rows, Dim::Is(4)],
         }
     }
 }
 
-/// One expected output dimension: a fixed size, or the anchor count N that the format leaves
-/// open.
+/// One expected output dimension: a fixed size, the anchor count N that the format leaves
+/// open, or a count of detections, which may be none.
 #[derive(Debug, Clone, Copy)]
 enum Dim {
     Is(usize),
     Anchors,
+    Rows,
 }
 
 impl Dim {
@@ -75,6 +165,7 @@ impl Dim {
             || match self {
                 Dim::Is(size) => usize::try_from(dim).is_ok_and(|dim| dim == size),
                 Dim::Anchors => dim > 0,
+                Dim::Rows => dim >= 0,
             }
     }
 }
@@ -85,7 +176,7 @@ fn describe(shape: &[Dim]) -> String {
         .iter()
         .map(|dim| match dim {
             Dim::Is(size) => size.to_string(),
-            Dim::Anchors => "N".to_string(),
+            Dim::Anchors | Dim::Rows => "N".to_string(),
         })
         .collect();
     format!("[{}]", dims.join(", "))
@@ -137,43 +228,93 @@ impl Candidate {
     }
 }
 
-/// Decode one image's output (`data` is the whole output tensor in row-major order, shape already
+/// Decode one image's output (the whole output tensors in row-major order, shapes already
 /// checked) into `out` (cleared first), keeping candidates with score >= min_score.
 ///
 /// yolox: grid decode (cx = (o_x + gx)*s, w = exp(o_w)*s ...), score = objectness * class score,
 /// taking the best class per anchor. yolov5: rows [cx, cy, w, h, obj, C scores] in input pixels,
 /// score = obj * best class score. yolov8: channels-first [4+C, N]: column n is
-/// [cx, cy, w, h, C scores], score = best class score.
+/// [cx, cy, w, h, C scores], score = best class score. yolo_end2end: rows
+/// [x1, y1, x2, y2, score, class]. rtdetr: rows [cx, cy, w, h, C scores], the box normalised to
+/// the input. yolo_nas: box rows [x1, y1, x2, y2] and score rows [C scores]. detr: a label, a box
+/// [x1, y1, x2, y2] and a score per detection.
 ///
 /// Scores are taken to be probabilities (≤ 1), which lets an anchor be rejected on its
-/// objectness alone. Only the first image of a batch is read; a `data` shorter than `shape`
-/// says yields only the anchors it holds.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "mirrors the tensor's description; callers pass fields of their model config"
-)]
+/// objectness alone. Only the first image of a batch is read; tensors shorter than their shape
+/// says yield only the detections they hold, and a class outside the class list is dropped.
 pub fn decode(
     format: ModelFormat,
-    data: &[f32],
-    shape: &[usize],
+    tensors: Tensors<'_>,
     classes: usize,
-    input_w: usize,
-    input_h: usize,
+    (input_w, input_h): (usize, usize),
     min_score: f32,
     out: &mut Vec<Candidate>,
 ) {
     out.clear();
-    let anchors = |axis: usize| shape.get(axis).copied().unwrap_or(0);
-    match format {
-        ModelFormat::Yolox => {
-            let rows = data.chunks_exact(5 + classes).take(anchors(1));
+    match (format, tensors) {
+        (ModelFormat::Yolox, Tensors::One { data, shape }) => {
+            let rows = data.chunks_exact(5 + classes).take(axis(shape, 1));
             decode_yolox(rows, input_w, input_h, min_score, out);
         }
-        ModelFormat::Yolov5 => {
-            let rows = data.chunks_exact(5 + classes).take(anchors(1));
+        (ModelFormat::Yolov5, Tensors::One { data, shape }) => {
+            let rows = data.chunks_exact(5 + classes).take(axis(shape, 1));
             decode_yolov5(rows, min_score, out);
         }
-        ModelFormat::Yolov8 => decode_yolov8(data, anchors(2), classes, min_score, out),
+        (ModelFormat::Yolov8, Tensors::One { data, shape }) => {
+            decode_yolov8(data, axis(shape, 2), classes, min_score, out)
+        }
+        (ModelFormat::YoloEnd2End, Tensors::One { data, shape }) => {
+            for row in data.chunks_exact(6).take(axis(shape, 1)) {
+                let &[x1, y1, x2, y2, score, class] = row else { continue };
+                push_corners(out, [x1, y1, x2, y2], class as usize, score, classes, min_score);
+            }
+        }
+        (ModelFormat::Rtdetr, Tensors::One { data, shape }) => {
+            let (w, h) = (input_w as f32, input_h as f32);
+            for row in data.chunks_exact(4 + classes).take(axis(shape, 1)) {
+                let (class_id, score) = best_class(&row[4..]);
+                if score >= min_score {
+                    let [cx, cy, bw, bh] = [row[0] * w, row[1] * h, row[2] * w, row[3] * h];
+                    out.push(Candidate::from_centre(cx, cy, bw, bh, class_id, score));
+                }
+            }
+        }
+        (ModelFormat::YoloNas, Tensors::BoxesScores { boxes, scores }) => {
+            for (corners, scores) in boxes.chunks_exact(4).zip(scores.chunks_exact(classes)) {
+                let (class_id, score) = best_class(scores);
+                let corners = [corners[0], corners[1], corners[2], corners[3]];
+                push_corners(out, corners, class_id, score, classes, min_score);
+            }
+        }
+        (ModelFormat::Detr, Tensors::Detr { labels, boxes, scores }) => {
+            for ((&label, corners), &score) in labels.iter().zip(boxes.chunks_exact(4)).zip(scores)
+            {
+                let Ok(class_id) = usize::try_from(label) else { continue };
+                let corners = [corners[0], corners[1], corners[2], corners[3]];
+                push_corners(out, corners, class_id, score, classes, min_score);
+            }
+        }
+        // find_outputs pairs each format with its tensors; another pairing has nothing to read.
+        _ => {}
+    }
+}
+
+/// Dimension `index` of a shape, 0 when it has none.
+fn axis(shape: &[usize], index: usize) -> usize {
+    shape.get(index).copied().unwrap_or(0)
+}
+
+/// Adds a corner box when its class is known and its score reaches `min_score`.
+fn push_corners(
+    out: &mut Vec<Candidate>,
+    [x1, y1, x2, y2]: [f32; 4],
+    class_id: usize,
+    score: f32,
+    classes: usize,
+    min_score: f32,
+) {
+    if class_id < classes && score >= min_score {
+        out.push(Candidate { x1, y1, x2, y2, class_id, score });
     }
 }
 
@@ -390,7 +531,8 @@ mod tests {
         set_row(10, [0.0, 0.0, 0.0, 0.0, 0.9, 0.3, 0.2]);
 
         let mut out = vec![cand(0.0, 0.0, 0.0, 0.0, 0, 0.0)];
-        decode(ModelFormat::Yolox, &data, &[1, anchors, row_len], CLASSES, w, h, 0.35, &mut out);
+        let tensors = Tensors::One { data: &data, shape: &[1, anchors, row_len] };
+        decode(ModelFormat::Yolox, tensors, CLASSES, (w, h), 0.35, &mut out);
 
         // cx = (0.5 + 3) * 16 = 56, cy = (0.25 + 1) * 16 = 20, w = 2 * 16 = 32, h = 16.
         assert_eq!(out.len(), 1, "{out:?}");
@@ -405,7 +547,8 @@ mod tests {
         // The last anchor is stride 32, grid (1, 1).
         data[83 * row_len..].copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
         let mut out = Vec::new();
-        decode(ModelFormat::Yolox, &data, &[1, 84, row_len], CLASSES, w, h, 0.5, &mut out);
+        let tensors = Tensors::One { data: &data, shape: &[1, 84, row_len] };
+        decode(ModelFormat::Yolox, tensors, CLASSES, (w, h), 0.5, &mut out);
         assert_eq!(out, [cand(16.0, 16.0, 48.0, 48.0, 1, 1.0)]);
     }
 
@@ -418,7 +561,8 @@ mod tests {
         ]
         .concat();
         let mut out = Vec::new();
-        decode(ModelFormat::Yolov5, &data, &[1, 3, 7], CLASSES, 64, 64, 0.35, &mut out);
+        let tensors = Tensors::One { data: &data, shape: &[1, 3, 7] };
+        decode(ModelFormat::Yolov5, tensors, CLASSES, (64, 64), 0.35, &mut out);
         assert_eq!(out, [cand(8.0, 17.0, 12.0, 23.0, 1, 0.9 * 0.8)]);
     }
 
@@ -435,17 +579,88 @@ mod tests {
         set_column(66, [30.0, 40.0, 10.0, 20.0, 0.1, 0.7]);
         set_column(1, [5.0, 5.0, 2.0, 2.0, 0.2, 0.3]);
         let mut out = Vec::new();
-        decode(
-            ModelFormat::Yolov8,
-            &data,
-            &[1, 4 + CLASSES, anchors],
-            CLASSES,
-            64,
-            64,
-            0.35,
-            &mut out,
-        );
+        let tensors = Tensors::One { data: &data, shape: &[1, 4 + CLASSES, anchors] };
+        decode(ModelFormat::Yolov8, tensors, CLASSES, (64, 64), 0.35, &mut out);
         assert_eq!(out, [cand(25.0, 30.0, 35.0, 50.0, 1, 0.7)]);
+    }
+
+    #[test]
+    fn end2end_rows_are_corners_with_score_and_class() {
+        let data = [
+            [1.0, 2.0, 11.0, 12.0, 0.9, 1.0],
+            [5.0, 5.0, 6.0, 6.0, 0.2, 0.0],
+            [0.0, 0.0, 9.0, 9.0, 0.8, 7.0],
+        ]
+        .concat();
+        let mut out = Vec::new();
+        let tensors = Tensors::One { data: &data, shape: &[1, 3, 6] };
+        decode(ModelFormat::YoloEnd2End, tensors, CLASSES, (64, 64), 0.35, &mut out);
+        assert_eq!(out, [cand(1.0, 2.0, 11.0, 12.0, 1, 0.9)], "low score and class 7 dropped");
+    }
+
+    #[test]
+    fn rtdetr_boxes_are_normalised_centres() {
+        let data = [[0.5, 0.25, 0.25, 0.5, 0.1, 0.6], [0.1, 0.1, 0.1, 0.1, 0.3, 0.2]].concat();
+        let mut out = Vec::new();
+        let tensors = Tensors::One { data: &data, shape: &[1, 2, 4 + CLASSES] };
+        decode(ModelFormat::Rtdetr, tensors, CLASSES, (64, 32), 0.35, &mut out);
+        assert_eq!(out, [cand(24.0, 0.0, 40.0, 16.0, 1, 0.6)]);
+    }
+
+    #[test]
+    fn yolo_nas_pairs_box_rows_with_score_rows() {
+        let boxes = [[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]].concat();
+        let scores = [[0.1, 0.2], [0.7, 0.4]].concat();
+        let mut out = Vec::new();
+        let tensors = Tensors::BoxesScores { boxes: &boxes, scores: &scores };
+        decode(ModelFormat::YoloNas, tensors, CLASSES, (64, 64), 0.35, &mut out);
+        assert_eq!(out, [cand(10.0, 20.0, 30.0, 40.0, 0, 0.7)]);
+    }
+
+    #[test]
+    fn detr_reads_labels_boxes_and_scores_apart() {
+        let labels = [1, 0, -1];
+        let boxes = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [0.0, 0.0, 1.0, 1.0]].concat();
+        let scores = [0.9, 0.1, 0.9];
+        let mut out = Vec::new();
+        let tensors = Tensors::Detr { labels: &labels, boxes: &boxes, scores: &scores };
+        decode(ModelFormat::Detr, tensors, CLASSES, (64, 64), 0.35, &mut out);
+        assert_eq!(out, [cand(1.0, 2.0, 3.0, 4.0, 1, 0.9)], "low score and label -1 dropped");
+    }
+
+    #[test]
+    fn outputs_are_found_by_shape_and_name() {
+        let nas: [(&str, &[i64]); 2] = [("scores", &[1, 8400, 80]), ("boxes", &[1, 8400, 4])];
+        assert_eq!(
+            ModelFormat::YoloNas.find_outputs(&nas, 80, 640, 640),
+            Ok(Outputs::BoxesScores { boxes: 1, scores: 0 })
+        );
+        let wrong = ModelFormat::YoloNas.find_outputs(&nas, 2, 640, 640).unwrap_err();
+        assert!(wrong.contains("expected boxes [1, N, 4] and scores [1, N, 2]"), "{wrong}");
+
+        let detr: [(&str, &[i64]); 3] =
+            [("scores", &[1, 300]), ("labels", &[1, 300]), ("boxes", &[1, 300, 4])];
+        assert_eq!(
+            ModelFormat::Detr.find_outputs(&detr, 80, 640, 640),
+            Ok(Outputs::Detr { labels: 1, boxes: 2, scores: 0 })
+        );
+        let renamed: [(&str, &[i64]); 3] =
+            [("logits", &[1, 300]), ("labels", &[1, 300]), ("boxes", &[1, 300, 4])];
+        let wrong = ModelFormat::Detr.find_outputs(&renamed, 80, 640, 640).unwrap_err();
+        assert!(
+            wrong.contains("`logits` [1, 300]") && wrong.contains("`scores` [1, N]"),
+            "{wrong}"
+        );
+
+        let end2end: [(&str, &[i64]); 1] = [("output0", &[1, 300, 6])];
+        assert_eq!(ModelFormat::YoloEnd2End.find_outputs(&end2end, 80, 640, 640), Ok(Outputs::One));
+        let none_kept: [(&str, &[i64]); 1] = [("output0", &[1, 0, 6])];
+        assert_eq!(
+            ModelFormat::YoloEnd2End.find_outputs(&none_kept, 80, 640, 640),
+            Ok(Outputs::One)
+        );
+        let rtdetr = ModelFormat::Rtdetr.check_output_shape(&[1, 300, 85], 80, 640, 640);
+        assert!(rtdetr.unwrap_err().contains("expected [1, N, 84]"));
     }
 
     #[test]

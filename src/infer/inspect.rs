@@ -2,7 +2,8 @@
 //!
 //! Prints its inputs and outputs with their shapes, the opsets it imports, its metadata, and
 //! the `format` its shapes fit (YOLOX's raw grid, YOLOv5's anchors, YOLOv8/YOLO11's transposed
-//! output, or a classifier), with a `[[models]]` table to start from.
+//! output, end-to-end YOLO rows, Ultralytics RT-DETR, YOLO-NAS, the DETR exports, or a
+//! classifier), with a `[[models]]` table to start from.
 
 use std::fmt::{self, Write as _};
 use std::path::Path;
@@ -18,8 +19,9 @@ pub struct Inspection {
     outputs: Vec<(String, String, Vec<i64>)>,
     opsets: Vec<(String, i64)>,
     metadata: Vec<(String, String)>,
-    /// The format its shapes fit, its class count and input size, or why none fits.
-    guess: Result<(&'static str, usize, [i64; 2]), String>,
+    /// The format its shapes fit, its class count (when the shapes tell) and input size, or why
+    /// none fits.
+    guess: Result<Guess, String>,
 }
 
 /// Reads the model at `path`; it fails as a model's load would, with the same reasons.
@@ -36,10 +38,10 @@ pub fn inspect(path: &Path) -> Result<Inspection, LoadError> {
     };
     let inputs: Vec<_> = session.inputs().iter().map(|i| tensor(i.name(), i.dtype())).collect();
     let outputs: Vec<_> = session.outputs().iter().map(|o| tensor(o.name(), o.dtype())).collect();
-    let guess = guess_format(
-        inputs.first().map(|i| &i.2[..]).unwrap_or_default(),
-        outputs.first().map(|o| &o.2[..]).unwrap_or_default(),
-    );
+    let named = |all: &[(String, String, Vec<i64>)]| {
+        all.iter().map(|(name, _, shape)| (name.clone(), shape.clone())).collect::<Vec<_>>()
+    };
+    let guess = guess_format(&named(&inputs), &named(&outputs));
     Ok(Inspection {
         path: path.display().to_string(),
         inputs,
@@ -70,27 +72,50 @@ fn metadata(session: &Session) -> Vec<(String, String)> {
     facts
 }
 
-/// The format whose output layout the shapes fit: `[1, 3, H, W]` in; YOLOX `[1, G, 5+C]` with
-/// G the grid cells of strides 8, 16 and 32; YOLOv5 `[1, 3G, 5+C]` (three anchors a cell);
-/// YOLOv8/YOLO11 `[1, 4+C, G]`; a classifier `[1, C]`.
-fn guess_format(input: &[i64], output: &[i64]) -> Result<(&'static str, usize, [i64; 2]), String> {
+/// A format guessed from shapes: its name, its class count when the shapes tell it, and the
+/// input size `[W, H]`.
+type Guess = (&'static str, Option<usize>, [i64; 2]);
+
+/// The format whose layout the shapes fit: `[1, 3, H, W]` in; YOLOX `[1, G, 5+C]` with G the
+/// grid cells of strides 8, 16 and 32; YOLOv5 `[1, 3G, 5+C]` (three anchors a cell);
+/// YOLOv8/YOLO11 `[1, 4+C, G]`; end-to-end YOLO `[1, N, 6]`; Ultralytics RT-DETR `[1, N, 4+C]`
+/// for other N; YOLO-NAS `[1, N, 4]` and `[1, N, C]`; DETR `labels`, `boxes` and `scores` with
+/// an `orig_target_sizes` input; a classifier `[1, C]`.
+fn guess_format(
+    inputs: &[(String, Vec<i64>)],
+    outputs: &[(String, Vec<i64>)],
+) -> Result<Guess, String> {
+    let image = inputs.iter().find(|(name, _)| name != "orig_target_sizes");
+    let input = image.map(|(_, shape)| &shape[..]).unwrap_or_default();
     let [_, 3, h, w] = input[..] else {
         return Err(format!("input shape {input:?} is not an image [1, 3, height, width]"));
     };
     if h <= 0 || w <= 0 {
         return Err("the input size is dynamic: the format cannot be told from shapes".into());
     }
-    let cells: i64 = [8, 16, 32].iter().map(|s| (h / s) * (w / s)).sum();
     let size = [w, h];
-    match output[..] {
-        [_, n, k] if n == cells && k > 5 => Ok(("yolox", (k - 5) as usize, size)),
-        [_, n, k] if n == 3 * cells && k > 5 => Ok(("yolov5", (k - 5) as usize, size)),
-        [_, k, n] if n == cells && k > 4 => Ok(("yolov8", (k - 4) as usize, size)),
-        [_, c] if c > 1 => Ok(("classifier", c as usize, size)),
+    let named = |name: &str| outputs.iter().any(|(n, _)| n == name);
+    if inputs.len() == 2 && ["labels", "boxes", "scores"].iter().all(|n| named(n)) {
+        return Ok(("detr", None, size));
+    }
+    let cells: i64 = [8, 16, 32].iter().map(|s| (h / s) * (w / s)).sum();
+    let shapes: Vec<&[i64]> = outputs.iter().map(|(_, shape)| &shape[..]).collect();
+    let classes = |k: i64| Some(k as usize);
+    match shapes[..] {
+        [&[_, n, 4], &[_, m, c]] | [&[_, m, c], &[_, n, 4]] if n == m && c > 0 => {
+            Ok(("yolo_nas", classes(c), size))
+        }
+        [&[_, n, k]] if n == cells && k > 5 => Ok(("yolox", classes(k - 5), size)),
+        [&[_, n, k]] if n == 3 * cells && k > 5 => Ok(("yolov5", classes(k - 5), size)),
+        [&[_, k, n]] if n == cells && k > 4 => Ok(("yolov8", classes(k - 4), size)),
+        [&[_, _, 6]] => Ok(("yolo_end2end", None, size)),
+        [&[_, _, k]] if k > 4 => Ok(("rtdetr", classes(k - 4), size)),
+        [&[_, c]] if c > 1 => Ok(("classifier", classes(c), size)),
         _ => Err(format!(
-            "output shape {output:?} fits no supported format for a {w}x{h} input \
+            "output shapes {shapes:?} fit no supported format for a {w}x{h} input \
              (YOLOX [1, {cells}, 5+C], YOLOv5 [1, {}, 5+C], YOLOv8 [1, 4+C, {cells}], \
-             classifier [1, C])",
+             yolo_end2end [1, N, 6], rtdetr [1, N, 4+C], yolo_nas [1, N, 4] and [1, N, C], detr \
+             labels, boxes and scores, classifier [1, C])",
             3 * cells
         )),
     }
@@ -190,12 +215,16 @@ impl fmt::Display for Inspection {
         match &self.guess {
             Ok((format, classes, [w, h])) => {
                 let noun = if *format == "classifier" { "labels" } else { "classes" };
-                writeln!(f, "  looks like `{format}` with {classes} {noun}, input {w}x{h}")?;
+                let (count, names) = match classes {
+                    Some(n) => (format!(" with {n} {noun}"), format!("{n} names")),
+                    None => (String::new(), "its class names".to_string()),
+                };
+                writeln!(f, "  looks like `{format}`{count}, input {w}x{h}")?;
                 let mut table = String::new();
                 let _ = write!(
                     table,
                     "\n[[models]]\nname = \"...\"\npath = \"{}\"\nformat = \"{format}\"\n\
-                     classes = \"...\"  # a file with {classes} names, one a line, in the \
+                     classes = \"...\"  # a file with {names}, one a line, in the \
                      model's order\n",
                     self.path
                 );
@@ -210,18 +239,34 @@ impl fmt::Display for Inspection {
 mod tests {
     use super::*;
 
+    fn tensors(list: &[(&str, &[i64])]) -> Vec<(String, Vec<i64>)> {
+        list.iter().map(|(name, shape)| (name.to_string(), shape.to_vec())).collect()
+    }
+
+    fn guess(input: &[i64], outputs: &[&[i64]]) -> Result<Guess, String> {
+        let outputs: Vec<(&str, &[i64])> = outputs.iter().map(|s| ("out", *s)).collect();
+        guess_format(&tensors(&[("images", input)]), &tensors(&outputs))
+    }
+
     #[test]
     fn formats_are_told_by_their_shapes() {
         let image = [1, 3, 416, 416];
-        assert_eq!(guess_format(&image, &[1, 3549, 85]).unwrap().0, "yolox");
-        assert_eq!(guess_format(&image, &[1, 3 * 3549, 85]).unwrap().0, "yolov5");
-        assert_eq!(
-            guess_format(&[1, 3, 640, 640], &[1, 84, 8400]).unwrap(),
-            ("yolov8", 80, [640, 640])
+        assert_eq!(guess(&image, &[&[1, 3549, 85]]).unwrap().0, "yolox");
+        assert_eq!(guess(&image, &[&[1, 3 * 3549, 85]]).unwrap().0, "yolov5");
+        let yolov8 = guess(&[1, 3, 640, 640], &[&[1, 84, 8400]]).unwrap();
+        assert_eq!(yolov8, ("yolov8", Some(80), [640, 640]));
+        assert_eq!(guess(&[1, 3, 224, 224], &[&[1, 2]]).unwrap().0, "classifier");
+        assert_eq!(guess(&image, &[&[1, 300, 6]]).unwrap(), ("yolo_end2end", None, [416, 416]));
+        assert_eq!(guess(&image, &[&[1, 300, 84]]).unwrap(), ("rtdetr", Some(80), [416, 416]));
+        let nas = guess(&image, &[&[1, 3549, 4], &[1, 3549, 80]]).unwrap();
+        assert_eq!(nas, ("yolo_nas", Some(80), [416, 416]));
+        let detr = guess_format(
+            &tensors(&[("images", &[1, 3, 640, 640]), ("orig_target_sizes", &[1, 2])]),
+            &tensors(&[("labels", &[1, 300]), ("boxes", &[1, 300, 4]), ("scores", &[1, 300])]),
         );
-        assert_eq!(guess_format(&[1, 3, 224, 224], &[1, 2]).unwrap().0, "classifier");
-        assert!(guess_format(&image, &[1, 100, 6]).unwrap_err().contains("fits no supported"));
-        assert!(guess_format(&[1, 3, -1, -1], &[1, 2]).unwrap_err().contains("dynamic"));
+        assert_eq!(detr.unwrap(), ("detr", None, [640, 640]));
+        assert!(guess(&image, &[&[1, 100, 3]]).unwrap_err().contains("fit no supported"));
+        assert!(guess(&[1, 3, -1, -1], &[&[1, 2]]).unwrap_err().contains("dynamic"));
     }
 
     #[test]

@@ -7,21 +7,26 @@
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` when set,
 //! else from where `scripts/setup` or the package installs it.
 
+mod batch;
 pub mod classify;
 pub mod decode;
+pub mod device;
 pub mod inspect;
 pub mod letterbox;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use ort::session::Session;
-use ort::value::{TensorRef, ValueType};
+use ort::session::{Session, SessionOutputs};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
+use batch::Batcher;
 pub use classify::Classifier;
-use decode::{Candidate, decode, nms};
-use letterbox::{ChannelOrder, InputSpec, Letterbox, Placement, letterbox_frame};
+use decode::{Candidate, Outputs, Tensors, decode, nms};
+pub use device::DeviceError;
+use letterbox::{InputSpec, Letterbox, letterbox_frame};
 
 use crate::config::{ModelConfig, ModelFormat, ModelKind, sha256_hex};
 use crate::frame::Frame;
@@ -69,20 +74,36 @@ pub enum LoadError {
     Sha256Mismatch { path: PathBuf, actual: String, expected: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The configured device cannot be had.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The configured device cannot run the whole model and `fallback` refuses the CPU for
+    /// the rest (or the provider failed to compile it).
+    #[error(
+        "device {device} cannot run all of {} (set fallback = \"cpu\" to run what it cannot \
+         take on the CPU): {source}",
+        path.display()
+    )]
+    DeviceRefused { device: &'static str, path: PathBuf, source: ort::Error },
     /// ONNX Runtime does not take the file as a model (or its session options).
     #[error("ONNX Runtime cannot load {}: {source}", path.display())]
     Session { path: PathBuf, source: ort::Error },
     #[error("no outputs")]
     NoOutputs,
-    /// Models take one image; this one has another number of inputs.
-    #[error("expected one image input, the model has {0}")]
-    InputCount(usize),
+    /// Models take one image (and detr models the image's size); this one has other inputs.
+    #[error("expected {expected}, the model has {actual}")]
+    Inputs { expected: &'static str, actual: String },
     /// The input is not an image `[1, 3, H, W]`.
     #[error("input `{name}` has shape {shape:?}; expected [1, 3, height, width]")]
     InputShape { name: String, shape: Vec<i64> },
     /// `input_size` says one size, the model another.
     #[error("is {configured:?} but the model takes [{}, {}]", model[0], model[1])]
     InputSizeMismatch { configured: [usize; 2], model: [usize; 2] },
+    /// `max_batch` asks for batches of a model that takes one image at a time.
+    #[error(
+        "is {max_batch} but the model's batch dimension is fixed at {batch}: batching needs a dynamic one"
+    )]
+    FixedBatch { max_batch: usize, batch: i64 },
     /// The model takes any size and `input_size` does not choose one.
     #[error("the model's input size is dynamic: set it")]
     DynamicInputSize,
@@ -116,11 +137,13 @@ impl LoadError {
             | LoadError::NotAClassifier
             | LoadError::DetectorOutput { .. } => "format",
             LoadError::InputSizeMismatch { .. } | LoadError::DynamicInputSize => "input_size",
+            LoadError::Device(_) | LoadError::DeviceRefused { .. } => "device",
+            LoadError::FixedBatch { .. } => "max_batch",
             LoadError::Unreadable { .. }
             | LoadError::Runtime(_)
             | LoadError::Session { .. }
             | LoadError::NoOutputs
-            | LoadError::InputCount(_)
+            | LoadError::Inputs { .. }
             | LoadError::WarmUp(_) => "path",
         }
     }
@@ -136,7 +159,7 @@ pub enum InferError {
     /// ONNX Runtime's session run failed.
     #[error("inference failed: {0}")]
     Run(#[source] ort::Error),
-    /// The first output is not a tensor of `f32`.
+    /// An output is not a tensor of the type its format says (`f32`, detr's labels `i64`).
     #[error("unexpected output: {0}")]
     OutputType(#[source] ort::Error),
     /// A detector's output, whose shape a dynamic axis left open until now, does not fit its
@@ -145,18 +168,24 @@ pub enum InferError {
     OutputShape(String),
     #[error("the classifier gave no scores")]
     NoScores,
+    /// The batch this frame ran in failed; the reason is the batch's.
+    #[error("{0}")]
+    Batch(String),
     /// The object's box holds no pixel of the frame.
     #[error("the box is empty")]
     EmptyBox,
 }
 
-/// What `cityeye check` shows about a loaded model.
+/// What `cityeye check` (and the node's status) shows about a loaded model.
 #[derive(Debug, Clone)]
 pub struct ModelSummary {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub classes: usize,
     pub sha256: String,
+    /// The execution providers that ran the model's nodes in its first run, with how many
+    /// each ran, the busiest first (see [`device::placement`]).
+    pub placement: Vec<(String, usize)>,
 }
 
 /// A loaded detector: its session, how to feed it and how to read its output.
@@ -164,15 +193,18 @@ pub struct Detector {
     pub name: String,
     pub summary: ModelSummary,
     format: ModelFormat,
+    outputs: Outputs,
     classes: Vec<Arc<str>>,
     confidence: f32,
     nms_iou: f32,
     cross_class_iou: f32,
     model: ImageSession,
+    /// Gathers the frames of the cameras sharing the model into batches (`max_batch` > 1).
+    batcher: Option<Batcher<Result<Vec<Candidate>, String>>>,
 }
 
 /// A session with one image input: pixels are letterboxed into its tensor, it runs, and the
-/// caller reads its first output. Shared by detectors and classifiers.
+/// caller reads its outputs. Shared by detectors and classifiers.
 struct ImageSession {
     // `Session::run` takes `&mut self`: each call takes a session no other call is using, or
     // waits its turn when all are busy.
@@ -180,40 +212,65 @@ struct ImageSession {
     /// Where the next call starts looking, so calls spread over the sessions.
     next: AtomicUsize,
     input_name: String,
+    /// detr's `orig_target_sizes`: given the input's own size, so boxes come back in input
+    /// pixels like every other family's.
+    sizes_input: Option<String>,
     input: InputSpec,
 }
 
 impl ImageSession {
     /// Has `letterbox` write an image into `tensor` for the model's input, runs the model and
-    /// hands its first output (shape, data) to `read`; returns where the image landed in the
-    /// input, and what `read` made of the output.
+    /// hands its outputs to `read`; returns where the image landed in the input, and what
+    /// `read` made of the outputs.
     fn run<R>(
         &self,
         letterbox: impl FnOnce(&InputSpec, &mut [f32]) -> Letterbox,
         tensor: &mut Vec<f32>,
-        read: impl FnOnce(&[i64], &[f32]) -> Result<R, InferError>,
+        read: impl FnOnce(&SessionOutputs<'_>) -> Result<R, InferError>,
     ) -> Result<(Letterbox, R), InferError> {
         let (w, h) = (self.input.width, self.input.height);
         tensor.resize(3 * w * h, 0.0);
         let letterbox = letterbox(&self.input, tensor);
-        let input = TensorRef::from_array_view(([1usize, 3, h, w], &tensor[..]))
-            .map_err(InferError::InputTensor)?;
-        let mut session = self.free_session();
-        let outputs = session
-            .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(InferError::Run)?;
-        let (shape, data) =
-            outputs[0].try_extract_tensor::<f32>().map_err(InferError::OutputType)?;
-        Ok((letterbox, read(shape, data)?))
+        Ok((letterbox, self.infer(tensor, 1, read)?))
     }
 
-    fn new(sessions: Vec<Session>, input_name: String, input: InputSpec) -> Self {
+    /// Runs `images` letterboxed images, back to back in `batch`, and hands the outputs to
+    /// `read`.
+    fn infer<R>(
+        &self,
+        batch: &[f32],
+        images: usize,
+        read: impl FnOnce(&SessionOutputs<'_>) -> Result<R, InferError>,
+    ) -> Result<R, InferError> {
+        let (w, h) = (self.input.width, self.input.height);
+        let input = TensorRef::from_array_view(([images, 3, h, w], batch))
+            .map_err(InferError::InputTensor)?;
+        let mut inputs = ort::inputs![self.input_name.as_str() => input];
+        let sizes = [w as i64, h as i64].repeat(images);
+        if let Some(name) = &self.sizes_input {
+            let sizes = TensorRef::from_array_view(([images, 2], &sizes[..]))
+                .map_err(InferError::InputTensor)?;
+            inputs.push((name.as_str().into(), sizes.into()));
+        }
+        let mut session = self.free_session();
+        let outputs = session.run(inputs).map_err(InferError::Run)?;
+        read(&outputs)
+    }
+
+    fn new(opened: Opened, input: InputSpec) -> Self {
         ImageSession {
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            sessions: opened.sessions.into_iter().map(Mutex::new).collect(),
             next: AtomicUsize::new(0),
-            input_name,
+            input_name: opened.input_name,
+            sizes_input: opened.sizes_input,
             input,
         }
+    }
+
+    /// Where the first session's profiled first runs put the model's nodes; call once, after
+    /// the warm-up.
+    fn placement(&self) -> Vec<(String, usize)> {
+        device::placement(&mut self.sessions[0].lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A session nobody is running, or when all are busy the one whose turn it is.
@@ -239,6 +296,9 @@ struct Opened {
     /// `ModelConfig::session_count` of them, the same model each.
     sessions: Vec<Session>,
     input_name: String,
+    sizes_input: Option<String>,
+    /// The image input's batch dimension is dynamic.
+    dynamic_batch: bool,
     width: usize,
     height: usize,
     classes: Vec<String>,
@@ -262,25 +322,43 @@ fn open(config: &ModelConfig) -> Result<Opened, LoadError> {
     let environment = runtime()?;
     let cannot_load = |source| LoadError::Session { path: path.clone(), source };
     let sessions = (0..config.session_count())
-        .map(|_| {
-            Session::builder(environment)
+        .map(|i| {
+            let builder = Session::builder(environment)
                 .map_err(cannot_load)?
                 .with_intra_threads(config.threads)
                 // Builder errors carry the builder, which is not Send: keep the error alone.
-                .map_err(|e| cannot_load(e.into()))?
-                .commit_from_memory(&bytes)
-                .map_err(cannot_load)
+                .map_err(|e| cannot_load(e.into()))?;
+            // The first session's first runs are profiled, to learn where its nodes ran.
+            let builder = if i == 0 {
+                builder
+                    .with_profiling(device::profile_prefix())
+                    .map_err(|e| cannot_load(e.into()))?
+            } else {
+                builder
+            };
+            let committed =
+                device::configure(builder, environment, config)?.commit_from_memory(&bytes);
+            committed.map_err(|source| match config.device {
+                crate::config::Device::Cpu => cannot_load(source),
+                device => {
+                    LoadError::DeviceRefused { device: device.name(), path: path.clone(), source }
+                }
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let session = &sessions[0];
-    let (input_name, width, height) = check_input(session, config.input_size)?;
+    let takes_sizes = config.format == ModelKind::Detector(ModelFormat::Detr);
+    let (input_name, sizes_input, batch, width, height) =
+        check_inputs(session, takes_sizes, config.input_size)?;
     let summary = ModelSummary {
         inputs: session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
         outputs: session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
         classes: classes.len(),
         sha256,
+        placement: Vec::new(),
     };
-    Ok(Opened { sessions, input_name, width, height, classes, summary })
+    let dynamic_batch = batch == -1;
+    Ok(Opened { sessions, input_name, sizes_input, dynamic_batch, width, height, classes, summary })
 }
 
 /// The declared shape of a session's first output.
@@ -294,22 +372,41 @@ impl Detector {
         let ModelKind::Detector(format) = config.format else {
             return Err(LoadError::ClassifierAsDetector);
         };
-        let Opened { sessions, input_name, width, height, classes, summary } = open(config)?;
-        let shape = output_shape(&sessions[0])?;
-        format
-            .check_output_shape(&shape, classes.len(), width, height)
+        let mut opened = open(config)?;
+        let shapes: Vec<(String, Vec<i64>)> = opened.sessions[0]
+            .outputs()
+            .iter()
+            .map(|o| (o.name().to_string(), tensor_shape(o.dtype()).unwrap_or_default()))
+            .collect();
+        let named: Vec<(&str, &[i64])> =
+            shapes.iter().map(|(name, shape)| (name.as_str(), &shape[..])).collect();
+        let (width, height) = (opened.width, opened.height);
+        let classes = std::mem::take(&mut opened.classes);
+        let outputs = format
+            .find_outputs(&named, classes.len(), width, height)
             .map_err(|reason| LoadError::DetectorOutput { reason, classes: classes.len() })?;
-        let detector = Detector {
+        if config.max_batch > 1 && !opened.dynamic_batch {
+            return Err(LoadError::FixedBatch { max_batch: config.max_batch, batch: 1 });
+        }
+        let batcher = (config.max_batch > 1)
+            .then(|| Batcher::new(config.max_batch, Duration::from_millis(config.batch_wait_ms)));
+        let mut detector = Detector {
             name: config.name.clone(),
-            summary,
+            summary: opened.summary.clone(),
             format,
+            outputs,
             classes: classes.into_iter().map(Arc::from).collect(),
             confidence: config.confidence,
             nms_iou: config.nms_iou,
             cross_class_iou: config.cross_class_iou,
-            model: ImageSession::new(sessions, input_name, input_spec(format, width, height)),
+            model: ImageSession::new(
+                opened,
+                InputSpec::new(width, height, &config.preprocessing()),
+            ),
+            batcher,
         };
         detector.warm_up()?;
+        detector.summary.placement = detector.model.placement();
         Ok(detector)
     }
 
@@ -337,22 +434,27 @@ impl Detector {
         frame: &Frame,
         scratch: &mut Scratch,
     ) -> Result<Vec<Detection>, InferError> {
-        let (w, h) = (self.model.input.width, self.model.input.height);
-        let candidates = &mut scratch.candidates;
-        let (letterbox, ()) = self.model.run(
-            |spec, tensor| letterbox_frame(frame, spec, tensor),
-            &mut scratch.tensor,
-            |shape, data| {
-                // Load checked the declared shape; a dynamic one is only known now.
-                self.format
-                    .check_output_shape(shape, self.classes.len(), w, h)
-                    .map_err(InferError::OutputShape)?;
-                let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
-                let classes = self.classes.len();
-                decode(self.format, data, &dims, classes, w, h, self.confidence, candidates);
-                Ok(())
-            },
-        )?;
+        let letterbox = match &self.batcher {
+            None => {
+                let candidates = &mut scratch.candidates;
+                let (letterbox, ()) = self.model.run(
+                    |spec, tensor| letterbox_frame(frame, spec, tensor),
+                    &mut scratch.tensor,
+                    |outputs| self.decode_image(outputs, 0, 1, candidates),
+                )?;
+                letterbox
+            }
+            Some(batcher) => {
+                let spec = &self.model.input;
+                scratch.tensor.resize(3 * spec.width * spec.height, 0.0);
+                let letterbox = letterbox_frame(frame, spec, &mut scratch.tensor);
+                let tensor = std::mem::take(&mut scratch.tensor);
+                let (tensor, candidates) = batcher.submit(tensor, |batch| self.run_batch(batch));
+                scratch.tensor = tensor;
+                scratch.candidates = candidates.map_err(InferError::Batch)?;
+                letterbox
+            }
+        };
         nms(&mut scratch.candidates, self.nms_iou, self.cross_class_iou);
         let (fw, fh) = (frame.width as f32, frame.height as f32);
         Ok(scratch
@@ -370,6 +472,73 @@ impl Detector {
             .collect())
     }
 
+    /// Runs a batch of letterboxed frames; each frame's candidates, or why the batch failed.
+    fn run_batch(&self, batch: &[&[f32]]) -> Vec<Result<Vec<Candidate>, String>> {
+        let images = batch.len();
+        let decoded = self.model.infer(&batch.concat(), images, |outputs| {
+            (0..images)
+                .map(|image| {
+                    let mut candidates = Vec::new();
+                    self.decode_image(outputs, image, images, &mut candidates).map(|()| candidates)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match decoded {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e.to_string()); images],
+        }
+    }
+
+    /// Decodes image `image` of a batch of `images` from the model's outputs into `candidates`.
+    fn decode_image(
+        &self,
+        outputs: &SessionOutputs<'_>,
+        image: usize,
+        images: usize,
+        candidates: &mut Vec<Candidate>,
+    ) -> Result<(), InferError> {
+        let (w, h) = (self.model.input.width, self.model.input.height);
+        let classes = self.classes.len();
+        // The image's share of an output whose first dimension is the batch.
+        fn share<T>(data: &[T], image: usize, images: usize) -> &[T] {
+            let per_image = data.len() / images;
+            &data[image * per_image..][..per_image]
+        }
+        let f32s = |i: usize| {
+            let (shape, data) =
+                outputs[i].try_extract_tensor::<f32>().map_err(InferError::OutputType)?;
+            Ok::<_, InferError>((shape, share(data, image, images)))
+        };
+        let dims: Vec<usize>;
+        let tensors = match self.outputs {
+            Outputs::One => {
+                let (shape, data) = f32s(0)?;
+                // Load checked the declared shape; a dynamic one is only known now.
+                let mut one: Vec<i64> = shape.to_vec();
+                if let Some(batch) = one.first_mut() {
+                    *batch = 1;
+                }
+                self.format
+                    .check_output_shape(&one, classes, w, h)
+                    .map_err(InferError::OutputShape)?;
+                dims = one.iter().map(|d| *d as usize).collect();
+                Tensors::One { data, shape: &dims }
+            }
+            // Decoding pairs rows up to the shortest tensor: no shape can mislead it.
+            Outputs::BoxesScores { boxes, scores } => {
+                Tensors::BoxesScores { boxes: f32s(boxes)?.1, scores: f32s(scores)?.1 }
+            }
+            Outputs::Detr { labels, boxes, scores } => {
+                let (_, labels) =
+                    outputs[labels].try_extract_tensor::<i64>().map_err(InferError::OutputType)?;
+                let labels = share(labels, image, images);
+                Tensors::Detr { labels, boxes: f32s(boxes)?.1, scores: f32s(scores)?.1 }
+            }
+        };
+        decode(self.format, tensors, classes, (w, h), self.confidence, candidates);
+        Ok(())
+    }
+
     /// The model's score threshold: detections below it are never reported.
     pub fn confidence(&self) -> f32 {
         self.confidence
@@ -381,35 +550,35 @@ impl Detector {
     }
 }
 
-/// How each family wants its pixels: YOLOX raw BGR at the top-left; Ultralytics RGB in 0..1,
-/// centred.
-pub fn input_spec(format: ModelFormat, width: usize, height: usize) -> InputSpec {
-    match format {
-        ModelFormat::Yolox => InputSpec {
-            width,
-            height,
-            order: ChannelOrder::Bgr,
-            scale: 1.0,
-            placement: Placement::TopLeft,
-        },
-        ModelFormat::Yolov5 | ModelFormat::Yolov8 => InputSpec {
-            width,
-            height,
-            order: ChannelOrder::Rgb,
-            scale: 1.0 / 255.0,
-            placement: Placement::Centre,
-        },
-    }
-}
-
-/// The single image input `[1, 3, H, W]`: its name and size, reconciled with `input_size`.
-fn check_input(
+/// The image input `[1, 3, H, W]`: its name, batch dimension (1, or -1 when dynamic) and size,
+/// reconciled with `input_size`; with
+/// `takes_sizes` (detr) also the `orig_target_sizes` input, int64 `[1, 2]`, by name.
+fn check_inputs(
     session: &Session,
+    takes_sizes: bool,
     configured: Option<[usize; 2]>,
-) -> Result<(String, usize, usize), LoadError> {
-    let [input] = session.inputs() else {
-        return Err(LoadError::InputCount(session.inputs().len()));
+) -> Result<(String, Option<String>, i64, usize, usize), LoadError> {
+    let inputs = session.inputs();
+    let is_sizes = |i: &&ort::value::Outlet| {
+        i.name() == DETR_SIZES_INPUT
+            && matches!(i.dtype(), ValueType::Tensor { ty: TensorElementType::Int64, .. })
+            && tensor_shape(i.dtype()).is_some_and(|s| matches!(s[..], [1 | -1, 2 | -1]))
     };
+    let sizes = inputs.iter().find(is_sizes);
+    let images: Vec<_> = inputs.iter().filter(|i| !is_sizes(i)).collect();
+    let (expected, fits) = if takes_sizes {
+        ("an image input and `orig_target_sizes` int64 [1, 2]", sizes.is_some())
+    } else {
+        ("one image input", sizes.is_none())
+    };
+    let [input] = images[..] else {
+        let actual: Vec<String> = inputs.iter().map(|i| describe(i.name(), i.dtype())).collect();
+        return Err(LoadError::Inputs { expected, actual: actual.join(", ") });
+    };
+    if !fits {
+        let actual: Vec<String> = inputs.iter().map(|i| describe(i.name(), i.dtype())).collect();
+        return Err(LoadError::Inputs { expected, actual: actual.join(", ") });
+    }
     let shape = tensor_shape(input.dtype()).unwrap_or_default();
     let bad_shape =
         || LoadError::InputShape { name: input.name().to_string(), shape: shape.clone() };
@@ -425,8 +594,12 @@ fn check_input(
         (Some(size), _) | (None, Some(size)) => size,
         (None, None) => return Err(LoadError::DynamicInputSize),
     };
-    Ok((input.name().to_string(), width, height))
+    let sizes = sizes.map(|s| s.name().to_string());
+    Ok((input.name().to_string(), sizes, n, width, height))
 }
+
+/// The input through which the DETR family's exports take the image size they scale boxes to.
+const DETR_SIZES_INPUT: &str = "orig_target_sizes";
 
 fn tensor_shape(dtype: &ValueType) -> Option<Vec<i64>> {
     dtype.tensor_shape().map(|s| s.iter().copied().collect())

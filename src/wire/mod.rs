@@ -16,7 +16,7 @@ pub use incident::{
     ModelRef, ObjectPayload, PlatformPayload, SCHEMA,
 };
 pub use stats::{CameraReport, LatencyReport, OutboxStats, StatsPayload};
-pub use status::{CameraState, ConfigReport, camera_status, node_status};
+pub use status::{CameraState, ConfigReport, ModelReport, camera_status, node_status};
 pub use topics::Topics;
 
 /// A time as the payloads write it: UTC, RFC 3339, milliseconds.

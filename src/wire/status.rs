@@ -39,6 +39,23 @@ pub struct ConfigReport {
     /// The last reload's mistakes, when it was refused: the node keeps running `sha256`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Where each model of the config runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelReport>,
+}
+
+/// Where a model runs: the device its config asks for, and the execution providers ONNX Runtime
+/// actually gave its nodes (a provider that cannot take a node leaves it to the CPU).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModelReport {
+    pub name: String,
+    /// `cpu`, `openvino`, `cuda` or `tensorrt`, as configured.
+    pub device: String,
+    /// The execution provider that ran most of its nodes in its first run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// How many nodes each provider ran (a subgraph an accelerator compiled counts as one).
+    pub nodes: std::collections::BTreeMap<String, usize>,
 }
 
 /// `cityeye.status.v1`: the node's or a camera's state, as retained on the status topics.
@@ -137,6 +154,28 @@ pub fn camera_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_status_says_where_each_model_runs() {
+        let report = ConfigReport {
+            models: vec![ModelReport {
+                name: "coco".into(),
+                device: "openvino".into(),
+                provider: Some("OpenVINOExecutionProvider".into()),
+                nodes: [("OpenVINOExecutionProvider".to_string(), 1)].into(),
+            }],
+            ..ConfigReport::default()
+        };
+        let at = SystemTime::UNIX_EPOCH;
+        let body: serde_json::Value =
+            serde_json::from_slice(&node_status("n", true, at, Some(&report), None)).unwrap();
+        assert_eq!(
+            body["config"]["models"],
+            serde_json::json!([{"name": "coco", "device": "openvino",
+                "provider": "OpenVINOExecutionProvider",
+                "nodes": {"OpenVINOExecutionProvider": 1}}])
+        );
+    }
 
     #[test]
     fn node_status_is_timed_when_its_state_began() {

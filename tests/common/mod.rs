@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod mqtt5;
-pub mod onnx;
 
 pub use cityeye::commands::simulate::Codec;
 use cityeye::commands::simulate::{Mount, Server};
@@ -24,6 +23,19 @@ pub fn shared(path: &str) -> PathBuf {
 
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A model scripts/make-test-models made (scripts/test runs it) from the shared YOLOX-Nano
+/// with the official `onnx` package: `yolox_nano.end2end.onnx`, `colour_red_blue.onnx`, ...
+pub fn test_model(file: &str) -> PathBuf {
+    let path = repo("target/models").join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/make-test-models ../shared/models/yolox_nano.onnx \
+         target/models",
+        path.display()
+    );
+    path
 }
 
 pub fn free_port() -> u16 {
