@@ -1221,6 +1221,47 @@ mod tests {
         }
     }
 
+    fn gate(mode: Decode, needed: Option<(f64, &'static str)>) -> KeyframeGate {
+        let stats = Arc::new(CameraStats::default());
+        stats.keyframes_only.store(mode == Decode::Keyframes, Ordering::Relaxed);
+        KeyframeGate {
+            camera: "kerb".into(),
+            mode,
+            needed,
+            stats,
+            keys: Vec::new(),
+            measured: false,
+        }
+    }
+
+    /// A stream of 10 frames/s with a key frame every 2 s, for `seconds`: what passes.
+    fn feed(gate: &mut KeyframeGate, seconds: u64) -> Vec<u64> {
+        (0..seconds * 10)
+            .map(|i| (i, i % 20 != 0))
+            .filter(|&(i, delta)| gate.pass(delta, ms(i * 100)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn keyframes_drops_every_delta_frame_and_counts_it() {
+        let mut g = gate(Decode::Keyframes, Some((0.2, "illegal_parking")));
+        assert_eq!(feed(&mut g, 6), [0, 20, 40]);
+        assert_eq!(g.stats.frames_skipped.load(Ordering::Relaxed), 57);
+    }
+
+    #[test]
+    fn auto_decodes_key_frames_only_once_their_rate_serves_every_algorithm() {
+        let mut slow = gate(Decode::Auto, Some((0.2, "illegal_parking")));
+        let passed = feed(&mut slow, 8);
+        // Every frame until the third key frame (4 s) measures 0.5 a second; then key frames.
+        assert_eq!(passed.len(), 41 + 1, "{passed:?}");
+        assert!(slow.stats.keyframes_only.load(Ordering::Relaxed));
+        let mut fast = gate(Decode::Auto, Some((5.0, "tripwire")));
+        assert_eq!(feed(&mut fast, 8).len(), 80);
+        assert!(!fast.stats.keyframes_only.load(Ordering::Relaxed));
+    }
+
     #[test]
     fn sampler_thins_10_fps_to_5() {
         let mut s = Sampler::new(5.0);
