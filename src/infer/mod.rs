@@ -5,7 +5,8 @@
 //! model is a clear error at start-up, never a camera that silently sees nothing.
 //!
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` when set,
-//! else from where `scripts/setup` or the package installs it.
+//! else from where `scripts/setup` or the package installs it. Each model runs on its
+//! configured execution provider ([`device`]), and its frames may run in batches (`batch.rs`).
 
 mod batch;
 pub mod classify;
