@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use cityeye::commands::replay::{self, ReplayRequest};
 use cityeye::commands::simulate::{self, Codec};
-use cityeye::commands::{algorithms, check, models, progress, run, tail};
+use cityeye::commands::{algorithms, check, models, progress, run, suppressions, tail};
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +106,12 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// List or remove the suppressions operators' false_positive verdicts left (a running node
+    /// follows within seconds).
+    Suppressions {
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
     /// Look at model files.
     Models {
         #[command(subcommand)]
@@ -130,6 +136,22 @@ enum Command {
 enum StreamCodec {
     H264,
     H265,
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// One line per suppression in force: id, camera, algorithm, classes, expiry, who, why.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove one: that place raises incidents again.
+    Remove {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The suppression's id, as `list` prints it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,6 +243,10 @@ fn main() -> ExitCode {
         Command::Algorithms { json } => algorithms::algorithms(json),
         Command::Man { out_dir } => write_man_pages(&out_dir),
         Command::Tail { config, stats } => tail::tail(&config, stats),
+        Command::Suppressions { command } => match command {
+            SuppressionsCommand::List { config } => suppressions::list(&config),
+            SuppressionsCommand::Remove { config, id } => suppressions::remove(&config, &id),
+        },
         Command::Models { command: ModelsCommand::Inspect { model } } => {
             models::inspect_model(&model)
         }

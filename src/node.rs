@@ -12,7 +12,7 @@
 //!   every algorithm that did not change;
 //! - cameras added start, cameras removed stop, and every other camera is left alone.
 //!
-//! `[node]`, `[mqtt]`, `[outbox]`, `[http]` and `[evidence]` are read once at start: a change
+//! `[node]`, `[mqtt]`, `[outbox]`, `[http]`, `[evidence]` and `[verdicts]` are read once at start: a change
 //! there is reported as needing a restart and is not applied.
 //!
 //! A node has its data dir to itself: it runs holding the dir's [`DataDirLock`].
@@ -35,7 +35,8 @@ use crate::ingest::Mode;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
-use crate::wire::{ConfigReport, rfc3339_millis};
+use crate::verdict;
+use crate::wire::{ConfigReport, Topics, rfc3339_millis};
 
 pub use lock::{DataDirLock, LOCK_FILE, LockError};
 
@@ -77,10 +78,18 @@ pub fn run_node(
     if outbox.recovered_from().is_some() {
         stats.count_outbox_recovery();
     }
+    let verdicts = Arc::new(verdict::Store::open(
+        &config.node.data_dir,
+        config.verdicts.suppress_days,
+        stats.clone(),
+    ));
+    let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
+    verdict::listen(verdicts.clone(), &link, topics, stop.clone())?;
     let config = Arc::new(config);
     // With HTTP on, the web page watches every camera's analysed frames.
     let web = http.as_ref().map(|_| Arc::new(Web::new(stats.clone())));
-    let cameras = Cameras::start(config.clone(), models, tx, stats.clone(), web.clone());
+    let cameras =
+        Cameras::start(config.clone(), models, tx, stats.clone(), web.clone(), verdicts.clone());
     let supervisor = {
         let (stop, hangup) = (stop.clone(), hangup.clone());
         std::thread::Builder::new()
@@ -155,6 +164,7 @@ struct Cameras {
     tx: mpsc::Sender<Outbound>,
     stats: Arc<NodeStats>,
     web: Option<Arc<Web>>,
+    verdicts: Arc<verdict::Store>,
     report: ConfigReport,
     /// SHA-256 of the file's text when last read, applied or not: a refused file is reported
     /// once, not at every look.
@@ -169,6 +179,7 @@ impl Cameras {
         tx: mpsc::Sender<Outbound>,
         stats: Arc<NodeStats>,
         web: Option<Arc<Web>>,
+        verdicts: Arc<verdict::Store>,
     ) -> Self {
         let report = ConfigReport {
             sha256: config.sha256.clone(),
@@ -177,7 +188,8 @@ impl Cameras {
         };
         let last_seen = config.sha256.clone();
         let running = BTreeMap::new();
-        let mut cameras = Cameras { config, models, running, tx, stats, web, report, last_seen };
+        let mut cameras =
+            Cameras { config, models, running, tx, stats, web, verdicts, report, last_seen };
         // Before any camera: the sink is not draining yet, and this thread must not wait on a
         // channel the cameras may have filled.
         cameras.publish_report();
@@ -199,6 +211,7 @@ impl Cameras {
             if asked || looked.elapsed() >= WATCH_EVERY {
                 looked = Instant::now();
                 self.reload_if(asked);
+                self.verdicts.refresh();
             }
         }
         // All at once: each camera's last messages must reach the sink within its grace period.
@@ -324,7 +337,7 @@ impl Cameras {
         let models = analysis.models();
         let (config, tx, stats) = (self.config.clone(), self.tx.clone(), self.stats.clone());
         let (id, thread_stop, thread_camera) = (camera.id.clone(), stop.clone(), camera.clone());
-        let web = self.web.clone();
+        let (web, verdicts) = (self.web.clone(), self.verdicts.clone());
         let spawned =
             std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
                 let camera = thread_camera;
@@ -332,7 +345,8 @@ impl Cameras {
                 let clips = clip::Settings::live(&config, &camera.id);
                 let mut watch = web.map(|web| web.watcher(&camera.id));
                 let watch = watch.as_mut().map(|w| w as &mut Watch<'_>);
-                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch };
+                let verdicts = Some(&*verdicts);
+                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch, verdicts };
                 let mode = Mode::Live;
                 let stop = &thread_stop;
                 if let Err(e) =
@@ -383,11 +397,13 @@ fn keep_start_only_sections(running: &Config, next: &mut Config) -> Vec<String> 
     keep("outbox", running.outbox != next.outbox);
     keep("http", running.http != next.http);
     keep("evidence", running.evidence != next.evidence);
+    keep("verdicts", running.verdicts != next.verdicts);
     next.node = running.node.clone();
     next.mqtt = running.mqtt.clone();
     next.outbox = running.outbox.clone();
     next.http = running.http.clone();
     next.evidence = running.evidence.clone();
+    next.verdicts = running.verdicts.clone();
     changed
 }
 

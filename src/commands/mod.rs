@@ -14,6 +14,7 @@ pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod simulate;
+pub mod suppressions;
 pub mod tail;
 
 use std::path::Path;

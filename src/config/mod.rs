@@ -38,7 +38,9 @@ pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{ClassList, ModelConfig, ModelFormat, ModelKind};
 pub use mqtt::{BrokerUrl, MqttConfig, MqttVersion, parse_broker_url};
-pub use node::{AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig};
+pub use node::{
+    AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig, VerdictsConfig,
+};
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
 pub use pipeline::pipeline_description;
 pub use schedule::Schedule;
@@ -57,6 +59,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    #[serde(default)]
+    pub verdicts: VerdictsConfig,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]

@@ -1,5 +1,5 @@
-//! `[node]`, `[outbox]`, `[http]`, `[analysis]` and `[evidence]`: the node's own settings, read
-//! once at start (a reload reports their changes as needing a restart).
+//! `[node]`, `[outbox]`, `[http]`, `[analysis]`, `[evidence]` and `[verdicts]`: the node's own
+//! settings, read once at start (a reload reports their changes as needing a restart).
 
 use std::path::PathBuf;
 
@@ -96,6 +96,21 @@ impl Default for EvidenceConfig {
             max_bytes: 10 << 30,
             inline: false,
         }
+    }
+}
+
+/// What operators' verdicts do (see `src/verdict.rs`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerdictsConfig {
+    /// Days a `false_positive` verdict keeps the same algorithm and object class at the same
+    /// place from raising incidents on that camera.
+    pub suppress_days: f64,
+}
+
+impl Default for VerdictsConfig {
+    fn default() -> Self {
+        VerdictsConfig { suppress_days: 30.0 }
     }
 }
 

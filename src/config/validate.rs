@@ -83,6 +83,11 @@ impl Config {
             );
         }
         check(
+            self.verdicts.suppress_days > 0.0 && self.verdicts.suppress_days <= 3650.0,
+            "verdicts.suppress_days".into(),
+            "must be above 0 and at most 3650 (ten years)".into(),
+        );
+        check(
             self.evidence.retain_days > 0.0,
             "evidence.retain_days".into(),
             "must be above 0".into(),
