@@ -30,7 +30,9 @@ use tokio::sync::mpsc;
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
 use crate::engine::{Analysis, Models, Outputs, Watch, reload_models, run_camera};
-use crate::http::{self, web::Web};
+use crate::http::edit::{self, EditRequest, FieldError};
+use crate::http::operate::Operate;
+use crate::http::{self, auth::Auth, web::Web};
 use crate::ingest::Mode;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
 use crate::stats::NodeStats;
@@ -66,6 +68,12 @@ pub fn run_node(
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt).map_err(|e| e.to_string())?;
     }
+    let users = match &config.http.users_file {
+        Some(path) if config.http.enabled => {
+            Some(http::auth::load_users(path).map_err(|e| format!("http.users_file: {e}"))?)
+        }
+        _ => None,
+    };
     let http = match config.http.enabled {
         true => Some(runtime.block_on(http::bind(&config.http))?),
         false => None,
@@ -88,17 +96,27 @@ pub fn run_node(
     let config = Arc::new(config);
     // With HTTP on, the web page watches every camera's analysed frames.
     let web = http.as_ref().map(|_| Arc::new(Web::new(stats.clone())));
+    let (editor, edits) = std_mpsc::channel();
+    let operate = Arc::new(Operate {
+        auth: Arc::new(Auth::new(
+            users,
+            Duration::from_secs_f64(config.http.session_hours * 3600.0),
+        )),
+        verdicts: Some(verdicts.clone()),
+        editor: Some(editor),
+        config_path: Some(config.path.clone()),
+    });
     let cameras =
         Cameras::start(config.clone(), models, tx, stats.clone(), web.clone(), verdicts.clone());
     let supervisor = {
         let (stop, hangup) = (stop.clone(), hangup.clone());
         std::thread::Builder::new()
             .name("config".into())
-            .spawn(move || cameras.run(&stop, &hangup))
+            .spawn(move || cameras.run(&stop, &hangup, &edits))
             .map_err(|e| format!("cannot start the config thread: {e}"))?
     };
     if let (Some(listener), Some(web)) = (http, web) {
-        runtime.spawn(http::serve(listener, stats.clone(), web));
+        runtime.spawn(http::serve(listener, stats.clone(), web, operate));
     }
     let notifier = Arc::new(Notifier::from_env());
     runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
@@ -156,6 +174,14 @@ enum Change {
     Reconfigure,
 }
 
+/// A checked config, ready to run: every camera's new analysis built.
+struct Prepared {
+    next: Config,
+    models: Models,
+    restart_needed: Vec<String>,
+    changes: Vec<(CameraConfig, Change, Analysis)>,
+}
+
 /// The running cameras and the config they run.
 struct Cameras {
     config: Arc<Config>,
@@ -202,11 +228,20 @@ impl Cameras {
         cameras
     }
 
-    /// Watches for reloads until `stop`, then stops every camera.
-    fn run(mut self, stop: &AtomicBool, hangup: &AtomicBool) {
+    /// Watches for reloads and takes the page's edits until `stop`, then stops every camera.
+    fn run(
+        mut self,
+        stop: &AtomicBool,
+        hangup: &AtomicBool,
+        edits: &std_mpsc::Receiver<EditRequest>,
+    ) {
         let mut looked = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(POLL);
+            for request in edits.try_iter() {
+                let result = self.edit(&request);
+                let _ = request.reply.send(result);
+            }
             let asked = hangup.swap(false, Ordering::Relaxed);
             if asked || looked.elapsed() >= WATCH_EVERY {
                 looked = Instant::now();
@@ -246,7 +281,41 @@ impl Cameras {
 
     /// Loads, validates and applies the config file; nothing changes unless all of it is valid.
     fn reload(&mut self) -> Result<(), ConfigErrors> {
-        let mut next = Config::load(&self.config.path)?;
+        let next = Config::load(&self.config.path)?;
+        let prepared = self.prepare(next)?;
+        self.switch(prepared);
+        Ok(())
+    }
+
+    /// The page's edit: made to the file's text, checked whole exactly as a reload checks it,
+    /// then (only if all of it is valid) the old file kept as `FILE.bak`, the new one written
+    /// and run. The new config's SHA-256, or every mistake with its key.
+    fn edit(&mut self, request: &EditRequest) -> Result<String, Vec<FieldError>> {
+        let path = self.config.path.clone();
+        let whole = |message: String| vec![FieldError::new("", message)];
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| whole(format!("cannot read {}: {e}", path.display())))?;
+        let edited = edit::apply(&text, &request.camera, &request.changes)?;
+        let keyed = |errors: ConfigErrors| -> Vec<FieldError> {
+            errors.0.iter().map(|e| FieldError::new(e.key.clone(), e.message.clone())).collect()
+        };
+        let next = Config::parse(&edited, &path).map_err(keyed)?;
+        let prepared = self.prepare(next).map_err(keyed)?;
+        let backup = path.with_extension("toml.bak");
+        std::fs::copy(&path, &backup)
+            .map_err(|e| whole(format!("cannot keep the backup {}: {e}", backup.display())))?;
+        write_replacing(&path, &edited)
+            .map_err(|e| whole(format!("cannot write {}: {e}", path.display())))?;
+        tracing::info!(by = %request.by, camera = %request.camera, backup = %backup.display(), "config edited on the page");
+        // The watcher must not take the written file for someone else's change.
+        self.last_seen = sha256_hex(edited.as_bytes());
+        self.switch(prepared);
+        Ok(self.config.sha256.clone())
+    }
+
+    /// Checks `next` with its models and builds every changed camera's analysis; nothing
+    /// running changes.
+    fn prepare(&self, mut next: Config) -> Result<Prepared, ConfigErrors> {
         let (models, loaded_anew) = reload_models(&next, Some((&self.config, &self.models)))?;
         let restart_needed = keep_start_only_sections(&self.config, &mut next);
         // Every analysis is built before anything changes, so a failure leaves all as it was.
@@ -267,6 +336,12 @@ impl Cameras {
                 .map_err(|e| ConfigErrors(vec![next.error(format!("cameras.{}", camera.id), e)]))?;
             changes.push((camera.clone(), change, analysis));
         }
+        Ok(Prepared { next, models, restart_needed, changes })
+    }
+
+    /// Runs a prepared config.
+    fn switch(&mut self, prepared: Prepared) {
+        let Prepared { next, models, restart_needed, changes } = prepared;
         let kept: BTreeSet<&str> = next.cameras.iter().map(|c| c.id.as_str()).collect();
         let removed: Vec<String> =
             self.running.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
@@ -294,7 +369,6 @@ impl Cameras {
             errors: Vec::new(),
         };
         self.publish_report();
-        Ok(())
     }
 
     fn apply(&mut self, camera: CameraConfig, change: Change, analysis: Analysis) {
@@ -368,6 +442,19 @@ impl Cameras {
         // The sink only goes away when the node is shutting down.
         let _ = self.tx.blocking_send(Outbound::Config(self.report.clone()));
     }
+}
+
+/// Replaces `path`'s content through a temporary file beside it, renamed over it (a crash
+/// leaves the old file or the new one), with the old file's permissions.
+fn write_replacing(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("toml.tmp");
+    let permissions = std::fs::metadata(path)?.permissions();
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::set_permissions(&temporary, permissions)?;
+    std::fs::rename(&temporary, path)
 }
 
 /// Whether a camera's stream must be opened again for `new`: anything changed but its models,

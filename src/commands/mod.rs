@@ -16,6 +16,7 @@ pub mod run;
 pub mod simulate;
 pub mod suppressions;
 pub mod tail;
+pub mod user;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -162,6 +162,9 @@ impl Config {
             }
         };
         resolve(&mut self.node.data_dir);
+        if let Some(users) = &mut self.http.users_file {
+            resolve(users);
+        }
         for p in [
             &mut self.mqtt.password_file,
             &mut self.mqtt.ca_file,

@@ -43,6 +43,13 @@ impl VerdictPayload {
     pub fn parse(bytes: &[u8]) -> Result<VerdictPayload, String> {
         let payload: VerdictPayload =
             serde_json::from_slice(bytes).map_err(|e| format!("not a verdict: {e}"))?;
+        payload.check()?;
+        Ok(payload)
+    }
+
+    /// Whether `by` and `note` are as a verdict needs them.
+    pub fn check(&self) -> Result<(), String> {
+        let payload = self;
         if payload.by.trim().is_empty() {
             return Err("`by` is empty: a verdict says who gave it".into());
         }
@@ -52,7 +59,7 @@ impl VerdictPayload {
         if payload.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
             return Err(format!("`note` is longer than {MAX_NOTE_CHARS} characters"));
         }
-        Ok(payload)
+        Ok(())
     }
 }
 
