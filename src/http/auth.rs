@@ -331,11 +331,11 @@ pub fn refuse(status: StatusCode, why: &str) -> Response {
     (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
-/// Whether `who` is an installer; else the answer refusing them.
-pub fn installer(who: &Who) -> Result<(), Response> {
+/// The answer refusing `who` unless they are an installer.
+pub fn unless_installer(who: &Who) -> Option<Response> {
     match who.role {
-        Role::Installer => Ok(()),
-        Role::Viewer => Err(refuse(StatusCode::FORBIDDEN, "only an installer may change this")),
+        Role::Installer => None,
+        Role::Viewer => Some(refuse(StatusCode::FORBIDDEN, "only an installer may change this")),
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn remove_suppression(
     Extension(who): Extension<Who>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(refused) = auth::installer(&who) {
+    if let Some(refused) = auth::unless_installer(&who) {
         return refused;
     }
     let (Some(store), Ok(id)) = (operate.verdicts.clone(), Uuid::try_parse(&id)) else {
@@ -236,7 +236,7 @@ pub async fn edit(
     Extension(who): Extension<Who>,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = auth::installer(&who) {
+    if let Some(refused) = auth::unless_installer(&who) {
         return refused;
     }
     let Some(editor) = &operate.editor else {
