@@ -109,6 +109,12 @@ impl Incidents {
         messages
     }
 
+    /// The algorithm and key of open incident `id`: where an operator's verdict ends it.
+    pub fn slot_of(&self, id: &str) -> Option<(usize, u64)> {
+        let id = Uuid::try_parse(id).ok()?;
+        self.open.iter().find(|(_, open)| **open == id).map(|(slot, _)| *slot)
+    }
+
     /// Messages for the events of one frame; `tracks` are drawn on the snapshot.
     pub fn messages(
         &mut self,
@@ -160,6 +166,7 @@ impl Incidents {
             name_en: rule.entry.name_en.clone(),
             severity: rule.severity.name().into(),
             state,
+            reason: event.reason.map(String::from),
             zone: rule.zone_name.clone(),
             detected_at: rfc3339_millis(frame.captured_at),
             stream_time_s: round(frame.stream_time_s, 3),

@@ -20,7 +20,8 @@
 //!   above them;
 //! - **stages**: the pipeline's stages above, and beside them [`clip`] (an MP4 clip per
 //!   incident), [`drone`] (incidents placed on the ground), [`motion`] (the motion gate),
-//!   [`draw`] (pictures), [`stats`] (the counters every stage adds to), [`engine`] (the stages
+//!   [`draw`] (pictures), [`stats`] (the counters every stage adds to), [`verdict`] (operators'
+//!   verdicts and the suppressions they leave), [`engine`] (the stages
 //!   joined for one camera), [`node`] (the running node), [`http`] (metrics, health and the web
 //!   page) and [`systemd`];
 //! - **commands**: [`commands`], what the `cityeye` command line runs.
@@ -47,4 +48,5 @@ pub mod rules;
 pub mod stats;
 pub mod systemd;
 pub mod track;
+pub mod verdict;
 pub mod wire;

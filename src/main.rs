@@ -9,7 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use cityeye::commands::replay::{self, ReplayRequest};
 use cityeye::commands::simulate::{self, Codec};
-use cityeye::commands::{algorithms, check, models, progress, run, tail};
+use cityeye::commands::{algorithms, check, models, progress, run, suppressions, tail, user};
+use cityeye::http::auth::Role;
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +107,17 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// List or remove the suppressions operators' false_positive verdicts left (a running node
+    /// follows within seconds).
+    Suppressions {
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
+    /// Add a user of the node's web page to http.users_file (asks for the password).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Look at model files.
     Models {
         #[command(subcommand)]
@@ -130,6 +142,43 @@ enum Command {
 enum StreamCodec {
     H264,
     H265,
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// One line per suppression in force: id, camera, algorithm, classes, expiry, who, why.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove one: that place raises incidents again.
+    Remove {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The suppression's id, as `list` prints it.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or give one a new role and password. The password is read from the
+    /// terminal (twice, not shown), or as the first line of stdin when that is no terminal.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        name: String,
+        #[arg(long, value_enum)]
+        role: UserRole,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UserRole {
+    /// Sees cameras, incidents and suppressions; gives verdicts.
+    Viewer,
+    /// Also edits zones, lines and algorithms, and removes suppressions.
+    Installer,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +270,17 @@ fn main() -> ExitCode {
         Command::Algorithms { json } => algorithms::algorithms(json),
         Command::Man { out_dir } => write_man_pages(&out_dir),
         Command::Tail { config, stats } => tail::tail(&config, stats),
+        Command::Suppressions { command } => match command {
+            SuppressionsCommand::List { config } => suppressions::list(&config),
+            SuppressionsCommand::Remove { config, id } => suppressions::remove(&config, &id),
+        },
+        Command::User { command: UserCommand::Add { config, name, role } } => {
+            let role = match role {
+                UserRole::Viewer => Role::Viewer,
+                UserRole::Installer => Role::Installer,
+            };
+            user::add(&config, &name, role)
+        }
         Command::Models { command: ModelsCommand::Inspect { model } } => {
             models::inspect_model(&model)
         }

@@ -12,7 +12,7 @@
 //!   every algorithm that did not change;
 //! - cameras added start, cameras removed stop, and every other camera is left alone.
 //!
-//! `[node]`, `[mqtt]`, `[outbox]`, `[http]` and `[evidence]` are read once at start: a change
+//! `[node]`, `[mqtt]`, `[outbox]`, `[http]`, `[evidence]` and `[verdicts]` are read once at start: a change
 //! there is reported as needing a restart and is not applied.
 //!
 //! A node has its data dir to itself: it runs holding the dir's [`DataDirLock`].
@@ -30,12 +30,15 @@ use tokio::sync::mpsc;
 use crate::clip;
 use crate::config::{CameraConfig, Config, ConfigErrors, sha256_hex};
 use crate::engine::{Analysis, Models, Outputs, Patrol, Watch, reload_models, run_camera};
-use crate::http::{self, web::Web};
+use crate::http::edit::{self, EditRequest, FieldError};
+use crate::http::operate::Operate;
+use crate::http::{self, auth::Auth, web::Web};
 use crate::ingest::Mode;
 use crate::publish::{self, CHANNEL_CAPACITY, Outbound};
 use crate::stats::NodeStats;
 use crate::systemd::{self, Notifier};
-use crate::wire::{ConfigReport, rfc3339_millis};
+use crate::verdict;
+use crate::wire::{ConfigReport, Topics, rfc3339_millis};
 
 pub use lock::{DataDirLock, LOCK_FILE, LockError};
 
@@ -65,6 +68,12 @@ pub fn run_node(
     if config.mqtt.embedded_broker {
         publish::start_embedded_broker(&config.mqtt).map_err(|e| e.to_string())?;
     }
+    let users = match &config.http.users_file {
+        Some(path) if config.http.enabled => {
+            Some(http::auth::load_users(path).map_err(|e| format!("http.users_file: {e}"))?)
+        }
+        _ => None,
+    };
     let http = match config.http.enabled {
         true => Some(runtime.block_on(http::bind(&config.http))?),
         false => None,
@@ -77,19 +86,37 @@ pub fn run_node(
     if outbox.recovered_from().is_some() {
         stats.count_outbox_recovery();
     }
+    let verdicts = Arc::new(verdict::Store::open(
+        &config.node.data_dir,
+        config.verdicts.suppress_days,
+        stats.clone(),
+    ));
+    let topics = Topics::new(&config.mqtt.topic_prefix, &config.node.id);
+    verdict::listen(verdicts.clone(), &link, topics, stop.clone())?;
     let config = Arc::new(config);
     // With HTTP on, the web page watches every camera's analysed frames.
     let web = http.as_ref().map(|_| Arc::new(Web::new(stats.clone())));
-    let cameras = Cameras::start(config.clone(), models, tx, stats.clone(), web.clone());
+    let (editor, edits) = std_mpsc::channel();
+    let operate = Arc::new(Operate {
+        auth: Arc::new(Auth::new(
+            users,
+            Duration::from_secs_f64(config.http.session_hours * 3600.0),
+        )),
+        verdicts: Some(verdicts.clone()),
+        editor: Some(editor),
+        config_path: Some(config.path.clone()),
+    });
+    let cameras =
+        Cameras::start(config.clone(), models, tx, stats.clone(), web.clone(), verdicts.clone());
     let supervisor = {
         let (stop, hangup) = (stop.clone(), hangup.clone());
         std::thread::Builder::new()
             .name("config".into())
-            .spawn(move || cameras.run(&stop, &hangup))
+            .spawn(move || cameras.run(&stop, &hangup, &edits))
             .map_err(|e| format!("cannot start the config thread: {e}"))?
     };
     if let (Some(listener), Some(web)) = (http, web) {
-        runtime.spawn(http::serve(listener, stats.clone(), web));
+        runtime.spawn(http::serve(listener, stats.clone(), web, operate));
     }
     let notifier = Arc::new(Notifier::from_env());
     runtime.spawn(systemd::feed_watchdog(notifier.clone(), stats.clone(), stop.clone()));
@@ -147,6 +174,14 @@ enum Change {
     Reconfigure,
 }
 
+/// A checked config, ready to run: every camera's new analysis built.
+struct Prepared {
+    next: Config,
+    models: Models,
+    restart_needed: Vec<String>,
+    changes: Vec<(CameraConfig, Change, Analysis)>,
+}
+
 /// The running cameras and the config they run.
 struct Cameras {
     config: Arc<Config>,
@@ -157,6 +192,7 @@ struct Cameras {
     tx: mpsc::Sender<Outbound>,
     stats: Arc<NodeStats>,
     web: Option<Arc<Web>>,
+    verdicts: Arc<verdict::Store>,
     report: ConfigReport,
     /// SHA-256 of the file's text when last read, applied or not: a refused file is reported
     /// once, not at every look.
@@ -171,6 +207,7 @@ impl Cameras {
         tx: mpsc::Sender<Outbound>,
         stats: Arc<NodeStats>,
         web: Option<Arc<Web>>,
+        verdicts: Arc<verdict::Store>,
     ) -> Self {
         let report = ConfigReport {
             sha256: config.sha256.clone(),
@@ -181,8 +218,9 @@ impl Cameras {
         let last_seen = config.sha256.clone();
         let running = BTreeMap::new();
         let patrols = patrols_of(&config);
-        let mut cameras =
-            Cameras { config, models, patrols, running, tx, stats, web, report, last_seen };
+        let mut cameras = Cameras {
+            config, models, patrols, running, tx, stats, web, verdicts, report, last_seen,
+        };
         // Before any camera: the sink is not draining yet, and this thread must not wait on a
         // channel the cameras may have filled.
         cameras.publish_report();
@@ -195,15 +233,25 @@ impl Cameras {
         cameras
     }
 
-    /// Watches for reloads until `stop`, then stops every camera.
-    fn run(mut self, stop: &AtomicBool, hangup: &AtomicBool) {
+    /// Watches for reloads and takes the page's edits until `stop`, then stops every camera.
+    fn run(
+        mut self,
+        stop: &AtomicBool,
+        hangup: &AtomicBool,
+        edits: &std_mpsc::Receiver<EditRequest>,
+    ) {
         let mut looked = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(POLL);
+            for request in edits.try_iter() {
+                let result = self.edit(&request);
+                let _ = request.reply.send(result);
+            }
             let asked = hangup.swap(false, Ordering::Relaxed);
             if asked || looked.elapsed() >= WATCH_EVERY {
                 looked = Instant::now();
                 self.reload_if(asked);
+                self.verdicts.refresh();
             }
         }
         // All at once: each camera's last messages must reach the sink within its grace period.
@@ -238,7 +286,41 @@ impl Cameras {
 
     /// Loads, validates and applies the config file; nothing changes unless all of it is valid.
     fn reload(&mut self) -> Result<(), ConfigErrors> {
-        let mut next = Config::load(&self.config.path)?;
+        let next = Config::load(&self.config.path)?;
+        let prepared = self.prepare(next)?;
+        self.switch(prepared);
+        Ok(())
+    }
+
+    /// The page's edit: made to the file's text, checked whole exactly as a reload checks it,
+    /// then (only if all of it is valid) the old file kept as `FILE.bak`, the new one written
+    /// and run. The new config's SHA-256, or every mistake with its key.
+    fn edit(&mut self, request: &EditRequest) -> Result<String, Vec<FieldError>> {
+        let path = self.config.path.clone();
+        let whole = |message: String| vec![FieldError::new("", message)];
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| whole(format!("cannot read {}: {e}", path.display())))?;
+        let edited = edit::apply(&text, &request.camera, &request.changes)?;
+        let keyed = |errors: ConfigErrors| -> Vec<FieldError> {
+            errors.0.iter().map(|e| FieldError::new(e.key.clone(), e.message.clone())).collect()
+        };
+        let next = Config::parse(&edited, &path).map_err(keyed)?;
+        let prepared = self.prepare(next).map_err(keyed)?;
+        let backup = path.with_extension("toml.bak");
+        std::fs::copy(&path, &backup)
+            .map_err(|e| whole(format!("cannot keep the backup {}: {e}", backup.display())))?;
+        write_replacing(&path, &edited)
+            .map_err(|e| whole(format!("cannot write {}: {e}", path.display())))?;
+        tracing::info!(by = %request.by, camera = %request.camera, backup = %backup.display(), "config edited on the page");
+        // The watcher must not take the written file for someone else's change.
+        self.last_seen = sha256_hex(edited.as_bytes());
+        self.switch(prepared);
+        Ok(self.config.sha256.clone())
+    }
+
+    /// Checks `next` with its models and builds every changed camera's analysis; nothing
+    /// running changes.
+    fn prepare(&self, mut next: Config) -> Result<Prepared, ConfigErrors> {
         let (models, loaded_anew) = reload_models(&next, Some((&self.config, &self.models)))?;
         let restart_needed = keep_start_only_sections(&self.config, &mut next);
         // Every analysis is built before anything changes, so a failure leaves all as it was.
@@ -266,6 +348,12 @@ impl Cameras {
                 .map_err(|e| ConfigErrors(vec![next.error(format!("cameras.{}", camera.id), e)]))?;
             changes.push((camera.clone(), change, analysis));
         }
+        Ok(Prepared { next, models, restart_needed, changes })
+    }
+
+    /// Runs a prepared config.
+    fn switch(&mut self, prepared: Prepared) {
+        let Prepared { next, models, restart_needed, changes } = prepared;
         let kept: BTreeSet<&str> = next.cameras.iter().map(|c| c.id.as_str()).collect();
         let removed: Vec<String> =
             self.running.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
@@ -297,7 +385,6 @@ impl Cameras {
             models: self.models.reports(&self.config),
         };
         self.publish_report();
-        Ok(())
     }
 
     fn apply(&mut self, camera: CameraConfig, change: Change, analysis: Analysis) {
@@ -340,7 +427,7 @@ impl Cameras {
         let models = analysis.models();
         let (config, tx, stats) = (self.config.clone(), self.tx.clone(), self.stats.clone());
         let (id, thread_stop, thread_camera) = (camera.id.clone(), stop.clone(), camera.clone());
-        let web = self.web.clone();
+        let (web, verdicts) = (self.web.clone(), self.verdicts.clone());
         let patrol = config.patrol_of(&camera.id).and_then(|p| self.patrols.get(&p.id)).cloned();
         let spawned =
             std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
@@ -355,7 +442,9 @@ impl Cameras {
                 let mut watch = web.map(|web| web.watcher(&camera.id));
                 let watch = watch.as_mut().map(|w| w as &mut Watch<'_>);
                 let patrol = patrol.as_deref();
-                let outputs = Outputs { tx: &tx, stats: &camera_stats, clips, watch, patrol };
+                let verdicts = Some(&*verdicts);
+                let outputs =
+                    Outputs { tx: &tx, stats: &camera_stats, clips, watch, patrol, verdicts };
                 let mode = Mode::Live;
                 let stop = &thread_stop;
                 if let Err(e) =
@@ -382,6 +471,19 @@ impl Cameras {
 /// The turns of each of `config`'s patrols, by patrol id.
 fn patrols_of(config: &Config) -> BTreeMap<String, Arc<Patrol>> {
     config.patrols.iter().map(|p| (p.id.clone(), Patrol::new(p))).collect()
+}
+
+/// Replaces `path`'s content through a temporary file beside it, renamed over it (a crash
+/// leaves the old file or the new one), with the old file's permissions.
+fn write_replacing(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("toml.tmp");
+    let permissions = std::fs::metadata(path)?.permissions();
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::set_permissions(&temporary, permissions)?;
+    std::fs::rename(&temporary, path)
 }
 
 /// Whether a camera's stream must be opened again for `new`: anything changed but its models,
@@ -411,11 +513,13 @@ fn keep_start_only_sections(running: &Config, next: &mut Config) -> Vec<String> 
     keep("outbox", running.outbox != next.outbox);
     keep("http", running.http != next.http);
     keep("evidence", running.evidence != next.evidence);
+    keep("verdicts", running.verdicts != next.verdicts);
     next.node = running.node.clone();
     next.mqtt = running.mqtt.clone();
     next.outbox = running.outbox.clone();
     next.http = running.http.clone();
     next.evidence = running.evidence.clone();
+    next.verdicts = running.verdicts.clone();
     changed
 }
 

@@ -104,6 +104,8 @@ pub struct CameraStats {
     heartbeat: Heartbeat,
     /// New incidents (starts) by algorithm.
     incidents: Mutex<BTreeMap<String, u64>>,
+    /// Incidents a suppression kept from starting (an operator's earlier `false_positive`).
+    pub incidents_suppressed: AtomicU64,
     /// A patrolled camera's visits.
     visits: Mutex<Visits>,
 }
@@ -234,6 +236,10 @@ pub struct NodeStats {
     mqtt_connected: AtomicBool,
     /// Corrupt outboxes set aside at the start (see `publish::Outbox::open_recovering`).
     outbox_recovered: AtomicU64,
+    /// Operators' verdicts since the start, by verdict.
+    verdicts: Mutex<BTreeMap<String, u64>>,
+    /// Suppressions in force.
+    suppressions: AtomicU64,
     /// When the broker last answered: reported as `last_seen_at`.
     broker_seen_at: Mutex<Option<SystemTime>>,
     last: Mutex<Option<(Instant, BTreeMap<String, Totals>)>>,
@@ -251,6 +257,8 @@ impl NodeStats {
             latency: Mutex::default(),
             mqtt_connected: AtomicBool::new(false),
             outbox_recovered: AtomicU64::new(0),
+            verdicts: Mutex::default(),
+            suppressions: AtomicU64::new(0),
             broker_seen_at: Mutex::default(),
             last: Mutex::new(None),
         }
@@ -292,6 +300,25 @@ impl NodeStats {
 
     pub fn outbox_recoveries(&self) -> u64 {
         self.outbox_recovered.load(Ordering::Relaxed)
+    }
+
+    /// An operator's verdict (`confirmed`, `false_positive`) was applied.
+    pub fn count_verdict(&self, verdict: &str) {
+        *lock(&self.verdicts).entry(verdict.to_string()).or_default() += 1;
+    }
+
+    /// Verdicts applied since the start, by verdict.
+    pub fn verdicts(&self) -> BTreeMap<String, u64> {
+        lock(&self.verdicts).clone()
+    }
+
+    pub fn set_suppressions(&self, in_force: usize) {
+        self.suppressions.store(in_force as u64, Ordering::Relaxed);
+    }
+
+    /// Suppressions in force.
+    pub fn suppressions(&self) -> u64 {
+        self.suppressions.load(Ordering::Relaxed)
     }
 
     pub fn set_mqtt_connected(&self, connected: bool) {
@@ -375,6 +402,7 @@ impl NodeStats {
                     visits: (visits.count > 0).then_some(visits.count),
                     revisit_s: visits.revisit_s.map(round1),
                     incidents,
+                    incidents_suppressed: camera.incidents_suppressed.load(Ordering::Relaxed),
                 };
                 (id.clone(), report)
             })
@@ -389,6 +417,8 @@ impl NodeStats {
             interval_s: round1(seconds),
             cameras,
             incidents: node_incidents,
+            verdicts: self.verdicts(),
+            suppressions: self.suppressions(),
             outbox: *lock(&self.outbox),
             latency_ms: lock(&self.latency).report(),
         };

@@ -714,6 +714,20 @@ fn cases() -> Vec<Case> {
             line: Line::Unchecked,
         },
         Case {
+            name: "the page on the LAN without sign-in",
+            edit: |c| format!("{c}\n[http]\nlisten = \"0.0.0.0:8630\"\n"),
+            key: "http.listen",
+            fragment: "0.0.0.0:8630 is not a loopback address, and without sign-in",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "suppressions for no time",
+            edit: |c| format!("{c}\n[verdicts]\nsuppress_days = 0\n"),
+            key: "verdicts.suppress_days",
+            fragment: "must be above 0 and at most 3650",
+            line: Line::Unchecked,
+        },
+        Case {
             name: "keep-alive too short",
             edit: |c| {
                 replace(

@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "stage",
         &[
             "stats", "draw", "motion", "ingest", "infer", "track", "rules", "incident", "drone",
-            "clip", "publish", "engine", "systemd", "http", "node",
+            "clip", "publish", "verdict", "engine", "systemd", "http", "node",
         ],
     ),
     // The subcommands, which put the stages together.

@@ -14,7 +14,9 @@ pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod simulate;
+pub mod suppressions;
 pub mod tail;
+pub mod user;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -158,7 +158,7 @@ pub fn replay(
         }
     };
     let watch: Option<&mut Watch<'_>> = annotating.then_some(&mut annotate_frame);
-    let outputs = Outputs { tx: &tx, stats, clips, watch, patrol: None };
+    let outputs = Outputs { tx: &tx, stats, clips, watch, patrol: None, verdicts: None };
     let ran = run_camera(&mut analysis, &camera, Mode::Replay { start }, &stop, outputs, None);
     drop(tx);
     let frames_annotated = annotator.map(Annotator::finish).transpose();

@@ -42,7 +42,9 @@ pub use model::{
     OpenvinoDevice, PixelScale, Precision, Preprocessing, Resize,
 };
 pub use mqtt::{BrokerUrl, MqttConfig, MqttVersion, parse_broker_url};
-pub use node::{AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig};
+pub use node::{
+    AnalysisConfig, EvidenceConfig, HttpConfig, NodeConfig, OutboxConfig, VerdictsConfig,
+};
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
 pub use patrol::{PATROL_FPS, PatrolConfig};
 pub use pipeline::pipeline_description;
@@ -62,6 +64,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    #[serde(default)]
+    pub verdicts: VerdictsConfig,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
@@ -172,6 +176,9 @@ impl Config {
             }
         };
         resolve(&mut self.node.data_dir);
+        if let Some(users) = &mut self.http.users_file {
+            resolve(users);
+        }
         for p in [
             &mut self.mqtt.password_file,
             &mut self.mqtt.ca_file,

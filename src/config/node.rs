@@ -1,5 +1,5 @@
-//! `[node]`, `[outbox]`, `[http]`, `[analysis]` and `[evidence]`: the node's own settings, read
-//! once at start (a reload reports their changes as needing a restart).
+//! `[node]`, `[outbox]`, `[http]`, `[analysis]`, `[evidence]` and `[verdicts]`: the node's own
+//! settings, read once at start (a reload reports their changes as needing a restart).
 
 use std::path::PathBuf;
 
@@ -29,19 +29,29 @@ impl Default for OutboxConfig {
     }
 }
 
-/// The node's HTTP endpoints: `/metrics`, `/healthz`.
+/// The node's HTTP endpoints: `/metrics`, `/healthz` and the web page.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
-    /// Address and port; loopback by default, since the endpoints have no authentication.
+    /// Address and port. Loopback unless `users_file` is set: without sign-in, the page would
+    /// show the cameras (and edit the config) for anyone on the network.
     #[serde(deserialize_with = "socket_address")]
     pub listen: std::net::SocketAddr,
+    /// The page's users (`cityeye user add`): with it, the page asks for a sign-in.
+    pub users_file: Option<PathBuf>,
+    /// How long a sign-in lasts.
+    pub session_hours: f64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { enabled: true, listen: ([127, 0, 0, 1], 8630).into() }
+        HttpConfig {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 8630).into(),
+            users_file: None,
+            session_hours: 12.0,
+        }
     }
 }
 
@@ -96,6 +106,21 @@ impl Default for EvidenceConfig {
             max_bytes: 10 << 30,
             inline: false,
         }
+    }
+}
+
+/// What operators' verdicts do (see `src/verdict.rs`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerdictsConfig {
+    /// Days a `false_positive` verdict keeps the same algorithm and object class at the same
+    /// place from raising incidents on that camera.
+    pub suppress_days: f64,
+}
+
+impl Default for VerdictsConfig {
+    fn default() -> Self {
+        VerdictsConfig { suppress_days: 30.0 }
     }
 }
 

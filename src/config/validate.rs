@@ -84,6 +84,28 @@ impl Config {
             );
         }
         check(
+            !self.http.enabled
+                || self.http.listen.ip().is_loopback()
+                || self.http.users_file.is_some(),
+            "http.listen".into(),
+            format!(
+                "{} is not a loopback address, and without sign-in the page would show the \
+                 cameras and change the config for anyone who reaches it: set http.users_file \
+                 (users added with `cityeye user add`), or listen on 127.0.0.1",
+                self.http.listen
+            ),
+        );
+        check(
+            self.http.session_hours > 0.0 && self.http.session_hours <= 24.0 * 30.0,
+            "http.session_hours".into(),
+            "must be above 0 and at most 720 (30 days)".into(),
+        );
+        check(
+            self.verdicts.suppress_days > 0.0 && self.verdicts.suppress_days <= 3650.0,
+            "verdicts.suppress_days".into(),
+            "must be above 0 and at most 3650 (ten years)".into(),
+        );
+        check(
             self.evidence.retain_days > 0.0,
             "evidence.retain_days".into(),
             "must be above 0".into(),

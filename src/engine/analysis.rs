@@ -14,7 +14,7 @@ use crate::incident::{Incident, Incidents};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, InferError, Scratch};
 use crate::motion::MotionGate;
-use crate::rules::{self, Label, Rules, Verdicts};
+use crate::rules::{self, FALSE_POSITIVE, Label, Rules, Suppressed, Verdicts};
 use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
 use crate::wire::{ModelRef, Topics};
 
@@ -35,6 +35,8 @@ struct AlgorithmIdentity {
 /// One camera's analysis: everything between a decoded frame and its incident messages.
 pub struct Analysis {
     identities: Vec<AlgorithmIdentity>,
+    /// Each algorithm's catalog id, as incidents and suppressions name it.
+    algorithm_ids: Vec<String>,
     overlay: Overlay,
     detectors: Detectors,
     tracker: Tracker,
@@ -99,6 +101,7 @@ impl Analysis {
         let motion = (config.analysis.motion_gate && drone.is_none())
             .then(|| MotionGate::new(zones.as_deref().unwrap_or_default()));
         Ok(Analysis {
+            algorithm_ids: camera.resolved.iter().map(|a| a.entry.id.clone()).collect(),
             motion,
             detections: Vec::new(),
             identities,
@@ -155,6 +158,31 @@ impl Analysis {
         }
         let ends = self.rules.take_over(old.rules, &kept);
         self.incidents.take_over(old.incidents, &kept, ends, frame)
+    }
+
+    /// Sets the camera's suppressed places, each with the algorithm (catalog id) it holds
+    /// back.
+    pub fn suppress(&mut self, places: &[(String, Suppressed)]) {
+        for (rule, id) in self.algorithm_ids.iter().enumerate() {
+            let mine = places.iter().filter(|(algorithm, _)| algorithm == id);
+            self.rules.suppress(rule, mine.map(|(_, place)| place.clone()).collect());
+        }
+    }
+
+    /// Ends the open incidents `ids` now, as false positives: their `end` messages.
+    pub fn end_false_positives(&mut self, ids: &[String], frame: &Arc<Frame>) -> Vec<Incident> {
+        let t = frame.stream_time_s;
+        let events: Vec<_> = ids
+            .iter()
+            .filter_map(|id| self.incidents.slot_of(id))
+            .filter_map(|(rule, key)| self.rules.end_now(rule, key, t, FALSE_POSITIVE))
+            .collect();
+        self.incidents.messages(events, frame, &[])
+    }
+
+    /// How many new incidents suppressions held back since the last call.
+    pub fn take_suppressed(&mut self) -> u64 {
+        self.rules.take_held_back()
     }
 
     /// The detectors to run on `frame`, in stream order: none when the motion gate finds

@@ -18,6 +18,7 @@ use crate::frame::Frame;
 use crate::ingest::{self, IngestError, Mode};
 use crate::publish::Outbound;
 use crate::stats::CameraStats;
+use crate::verdict;
 use crate::wire::{CameraState, IncidentState};
 
 /// Where one camera's run sends what it produces (and, for a patrolled camera, the patrol
@@ -32,6 +33,8 @@ pub struct Outputs<'a> {
     pub watch: Option<&'a mut Watch<'a>>,
     /// A patrolled camera's patrol: its stream is open only during its visits.
     pub patrol: Option<&'a Patrol>,
+    /// Operators' verdicts: the camera's suppressions, and incidents to end as false alarms.
+    pub verdicts: Option<&'a verdict::Store>,
 }
 
 /// Runs one camera until `stop` (live) or the end of the file (replay), sending its incidents
@@ -45,7 +48,9 @@ pub fn run_camera(
     outputs: Outputs<'_>,
     reconfigured: Option<&std_mpsc::Receiver<Analysis>>,
 ) -> Result<(), IngestError> {
-    let Outputs { tx, stats, clips, mut watch, patrol } = outputs;
+    let Outputs { tx, stats, clips, mut watch, patrol, verdicts } = outputs;
+    // The verdict store's generation this camera's analysis has taken in.
+    let mut verdicts_taken = 0;
     let send = |message: Outbound| {
         // The sink only goes away when the node is shutting down.
         let _ = tx.blocking_send(message);
@@ -77,10 +82,18 @@ pub fn run_camera(
         let mut incidents = match reconfigured.and_then(|next| next.try_iter().last()) {
             Some(next) => {
                 tracing::info!(camera = %camera.id, "analysis reconfigured");
+                // The new analysis starts without the suppressions.
+                verdicts_taken = 0;
                 analysis.reconfigure(next, &frame)
             }
             None => Vec::new(),
         };
+        if let Some(store) = verdicts.filter(|s| s.generation() != verdicts_taken) {
+            verdicts_taken = store.generation();
+            let (places, ends) = store.for_camera(&camera.id);
+            analysis.suppress(&places);
+            incidents.extend(analysis.end_false_positives(&ends, &frame));
+        }
         let started = Instant::now();
         let (width, height) = (frame.width, frame.height);
         let gated = done.detections.is_none();
@@ -97,6 +110,7 @@ pub fn run_camera(
         telemetry.set(now);
         stats.add_inference(done.took + started.elapsed());
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+        stats.incidents_suppressed.fetch_add(analysis.take_suppressed(), Ordering::Relaxed);
         if gated {
             stats.frames_gated.fetch_add(1, Ordering::Relaxed);
         }
@@ -111,6 +125,9 @@ pub fn run_camera(
             }
         }
         for incident in incidents {
+            if let Some(store) = verdicts {
+                store.seen(&incident);
+            }
             if incident.payload.state == IncidentState::Start {
                 stats.count_incident(&incident.payload.algorithm);
             }

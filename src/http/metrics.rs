@@ -122,6 +122,17 @@ impl Collector for Scrape {
             })
         });
         family(e, "cityeye_incidents", "New incidents.", Counter, incidents)?;
+        let held_back = cameras.iter().map(|(id, c)| {
+            ([("camera", id.as_str())], ConstCounter::new(relaxed(&c.incidents_suppressed)))
+        });
+        let help = "New incidents a suppression (an operator's false_positive verdict) kept from starting.";
+        family(e, "cityeye_incidents_suppressed", help, Counter, held_back)?;
+        let verdicts = stats.verdicts();
+        let verdicts = ["confirmed", "false_positive"]
+            .map(|v| ([("verdict", v)], ConstCounter::new(verdicts.get(v).copied().unwrap_or(0))));
+        family(e, "cityeye_verdicts", "Operators' verdicts applied.", Counter, verdicts)?;
+        let help = "Suppressions in force.";
+        single(e, "cityeye_suppressions", help, ConstGauge::new(stats.suppressions()))?;
         let outbox = stats.outbox();
         let waiting = "Messages waiting for the broker's acknowledgement.";
         single(e, "cityeye_outbox_messages", waiting, ConstGauge::new(outbox.depth))?;
@@ -220,6 +231,9 @@ mod tests {
         kerb.count_incident("illegal_parking");
         kerb.count_incident("illegal_parking");
         stats.camera("gate").count_incident("crowd_gathering");
+        kerb.incidents_suppressed.store(1, Ordering::Relaxed);
+        stats.count_verdict("false_positive");
+        stats.set_suppressions(1);
         for ms in 1..=100 {
             stats.add_publish_latency(Duration::from_millis(ms));
         }
@@ -307,6 +321,17 @@ cityeye_publish_latency_seconds_count 101
 # TYPE cityeye_incidents_total counter
 cityeye_incidents_total{camera="gate",algorithm="crowd_gathering"} 1
 cityeye_incidents_total{camera="kerb",algorithm="illegal_parking"} 2
+# HELP cityeye_incidents_suppressed_total New incidents a suppression (an operator's false_positive verdict) kept from starting.
+# TYPE cityeye_incidents_suppressed_total counter
+cityeye_incidents_suppressed_total{camera="gate"} 0
+cityeye_incidents_suppressed_total{camera="kerb"} 1
+# HELP cityeye_verdicts_total Operators' verdicts applied.
+# TYPE cityeye_verdicts_total counter
+cityeye_verdicts_total{verdict="confirmed"} 0
+cityeye_verdicts_total{verdict="false_positive"} 1
+# HELP cityeye_suppressions Suppressions in force.
+# TYPE cityeye_suppressions gauge
+cityeye_suppressions 1
 # HELP cityeye_outbox_messages Messages waiting for the broker's acknowledgement.
 # TYPE cityeye_outbox_messages gauge
 cityeye_outbox_messages 3

@@ -1,13 +1,17 @@
 //! HTTP on the node: `/metrics` (Prometheus text format) and `/healthz` for monitoring, and the
-//! web page ([`web`]) for installers and operators.
+//! web page ([`web`]) for installers and operators, with what it changes ([`operate`]) behind
+//! the sign-in ([`auth`]).
 //!
-//! It listens on `http.listen`, loopback by default: the endpoints have no authentication, so
-//! exposing them is an installer's explicit choice. The routes are an axum [`Router`]; hyper
-//! serves it one request per connection, GET only, since a scraper and a browser or two are its
-//! only clients.
+//! It listens on `http.listen`: loopback unless users are configured (`http.users_file`), as
+//! without them anyone reaching the page could watch the cameras and edit the config. The
+//! routes are an axum [`Router`]; hyper serves it one request per connection, since a scraper
+//! and a browser or two are its only clients. GET anywhere; POST only under `/api/`.
 
+pub mod auth;
+pub mod edit;
 pub mod health;
 pub mod metrics;
+pub mod operate;
 pub mod web;
 
 use std::net::IpAddr;
@@ -19,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -27,6 +31,7 @@ use tokio::net::TcpListener;
 
 use crate::config::HttpConfig;
 use crate::stats::NodeStats;
+use operate::Operate;
 use web::Web;
 
 /// A connection is dropped when its request has not been read and answered by then.
@@ -48,9 +53,14 @@ pub async fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
 }
 
 /// Answers requests until the runtime shuts down.
-pub async fn serve(listener: TcpListener, stats: Arc<NodeStats>, web: Arc<Web>) {
+pub async fn serve(
+    listener: TcpListener,
+    stats: Arc<NodeStats>,
+    web: Arc<Web>,
+    operate: Arc<Operate>,
+) {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    serve_with(listener, router(stats, web, loopback), REQUEST_TIMEOUT).await;
+    serve_with(listener, router(stats, web, operate, loopback), REQUEST_TIMEOUT).await;
 }
 
 /// The accept loop. Not `axum::serve`: it keeps connections alive and reads request heads
@@ -80,7 +90,12 @@ async fn serve_with(listener: TcpListener, router: Router, timeout: Duration) {
 
 /// The node's routes. `loopback`: whether it listens on loopback only, where requests must be
 /// addressed to this machine (see `local_host`).
-pub fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
+pub fn router(
+    stats: Arc<NodeStats>,
+    web: Arc<Web>,
+    operate: Arc<Operate>,
+    loopback: bool,
+) -> Router {
     let monitoring = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
@@ -94,10 +109,26 @@ pub fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
         .route("/cameras/{id}/frame.jpg", get(frame))
         .route("/incidents/{id}/snapshot.jpg", get(snapshot))
         .with_state(web);
+    let signing = Router::new()
+        .route("/api/session", get(auth::session))
+        .route("/api/signin", post(auth::sign_in))
+        .route("/api/signout", post(auth::sign_out))
+        .with_state(operate.auth.clone());
+    let changes = Router::new()
+        .route("/api/incidents/{id}/verdict", post(operate::give_verdict))
+        .route("/api/suppressions", get(operate::suppressions))
+        .route("/api/suppressions/{id}/remove", post(operate::remove_suppression))
+        .route("/suppressions/{id}/snapshot.jpg", get(operate::suppression_snapshot))
+        .route("/api/config", get(operate::config))
+        .route("/api/config/edit", post(operate::edit))
+        .with_state(operate.clone());
     // The last layer added runs first: the headers go on every answer, the guards' included.
     monitoring
         .merge(page)
+        .merge(signing)
+        .merge(changes)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(operate.auth.clone(), auth::guard))
         .layer(middleware::from_fn(only_get))
         .layer(middleware::from_fn_with_state(loopback, local_host_only))
         .layer(middleware::from_fn(protective_headers))
@@ -131,10 +162,11 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT)], body).into_response()
 }
 
-/// The node is read-only: any other method, on any path, is refused before routing (`HEAD`
-/// too, which axum's `get` would otherwise answer).
+/// GET anywhere, POST for the API's changes; any other method, on any path, is refused before
+/// routing (`HEAD` too, which axum's `get` would otherwise answer).
 async fn only_get(request: Request, next: Next) -> Response {
-    if request.method() != Method::GET {
+    let post = request.method() == Method::POST && request.uri().path().starts_with("/api/");
+    if request.method() != Method::GET && !post {
         let headers = [(header::CONTENT_TYPE, TEXT), (header::ALLOW, "GET")];
         return (StatusCode::METHOD_NOT_ALLOWED, headers, "only GET\n").into_response();
     }
@@ -192,6 +224,10 @@ mod tests {
         let stats = Arc::new(NodeStats::new("edge-1", ["kerb"]));
         let web = Arc::new(Web::new(stats.clone()));
         (stats, web)
+    }
+
+    fn router(stats: Arc<NodeStats>, web: Arc<Web>, loopback: bool) -> Router {
+        super::router(stats, web, Arc::new(Operate::none()), loopback)
     }
 
     /// Status, content type and body of `method path`, sent with `Host: host` if given.

@@ -171,6 +171,11 @@ impl Settings {
         text
     }
 
+    /// The node's own client id: other clients of the node take it with a suffix.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// MQTT 3.1.1 options for a client that only subscribes (`cityeye tail`): the node's broker,
     /// transport and credentials, its own client id, no last will.
     pub fn subscriber_options(&self, client_id: &str) -> rumqttc::MqttOptions {

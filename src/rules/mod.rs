@@ -11,14 +11,17 @@
 //!   closed or the same condition (same key, or for stationary things the same place) ended
 //!   less than `cooldown_s` ago;
 //! - while it holds, an `update` at most every `update_s` with the current objects and facts;
-//! - when it stops holding, or the schedule closes, the incident ends (`end`).
+//! - when it stops holding, or the schedule closes, the incident ends (`end`);
+//! - an operator's `false_positive` verdict ends it at once ([`Rules::end_now`]) and makes its
+//!   place a [`Suppressed`] one: the same classes at the same boxes start nothing there until
+//!   the suppression expires.
 //!
 //! Plain Rust over [`Track`]s: no video or model inside, so tests drive it with synthetic tracks.
 
 pub mod primitives;
 mod spec;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -30,6 +33,32 @@ pub use spec::specs;
 
 /// Two incident boxes overlapping at least this much are the same place.
 const SAME_PLACE_IOU: f32 = 0.3;
+/// A box overlapping a suppressed one at least this much is the thing an operator called a
+/// false alarm.
+pub const SUPPRESS_IOU: f32 = 0.5;
+
+/// Why an incident ended other than by its condition ceasing.
+pub const FALSE_POSITIVE: &str = "false_positive";
+
+/// Where an operator said an algorithm's incident was a false alarm: until `until` (wall
+/// clock), a condition whose every object is one of `objects` (same class, boxes at IoU ≥
+/// [`SUPPRESS_IOU`]) starts no incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppressed {
+    pub objects: Vec<(Arc<str>, BBox)>,
+    pub until: SystemTime,
+}
+
+impl Suppressed {
+    fn covers(&self, hold: &Hold, at: SystemTime) -> bool {
+        let known = |o: &ObjectFact| {
+            self.objects
+                .iter()
+                .any(|(class, b)| *class == o.class && b.iou(&o.bbox) >= SUPPRESS_IOU)
+        };
+        at < self.until && !hold.objects.is_empty() && hold.objects.iter().all(known)
+    }
+}
 
 /// Where an incident is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +187,8 @@ pub struct RuleEvent {
     pub phase: Phase,
     pub objects: Vec<ObjectFact>,
     pub facts: Facts,
+    /// On an end that is not the condition ceasing: [`FALSE_POSITIVE`].
+    pub reason: Option<&'static str>,
 }
 
 /// One algorithm as configured on a camera, ready to run.
@@ -189,11 +220,16 @@ struct Algorithm {
     ended: Vec<(u64, Vec<BBox>, f64)>,
     /// Whether a place in the image is a place in the world (the camera does not move).
     image_places: bool,
+    suppressed: Vec<Suppressed>,
+    /// Conditions held back by a suppression, by key: each is counted once.
+    held_back: HashSet<u64>,
 }
 
 /// All algorithms of one camera.
 pub struct Rules {
     algorithms: Vec<Algorithm>,
+    /// Conditions a suppression kept from starting an incident, since last taken.
+    held_back: u64,
 }
 
 impl Rules {
@@ -205,9 +241,11 @@ impl Rules {
                 open: HashMap::new(),
                 ended: Vec::new(),
                 image_places: true,
+                suppressed: Vec::new(),
+                held_back: HashSet::new(),
             })
             .collect();
-        Rules { algorithms }
+        Rules { algorithms, held_back: 0 }
     }
 
     /// One analysed frame: its tracks at stream time `t` (wall-clock `at`, for schedules) and
@@ -223,9 +261,38 @@ impl Rules {
         let mut events = Vec::new();
         for (i, algorithm) in self.algorithms.iter_mut().enumerate() {
             let labels = algorithm.spec.classifier.as_ref().and_then(|c| verdicts.get(c));
-            algorithm.update(i, tracks, labels.unwrap_or(&none), t, at, &mut events);
+            let labels = labels.unwrap_or(&none);
+            self.held_back += algorithm.update(i, tracks, labels, t, at, &mut events);
         }
         events
+    }
+
+    /// Replaces algorithm `rule`'s suppressed places.
+    pub fn suppress(&mut self, rule: usize, places: Vec<Suppressed>) {
+        if let Some(algorithm) = self.algorithms.get_mut(rule) {
+            algorithm.suppressed = places;
+        }
+    }
+
+    /// Ends algorithm `rule`'s open incident `key` now, at stream time `t`, for `reason`; its
+    /// place then cools down as after any end. `None` when no such incident is open.
+    pub fn end_now(
+        &mut self,
+        rule: usize,
+        key: u64,
+        t: f64,
+        reason: &'static str,
+    ) -> Option<RuleEvent> {
+        let algorithm = self.algorithms.get_mut(rule)?;
+        let open = algorithm.open.remove(&key)?;
+        algorithm.ended.push((key, open.objects.iter().map(|o| o.bbox).collect(), t));
+        let (objects, facts, reason) = (open.objects, open.facts, Some(reason));
+        Some(RuleEvent { rule, key, phase: Phase::End, objects, facts, reason })
+    }
+
+    /// How many conditions a suppression kept from starting an incident since the last call.
+    pub fn take_held_back(&mut self) -> u64 {
+        std::mem::take(&mut self.held_back)
     }
 
     /// After a config reload: these algorithms take over the running state (open incidents,
@@ -243,7 +310,8 @@ impl Rules {
         for (rule, algorithm) in old.into_iter().enumerate() {
             for (key, open) in algorithm.map(|a| a.open).unwrap_or_default() {
                 let (objects, facts) = (open.objects, open.facts);
-                ends.push(RuleEvent { rule, key, phase: Phase::End, objects, facts });
+                let reason = None;
+                ends.push(RuleEvent { rule, key, phase: Phase::End, objects, facts, reason });
             }
         }
         ends
@@ -280,6 +348,8 @@ impl Rules {
 }
 
 impl Algorithm {
+    /// Adds this frame's events to `events`; returns how many new conditions a suppression
+    /// held back.
     fn update(
         &mut self,
         rule: usize,
@@ -288,7 +358,7 @@ impl Algorithm {
         t: f64,
         at: SystemTime,
         events: &mut Vec<RuleEvent>,
-    ) {
+    ) -> u64 {
         let cooldown_s = self.spec.cooldown_s;
         self.ended.retain(|(_, _, ended)| t - ended < cooldown_s);
         let view = View {
@@ -307,10 +377,13 @@ impl Algorithm {
             phase,
             objects: objects.to_vec(),
             facts: facts.clone(),
+            reason: None,
         };
 
         // Incidents whose condition no longer holds, or whose hours are over, end.
         let still: Vec<u64> = holds.iter().map(|h| h.key).collect();
+        self.held_back.retain(|k| still.contains(k));
+        let mut held_back = 0;
         let ending: Vec<u64> =
             self.open.keys().copied().filter(|k| !open_hours || !still.contains(k)).collect();
         for key in ending {
@@ -321,11 +394,14 @@ impl Algorithm {
             events.push(event(key, Phase::End, &open.objects, &open.facts));
         }
         if !open_hours {
-            return;
+            return held_back;
         }
         for hold in holds {
             if !self.open.contains_key(&hold.key) {
-                if !self.cooling_down(&hold) {
+                // On a moving camera a place in the image is no place in the world.
+                if self.image_places && self.suppressed.iter().any(|s| s.covers(&hold, at)) {
+                    held_back += u64::from(self.held_back.insert(hold.key));
+                } else if !self.cooling_down(&hold) {
                     events.push(event(hold.key, Phase::Start, &hold.objects, &hold.facts));
                     let open = Open { last_update: t, objects: hold.objects, facts: hold.facts };
                     self.open.insert(hold.key, open);
@@ -340,6 +416,7 @@ impl Algorithm {
             open.objects = hold.objects;
             open.facts = hold.facts;
         }
+        held_back
     }
 
     /// Tracks of `classes` that pass the algorithm's confidence and size filters.
@@ -519,5 +596,50 @@ mod tests {
         events.extend(run(&mut rules, 6, 10, thursday(), |_| vec![person(2)]));
         let starts: Vec<_> = events.iter().filter(|e| e.1 == Phase::Start).collect();
         assert_eq!(starts, [&(2, Phase::Start, 1), &(8, Phase::Start, 2)]);
+    }
+
+    #[test]
+    fn a_false_positive_ends_now_and_its_place_raises_nothing_until_it_expires() {
+        let parked = || {
+            let mut parked = spec(Box::new(Dwell::new(2.0, 0.15)));
+            parked.zone = Some(rect(0.0, 0.0, 1.0, 1.0));
+            parked.cooldown_s = 0.0;
+            parked
+        };
+        let mut rules = Rules::new(vec![parked()]);
+        let started = run(&mut rules, 0, 5, thursday(), |_| vec![person(1)]);
+        assert_eq!(started, [(2, Phase::Start, 1)]);
+        let end = rules.end_now(0, 1, 5.0, FALSE_POSITIVE).expect("open");
+        assert_eq!((end.phase, end.reason), (Phase::End, Some(FALSE_POSITIVE)));
+        assert_eq!(rules.end_now(0, 1, 5.0, FALSE_POSITIVE), None, "ended once");
+        let bbox = person(1).bbox;
+        let until = thursday() + Duration::from_secs(86_400);
+        rules.suppress(0, vec![Suppressed { objects: vec![(Arc::from("person"), bbox)], until }]);
+
+        // After a restart (new rules, same suppression): the same person at a slightly moved
+        // box raises nothing; another one elsewhere does.
+        let mut restarted = Rules::new(vec![parked()]);
+        restarted
+            .suppress(0, vec![Suppressed { objects: vec![(Arc::from("person"), bbox)], until }]);
+        let moved = track(7, "person", 0.41, 0.41, 0.1, 0.2);
+        let elsewhere = track(8, "person", 0.7, 0.1, 0.1, 0.2);
+        let events =
+            run(&mut restarted, 0, 10, thursday(), |_| vec![moved.clone(), elsewhere.clone()]);
+        assert_eq!(events, [(2, Phase::Start, 8)]);
+        assert_eq!(restarted.take_held_back(), 1, "counted once, not at every frame");
+        assert_eq!(restarted.take_held_back(), 0);
+        // Another class at the same place is not what was suppressed.
+        let car = track(9, "person", 0.4, 0.4, 0.1, 0.2);
+        let mut other = Rules::new(vec![parked()]);
+        other.suppress(0, vec![Suppressed { objects: vec![(Arc::from("car"), bbox)], until }]);
+        assert_eq!(
+            run(&mut other, 0, 5, thursday(), |_| vec![car.clone()]),
+            [(2, Phase::Start, 9)]
+        );
+        // Expired: the place raises incidents again.
+        let late = until + Duration::from_secs(1);
+        let mut expired = Rules::new(vec![parked()]);
+        expired.suppress(0, vec![Suppressed { objects: vec![(Arc::from("person"), bbox)], until }]);
+        assert_eq!(run(&mut expired, 0, 5, late, |_| vec![person(1)]), [(2, Phase::Start, 1)]);
     }
 }

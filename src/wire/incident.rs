@@ -19,6 +19,10 @@ pub struct IncidentPayload {
     pub name_en: String,
     pub severity: String,
     pub state: IncidentState,
+    /// On an `end` that is not the condition ceasing: `false_positive` when an operator's
+    /// verdict ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     pub detected_at: String,

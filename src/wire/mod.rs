@@ -6,6 +6,7 @@ pub mod incident;
 pub mod stats;
 pub mod status;
 pub mod topics;
+pub mod verdict;
 
 use std::time::SystemTime;
 
@@ -18,6 +19,7 @@ pub use incident::{
 pub use stats::{CameraReport, LatencyReport, OutboxStats, StatsPayload};
 pub use status::{CameraState, ConfigReport, ModelReport, camera_status, node_status};
 pub use topics::Topics;
+pub use verdict::{Verdict, VerdictPayload};
 
 /// A time as the payloads write it: UTC, RFC 3339, milliseconds.
 pub fn rfc3339_millis(at: SystemTime) -> String {

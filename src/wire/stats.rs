@@ -45,6 +45,11 @@ pub struct StatsPayload<'a> {
     pub cameras: BTreeMap<String, CameraReport>,
     /// New incidents by algorithm since the node started, all cameras together.
     pub incidents: BTreeMap<String, u64>,
+    /// Operators' verdicts applied since the node started, by verdict (`confirmed`,
+    /// `false_positive`).
+    pub verdicts: BTreeMap<String, u64>,
+    /// Suppressions in force (each from a `false_positive` verdict).
+    pub suppressions: u64,
     pub outbox: OutboxStats,
     /// Frame-to-broker latency of the incident messages acknowledged in the interval.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,4 +83,6 @@ pub struct CameraReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revisit_s: Option<f64>,
     pub incidents: BTreeMap<String, u64>,
+    /// New incidents a suppression kept from starting since the node started.
+    pub incidents_suppressed: u64,
 }

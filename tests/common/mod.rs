@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod mqtt5;
 
 pub use cityeye::commands::simulate::Codec;
@@ -540,4 +541,36 @@ pub fn audio_only_mp4(path: &Path) {
         "audiotestsrc num-buffers=50 ! audioconvert ! avenc_aac ! mp4mux ! filesink location={}",
         path.display()
     ));
+}
+
+/// Publishes one QoS 1 message to the broker on `port` and waits for its acknowledgement, as
+/// the city platform would (a verdict, say).
+pub fn publish(port: u16, topic: &str, payload: &[u8]) {
+    let options = rumqttc::MqttOptions::new(format!("test-pub-{}", free_port()), "127.0.0.1", port);
+    let (client, mut connection) = rumqttc::Client::new(options, 10);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec()).unwrap();
+    for event in connection.iter() {
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("cannot publish to {topic}: {e}"),
+        }
+    }
+    let _ = client.disconnect();
+}
+
+/// Intersection over union of two `[x, y, w, h]` boxes.
+pub fn iou(a: &[f64], b: &[f64]) -> f64 {
+    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    if ix <= 0.0 || iy <= 0.0 {
+        return 0.0;
+    }
+    ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+}
+
+/// The first object's box of an incident message.
+pub fn first_box(incident: &serde_json::Value) -> Vec<f64> {
+    let bbox = incident["objects"][0]["bbox"].as_array().expect("an object with a box");
+    bbox.iter().map(|v| v.as_f64().unwrap()).collect()
 }

@@ -1,12 +1,17 @@
-// The node's page: each camera's latest analysed frame, the last incidents, and a zone editor
-// that turns clicks on a frame into a [[cameras.zones]] block. Plain DOM, no framework. Text
-// from the node only ever goes in through textContent and attributes, never as HTML.
+// The node's page: each camera's latest analysed frame, the last incidents with verdict buttons,
+// the suppressions, and an editor that saves zones, lines and algorithm settings to the config
+// (installers only). Plain DOM, no framework. Text from the node only ever goes in through
+// textContent and attributes, never as HTML.
 'use strict';
 
 const REFRESH_MS = 2000;
 const SVG = 'http://www.w3.org/2000/svg';
 const cameraViews = new Map();
 const incidentViews = new Map();
+// Who is signed in: {signin, user, role, csrf}.
+let session = null;
+// The config's cameras as the editor reads them: zones and algorithms as written.
+let configCameras = new Map();
 
 function byId(id) {
   return document.getElementById(id);
@@ -26,25 +31,113 @@ function localTime(rfc3339) {
   return new Date(rfc3339).toLocaleString();
 }
 
+class SignedOut extends Error {}
+
 async function getJson(url) {
   const response = await fetch(url, { cache: 'no-store' });
+  if (response.status === 401) throw new SignedOut();
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
 }
 
-async function refresh() {
+// A change: JSON with the session's CSRF token. Its status and JSON answer.
+async function post(url, body) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf || '' },
+    body: JSON.stringify(body),
+  });
+  let json = {};
   try {
-    const [cameras, incidents] =
-      await Promise.all([getJson('/api/cameras'), getJson('/api/incidents')]);
+    json = await response.json();
+  } catch {
+    // An answer without JSON: the status says it all.
+  }
+  if (response.status === 401) showSignIn('Your session ended: sign in again.');
+  return { ok: response.ok, status: response.status, json };
+}
+
+function installer() {
+  return session && session.role === 'installer';
+}
+
+async function start() {
+  session = await getJson('/api/session');
+  if (session.signin && !session.user) {
+    showSignIn('');
+    return;
+  }
+  byId('signin').hidden = true;
+  document.querySelector('main').hidden = false;
+  byId('user').textContent = session.signin ? `${session.user} (${session.role})` : '';
+  byId('signout').hidden = !session.signin;
+  document.body.classList.toggle('installer', installer());
+  await loadConfig();
+  refresh();
+}
+
+function showSignIn(message) {
+  byId('signin').hidden = false;
+  document.querySelector('main').hidden = true;
+  byId('signout').hidden = true;
+  byId('user').textContent = '';
+  byId('signin-error').textContent = message;
+}
+
+byId('signin').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const response = await fetch('/api/signin', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: byId('signin-name').value, password: byId('signin-password').value }),
+  });
+  const json = await response.json().catch(() => ({}));
+  byId('signin-password').value = '';
+  if (!response.ok) {
+    byId('signin-error').textContent = json.error || `refused (${response.status})`;
+    return;
+  }
+  start();
+});
+
+byId('signout').addEventListener('click', async () => {
+  await post('/api/signout', {});
+  location.reload();
+});
+
+let refreshing = null;
+
+async function refresh() {
+  clearTimeout(refreshing);
+  try {
+    const [cameras, incidents, suppressions] = await Promise.all([
+      getJson('/api/cameras'), getJson('/api/incidents'), getJson('/api/suppressions'),
+    ]);
     byId('node').textContent = cameras.node;
     document.title = `cityeye ${cameras.node}`;
     showCameras(cameras.cameras);
     showIncidents(incidents.incidents);
+    showSuppressions(suppressions);
     byId('status').textContent = '';
   } catch (error) {
+    if (error instanceof SignedOut) {
+      showSignIn('Your session ended: sign in again.');
+      return;
+    }
     byId('status').textContent = `cannot reach the node: ${error.message}`;
   }
-  setTimeout(refresh, REFRESH_MS);
+  refreshing = setTimeout(refresh, REFRESH_MS);
+}
+
+async function loadConfig() {
+  try {
+    const config = await getJson('/api/config');
+    configCameras = new Map(config.cameras.map((c) => [c.id, c]));
+  } catch {
+    // A node without a config file to edit: the editor only copies.
+    configCameras = new Map();
+  }
+  for (const view of cameraViews.values()) showAlgorithms(view);
 }
 
 // --- Cameras ---------------------------------------------------------------------------------
@@ -82,6 +175,8 @@ function cameraView(id) {
     zones: [],
     points: [],
     shownFrame: null,
+    // While a line is drawn: the input that gets it, and its points.
+    line: null,
   };
   part('.id').textContent = id;
   view.svg.addEventListener('click', (event) => addPoint(view, event));
@@ -95,9 +190,138 @@ function cameraView(id) {
     drawEditor(view);
   });
   part('button.copy').addEventListener('click', () => copy(view));
+  part('button.save-zone').addEventListener('click', () => saveZone(view));
+  part('select.zone-pick').addEventListener('change', (event) => pickZone(view, event.target.value));
   byId('cameras').append(node);
   drawEditor(view);
+  showAlgorithms(view);
   return view;
+}
+
+function pickZone(view, name) {
+  const zone = view.zones.find((z) => z.name === name);
+  view.name.value = zone ? zone.name : 'zone1';
+  view.points = zone ? zone.polygon.map(([x, y]) => [x, y]) : [];
+  drawEditor(view);
+}
+
+function showZonePicker(view) {
+  const pick = view.part('select.zone-pick');
+  const names = view.zones.map((z) => z.name);
+  const shown = [...pick.options].slice(1).map((o) => o.value);
+  if (names.join('\n') === shown.join('\n')) return;
+  const chosen = pick.value;
+  pick.replaceChildren(pick.options[0]);
+  for (const name of names) {
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = name;
+    pick.append(option);
+  }
+  pick.value = names.includes(chosen) ? chosen : '';
+}
+
+async function saveZone(view) {
+  const error = view.part('.zone-error');
+  error.textContent = '';
+  const name = view.name.value.trim();
+  const answer = await post('/api/config/edit', {
+    camera: view.id, changes: [{ zone: name, polygon: view.points }],
+  });
+  if (answer.ok) {
+    view.part('.copied').textContent = 'saved';
+    setTimeout(() => { view.part('.copied').textContent = ''; }, 3000);
+    view.points = [];
+    drawEditor(view);
+    loadConfig();
+    return;
+  }
+  error.textContent = explain(answer);
+}
+
+// What went wrong, in the node's words: each mistake with its key.
+function explain(answer) {
+  if (answer.json.errors) {
+    return answer.json.errors.map((e) => (e.key ? `${e.key}: ${e.message}` : e.message)).join('\n');
+  }
+  return answer.json.error || `refused (${answer.status})`;
+}
+
+// --- Algorithm editor ----------------------------------------------------------------------
+
+function showAlgorithms(view) {
+  const list = view.part('.algorithm-list');
+  const camera = configCameras.get(view.id);
+  const algorithms = camera ? camera.algorithms : [];
+  const shown = JSON.stringify(algorithms);
+  if (list.dataset.shown === shown) return;
+  list.dataset.shown = shown;
+  list.replaceChildren(...algorithms.map((fields, index) => algorithmForm(view, index, fields)));
+  view.part('.algorithms').hidden = algorithms.length === 0;
+}
+
+function algorithmForm(view, index, fields) {
+  const form = fromTemplate('algorithm-template');
+  form.dataset.algorithm = index;
+  form.querySelector('.type').textContent = (fields.type || '').replace(/^"|"$/g, '');
+  form.querySelector('.index').textContent = `#${index}`;
+  const box = form.querySelector('.fields');
+  for (const [key, value] of Object.entries(fields)) {
+    if (key === 'type') continue;
+    const field = fromTemplate('field-template');
+    field.dataset.key = key;
+    field.querySelector('.key').textContent = key;
+    const input = field.querySelector('input.value');
+    input.value = value;
+    input.dataset.original = value;
+    input.disabled = !installer();
+    const draw = field.querySelector('button.draw-line');
+    draw.hidden = key !== 'line' || !installer();
+    draw.addEventListener('click', () => {
+      view.line = { input, points: [] };
+      view.part('.note').textContent = 'Click the two ends of the line on the picture.';
+    });
+    box.append(field);
+  }
+  form.querySelector('.add').hidden = !installer();
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    saveAlgorithm(view, form, index);
+  });
+  return form;
+}
+
+async function saveAlgorithm(view, form, index) {
+  for (const e of form.querySelectorAll('.error')) e.textContent = '';
+  const changes = [];
+  for (const input of form.querySelectorAll('input.value')) {
+    const value = input.value.trim();
+    if (value === input.dataset.original) continue;
+    const key = input.closest('.field').dataset.key;
+    changes.push({ algorithm: index, key, value: value === '' ? null : value });
+  }
+  const newKey = form.querySelector('.new-key').value.trim();
+  if (newKey) {
+    changes.push({ algorithm: index, key: newKey, value: form.querySelector('.new-value').value.trim() });
+  }
+  if (!changes.length) return;
+  const answer = await post('/api/config/edit', { camera: view.id, changes });
+  if (answer.ok) {
+    form.querySelector('.saved').textContent = 'saved';
+    configCameras = new Map();
+    loadConfig();
+    return;
+  }
+  // Each mistake next to its field when it names one of this algorithm's settings.
+  for (const e of answer.json.errors || []) {
+    const match = /^cameras\[\d+\]\.algorithms\[(\d+)\]\.([a-z0-9_]+)/.exec(e.key);
+    const field = match && Number(match[1]) === index &&
+      [...form.querySelectorAll('.field')].find((f) => f.dataset.key === match[2]);
+    const where = field ? field.querySelector('.field-error') : form.querySelector('.algorithm-error');
+    where.textContent = [where.textContent, field ? e.message : `${e.key}: ${e.message}`]
+      .filter(Boolean).join('\n');
+  }
+  if (!answer.json.errors) form.querySelector('.algorithm-error').textContent = explain(answer);
 }
 
 function showCamera(view, camera) {
@@ -116,6 +340,7 @@ function showCamera(view, camera) {
     view.part('img.frame').src = `${frame.url}?at=${encodeURIComponent(frame.captured_at)}`;
   }
   view.zones = camera.zones;
+  showZonePicker(view);
   const lines = camera.lines.length;
   const names = camera.zones.map((z) => z.name).join(', ');
   view.part('.overlay').textContent =
@@ -136,10 +361,22 @@ function fraction(offset, length) {
 
 function addPoint(view, event) {
   const box = view.svg.getBoundingClientRect();
-  view.points.push([
+  const point = [
     fraction(event.clientX - box.left, box.width),
     fraction(event.clientY - box.top, box.height),
-  ]);
+  ];
+  if (view.line) {
+    view.line.points.push(point);
+    if (view.line.points.length === 2) {
+      const [[x1, y1], [x2, y2]] = view.line.points;
+      view.line.input.value =
+        `[[${tomlNumber(x1)}, ${tomlNumber(y1)}], [${tomlNumber(x2)}, ${tomlNumber(y2)}]]`;
+      view.line = null;
+      drawEditor(view);
+    }
+    return;
+  }
+  view.points.push(point);
   drawEditor(view);
 }
 
@@ -171,8 +408,8 @@ function drawEditor(view) {
   } else if (!name) {
     note = 'Give the zone a name.';
   } else if (view.zones.some((z) => z.name === name)) {
-    note = `This camera already has a zone named ${tomlString(name)}: pick another name, or ` +
-      'replace that zone in the config.';
+    note = `Saving replaces the camera's zone ${tomlString(name)}.`;
+    warning = false;
   } else {
     note = `Paste it under the [[cameras]] block with id = ${tomlString(view.id)}.`;
     warning = false;
@@ -180,6 +417,7 @@ function drawEditor(view) {
   view.part('.note').textContent = note;
   view.part('.note').classList.toggle('warning', warning);
   view.part('button.copy').disabled = !complete;
+  view.part('button.save-zone').disabled = !complete;
   view.svg.replaceChildren();
   if (!view.size) return;
   const { width, height } = view.size;
@@ -269,7 +507,48 @@ function incidentView(incident) {
     part('.snapshot-link').href = incident.snapshot;
     part('img.snapshot').src = incident.snapshot;
   }
+  for (const [selector, verdict] of [['button.confirm', 'confirmed'], ['button.false-positive', 'false_positive']]) {
+    part(selector).addEventListener('click', async () => {
+      const answer = await post(`/api/incidents/${message.id}/verdict`, {
+        camera: message.camera, verdict, note: part('.verdict-note').value.trim() || null,
+      });
+      part('.verdict').textContent = answer.ok
+        ? (verdict === 'false_positive' ? 'marked a false alarm: its place is silenced' : 'confirmed')
+        : explain(answer);
+      if (answer.ok) refresh();
+    });
+  }
   return node;
 }
 
-refresh();
+// --- Suppressions ----------------------------------------------------------------------------
+
+function showSuppressions(answer) {
+  const list = byId('suppressions');
+  const shown = JSON.stringify(answer);
+  if (list.dataset.shown === shown) return;
+  list.dataset.shown = shown;
+  list.replaceChildren(...answer.suppressions.map((s) => {
+    const node = fromTemplate('suppression-template');
+    node.dataset.suppression = s.id;
+    const part = (selector) => node.querySelector(selector);
+    const classes = [...new Set(s.objects.map((o) => o.class))].join(', ');
+    part('.what').textContent = `${s.camera} · ${s.algorithm} · ${classes}`;
+    part('.why').textContent = `False alarm by ${s.by}${s.note ? `: ${s.note}` : ''}`;
+    part('.until').textContent = `Silenced until ${localTime(s.expires_at)}`;
+    part('img.snapshot').hidden = !s.snapshot_url;
+    if (s.snapshot_url) part('img.snapshot').src = s.snapshot_url;
+    part('button.remove').hidden = !answer.can_remove;
+    part('button.remove').addEventListener('click', async () => {
+      const removed = await post(`/api/suppressions/${s.id}/remove`, {});
+      if (removed.ok) refresh();
+      else part('.until').textContent = explain(removed);
+    });
+    return node;
+  }));
+  byId('no-suppressions').hidden = answer.suppressions.length > 0;
+}
+
+start().catch((error) => {
+  byId('status').textContent = `cannot reach the node: ${error.message}`;
+});
