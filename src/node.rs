@@ -219,7 +219,16 @@ impl Cameras {
         let running = BTreeMap::new();
         let patrols = patrols_of(&config);
         let mut cameras = Cameras {
-            config, models, patrols, running, tx, stats, web, verdicts, report, last_seen,
+            config,
+            models,
+            patrols,
+            running,
+            tx,
+            stats,
+            web,
+            verdicts,
+            report,
+            last_seen,
         };
         // Before any camera: the sink is not draining yet, and this thread must not wait on a
         // channel the cameras may have filled.
@@ -357,7 +366,7 @@ impl Cameras {
         let kept: BTreeSet<&str> = next.cameras.iter().map(|c| c.id.as_str()).collect();
         let removed: Vec<String> =
             self.running.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
-        if patrols_changed {
+        if self.config.patrols != next.patrols {
             self.patrols = patrols_of(&next);
         }
         self.config = Arc::new(next);
