@@ -202,6 +202,10 @@ fn a_patrol_of_6_cameras_with_2_slots_visits_each_in_turn_and_keeps_dwell_across
         live.iter().all(|c| went(&states(m, c), "online") >= 2)
             && went(&states(m, "kerb-4"), "offline") >= 2
             && !incidents(m, "start").is_empty()
+            // Stats go out every 2 s: wait for a report that has counted the second visits.
+            && last_stats(m).is_some_and(|stats| {
+                live.iter().all(|c| stats["cameras"][c]["visits"].as_u64().unwrap_or(0) >= 2)
+            })
     });
     appliance.stop();
     let log = appliance.log();
@@ -245,13 +249,8 @@ fn a_patrol_of_6_cameras_with_2_slots_visits_each_in_turn_and_keeps_dwell_across
     assert!(dwell >= PATROL_DWELL_S, "dwelled {dwell} s across visits of 3 s: {parked}");
 
     // The stats count each camera's visits and its real revisit period.
-    let stats: Vec<serde_json::Value> = messages
-        .iter()
-        .filter(|m| m.topic == "cityeye/edge-test/stats")
-        .map(Message::json)
-        .collect();
-    let last = stats.last().unwrap_or_else(|| panic!("no stats\n{log}"));
-    assert_matches_schema("schemas/stats.v1.json", last);
+    let last = last_stats(&messages).unwrap_or_else(|| panic!("no stats\n{log}"));
+    assert_matches_schema("schemas/stats.v1.json", &last);
     for camera in live {
         let report = &last["cameras"][camera];
         assert!(report["visits"].as_u64().unwrap_or(0) >= 2, "{camera}: {report}");
@@ -259,6 +258,11 @@ fn a_patrol_of_6_cameras_with_2_slots_visits_each_in_turn_and_keeps_dwell_across
         // Six cameras two at a time: at least two other visits of 3 s come between.
         assert!(revisit > 3.0 && revisit < 60.0, "{camera}: {report}");
     }
+}
+
+/// The node's newest stats report.
+fn last_stats(messages: &[Message]) -> Option<serde_json::Value> {
+    messages.iter().rev().find(|m| m.topic == "cityeye/edge-test/stats").map(Message::json)
 }
 
 /// The node's own status messages, in order.
