@@ -204,9 +204,12 @@ pub async fn mqtt_sink(
                     ever_connected = true;
                     // Replaces a node status still queued (the config's, sent before the
                     // connection): the broker retains one `online` per connection, timed when it
-                    // was opened.
-                    let status = node_status(&node, true, since, config_report.as_ref(), recovered);
-                    outbox.push_front(Publication::status(topics.node_status(), status));
+                    // was opened. Until the models are loaded there is no config to report, and
+                    // the config's own message, when it comes, is this connection's `online`.
+                    if let Some(report) = &config_report {
+                        let status = node_status(&node, true, since, Some(report), recovered);
+                        outbox.push_front(Publication::status(topics.node_status(), status));
+                    }
                 }
                 Some(LinkEvent::Heard) => stats.broker_seen(),
                 Some(LinkEvent::Sent(pkid)) => outbox.sent(pkid),
