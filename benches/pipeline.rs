@@ -6,6 +6,9 @@
 //! - `rules`: one [`Rules::update`] with 10 / 50 / 200 tracks, parked and moving, under an
 //!   `illegal_parking` rule;
 //! - `evidence_jpeg`: the incident snapshot of a 768x576 frame with its boxes drawn;
+//! - `plates`: one plate read of the 720x1160 CCPD photo `db1.jpg` (text detector, regions,
+//!   recognizer, plate syntax), beside its ceiling: the text detector alone on the same photo
+//!   plus the recognizer alone on one line, ONNX Runtime with nothing around it;
 //! - `letterbox`, `decode`, `nms` (the second section): the private preprocessing and
 //!   postprocessing steps on their own.
 //!
@@ -18,12 +21,14 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
-use cityeye::config::Config;
+use cityeye::config::{Config, PlatesConfig};
 use cityeye::frame::Frame;
 use cityeye::geometry::{BBox, Detection, Point, Polygon};
 use cityeye::incident::{Evidence, evidence_jpeg};
+use cityeye::infer::ocr::{TextDetector, TextRecognizer};
 use cityeye::infer::{Detector, Scratch};
 use cityeye::ingest;
+use cityeye::plates::PlateReader;
 use cityeye::rules::{self, Rules, Verdicts};
 use cityeye::track::{Track, TrackUpdate, Tracker, TrackerConfig};
 
@@ -104,6 +109,54 @@ fn bench_detect(c: &mut Criterion) {
             b.iter(|| detector.detect(black_box(frame), &mut scratch).expect("detect"))
         });
     }
+    group.finish();
+}
+
+/// The CCPD photo `db1.jpg` as a frame (its plate reads 皖ACJ218).
+fn plate_photo() -> Frame {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/plates/db1.jpg");
+    let image = image::open(path).unwrap_or_else(|e| panic!("{path}: {e}")).to_rgb8();
+    let bgr: Vec<u8> = image.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    Frame {
+        width: image.width() as usize,
+        height: image.height() as usize,
+        data: bgr.into(),
+        stream_time_s: 0.0,
+        captured_at: SystemTime::now(),
+        metadata: Vec::new(),
+    }
+}
+
+fn bench_plates(c: &mut Criterion) {
+    let config = PlatesConfig::default();
+    let reader = PlateReader::load(&config)
+        .unwrap_or_else(|e| panic!("plate models (run scripts/setup): plates.{}: {e}", e.0));
+    let frame = plate_photo();
+    let whole = BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 };
+    let read = reader.read_area(&frame, whole).expect("read").expect("db1's plate");
+    assert_eq!(read.text, "皖ACJ218");
+    let detector = TextDetector::load(&config.detector, 1).expect("text detector");
+    let recognizer =
+        TextRecognizer::load(&config.recognizer, &config.dictionary, 1).expect("recognizer");
+    // One plate line, the recognizer's minimum input: 320 x 48.
+    let line = vec![128u8; 320 * 48 * 3];
+    let mut group = c.benchmark_group("plates");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("read_720x1160", |b| {
+        b.iter(|| reader.read_area(black_box(&frame), whole).expect("read"))
+    });
+    group.bench_function("ceiling_text_detector_720x1160", |b| {
+        b.iter(|| {
+            detector.text_map(black_box(frame.bgr()), frame.width, frame.height).expect("det")
+        })
+    });
+    group.bench_function("ceiling_recognizer_320x48", |b| {
+        b.iter(|| recognizer.read_line(black_box(&line), 320, 48).expect("rec"))
+    });
     group.finish();
 }
 
@@ -240,6 +293,7 @@ fn bench_evidence(c: &mut Criterion) {
         lines: vec![],
         subjects: boxes[..1].to_vec(),
         others: boxes[1..].to_vec(),
+        labels: vec![],
     };
     let mut group = c.benchmark_group("evidence_jpeg");
     group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(3));
@@ -475,7 +529,7 @@ fn settings() -> Criterion {
 criterion_group! {
     name = stages;
     config = settings();
-    targets = bench_detect, bench_track, bench_rules, bench_evidence
+    targets = bench_detect, bench_track, bench_rules, bench_evidence, bench_plates
 }
 criterion_group! {
     name = private_stages;

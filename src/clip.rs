@@ -316,9 +316,16 @@ impl Messages {
         let evidence = w.latest.evidence.take().map(|e| EvidenceRef { clip: Some(clip), ..e });
         let payload = match w.end {
             Some(end) => IncidentPayload { evidence, ..end.payload },
-            None => IncidentPayload { state: IncidentState::Update, evidence, ..w.latest },
+            None => {
+                let mut repeat =
+                    IncidentPayload { state: IncidentState::Update, evidence, ..w.latest };
+                // Its plates' pictures went out with the message that first named them.
+                let plates = repeat.objects.iter_mut().filter_map(|o| o.plate.as_mut());
+                plates.for_each(|plate| plate.evidence = None);
+                repeat
+            }
         };
-        self.send(Incident { payload, evidence: None, seen_at: None });
+        self.send(Incident { payload, evidence: None, plate_pictures: Vec::new(), seen_at: None });
     }
 }
 
@@ -831,7 +838,7 @@ mod tests {
                 serde_json::json!({"topic": "e/kerb/evidence", "width": 768, "height": 576});
         }
         let payload = serde_json::from_value(payload).unwrap();
-        Incident { payload, evidence: None, seen_at: None }
+        Incident { payload, evidence: None, plate_pictures: Vec::new(), seen_at: None }
     }
 
     fn clip() -> ClipRef {

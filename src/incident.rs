@@ -11,15 +11,15 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::config::{CameraConfig, Entry, Severity};
+use crate::config::{CameraConfig, Entry, Severity, plate_in_latin};
 use crate::draw;
 use crate::frame::Frame;
 use crate::geometry::{BBox, Point, Polygon};
 use crate::rules::{ObjectFact, Phase, RuleEvent};
-use crate::track::Track;
+use crate::track::{PlatePicture, Track};
 use crate::wire::{
-    EvidenceRef, FactsPayload, IncidentPayload, IncidentState, ModelRef, ObjectPayload, SCHEMA,
-    Topics, rfc3339_millis, round,
+    EvidenceRef, FactsPayload, IncidentPayload, IncidentState, ModelRef, ObjectPayload,
+    PlatePayload, SCHEMA, Topics, rfc3339_millis, round,
 };
 
 const JPEG_QUALITY: u8 = 85;
@@ -34,6 +34,8 @@ pub struct Evidence {
     pub lines: Vec<[[f32; 2]; 2]>,
     pub subjects: Vec<BBox>,
     pub others: Vec<BBox>,
+    /// Text drawn under a box (a vehicle's plate, in a preview).
+    pub labels: Vec<(BBox, String)>,
 }
 
 /// One incident message, with its snapshot when it has one.
@@ -41,6 +43,9 @@ pub struct Evidence {
 pub struct Incident {
     pub payload: IncidentPayload,
     pub evidence: Option<Evidence>,
+    /// The pictures of plates this message names for the first time (the objects' index, the
+    /// picture): each goes out on its `plate.evidence` topic before the message.
+    pub plate_pictures: Vec<(usize, PlatePicture)>,
     /// When the frame that raised it arrived, for the frame-to-broker latency; none for a
     /// message that waited on purpose (for its clip).
     pub seen_at: Option<SystemTime>,
@@ -62,6 +67,8 @@ pub struct Incidents {
     models: Vec<ModelRef>,
     rules: Vec<RuleInfo>,
     open: HashMap<(usize, u64), Uuid>,
+    /// Each open incident's plates whose picture went out: the track and the plate's text.
+    pictured: HashMap<Uuid, Vec<(u64, Arc<str>)>>,
 }
 
 impl Incidents {
@@ -84,6 +91,7 @@ impl Incidents {
             models,
             rules,
             open: HashMap::new(),
+            pictured: HashMap::new(),
         }
     }
 
@@ -97,6 +105,7 @@ impl Incidents {
         frame: &Arc<Frame>,
     ) -> Vec<Incident> {
         let messages = old.messages(ends, frame, &[]);
+        self.pictured = std::mem::take(&mut old.pictured);
         for (rule, from) in kept.iter().enumerate() {
             let Some(from) = *from else { continue };
             let moved: Vec<u64> =
@@ -142,6 +151,7 @@ impl Incidents {
             Phase::Update => (*self.open.get(&slot)?, IncidentState::Update),
             Phase::End => (self.open.remove(&slot)?, IncidentState::End),
         };
+        let plate_pictures = self.new_plate_pictures(id, &event.objects, state);
         let rule = &self.rules[event.rule];
         let evidence = (state == IncidentState::Start).then(|| Evidence {
             frame: frame.clone(),
@@ -152,6 +162,12 @@ impl Incidents {
                 .iter()
                 .filter(|t| !event.objects.iter().any(|o| o.track_id == t.id))
                 .map(|t| t.bbox)
+                .collect(),
+            // The plates already read, in Latin letters: the picture's font has no hanzi.
+            labels: event
+                .objects
+                .iter()
+                .filter_map(|o| Some((o.bbox, plate_in_latin(&o.plate.as_ref()?.text))))
                 .collect(),
         });
         let f = &event.facts;
@@ -191,7 +207,52 @@ impl Incidents {
             models: if self.models.len() > 1 { self.models.clone() } else { Vec::new() },
             geo: None,
         };
-        Some(Incident { payload, evidence, seen_at: Some(frame.captured_at) })
+        let mut incident =
+            Incident { payload, evidence, plate_pictures, seen_at: Some(frame.captured_at) };
+        self.refer_to_plate_pictures(&mut incident);
+        Some(incident)
+    }
+
+    /// The plates of `objects` whose picture has not gone out with incident `id` yet, by the
+    /// objects' index. An `end` sends none: the incident is over.
+    fn new_plate_pictures(
+        &mut self,
+        id: Uuid,
+        objects: &[ObjectFact],
+        state: IncidentState,
+    ) -> Vec<(usize, PlatePicture)> {
+        if state == IncidentState::End {
+            self.pictured.remove(&id);
+            return Vec::new();
+        }
+        let sent = self.pictured.entry(id).or_default();
+        let mut pictures = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            let Some(plate) = &object.plate else { continue };
+            let Some(picture) = &plate.picture else { continue };
+            let seen = (object.track_id, plate.text.clone());
+            if !sent.contains(&seen) {
+                sent.push(seen);
+                pictures.push((i, picture.clone()));
+            }
+        }
+        pictures
+    }
+
+    /// Points each object whose plate picture the message brings at the picture's topic.
+    fn refer_to_plate_pictures(&self, incident: &mut Incident) {
+        let payload = &mut incident.payload;
+        for (i, picture) in &incident.plate_pictures {
+            let object = &mut payload.objects[*i];
+            let Some(plate) = &mut object.plate else { continue };
+            plate.evidence = Some(EvidenceRef {
+                topic: self.topics.plate(&payload.camera, &payload.id, object.track_id),
+                width: picture.0.width,
+                height: picture.0.height,
+                clip: None,
+                jpeg_base64: None,
+            });
+        }
     }
 }
 
@@ -203,12 +264,24 @@ fn object_payload(o: &ObjectFact) -> ObjectPayload {
         confidence: round(f64::from(o.confidence), 3) as f32,
         bbox: [b.x, b.y, b.w, b.h].map(|v| round(f64::from(v), 4) as f32),
         dwell_s: round(o.dwell_s, 1),
+        plate: o.plate.as_ref().map(|p| PlatePayload {
+            text: p.text.to_string(),
+            confidence: round(f64::from(p.confidence), 3) as f32,
+            reads: p.reads,
+            evidence: None,
+        }),
     }
 }
 
 fn uuid_timestamp(at: SystemTime) -> uuid::Timestamp {
     let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos())
+}
+
+/// A plate's picture as JPEG.
+pub fn plate_jpeg(picture: &PlatePicture) -> Result<Vec<u8>, String> {
+    let image = draw::picture(&picture.0)?;
+    draw::jpeg(&image, JPEG_QUALITY).map_err(|e| format!("JPEG encoding failed: {e}"))
 }
 
 /// The snapshot as JPEG: the zone (or line) in yellow, the incident's objects in red, other
@@ -228,6 +301,11 @@ pub fn evidence_jpeg(evidence: &Evidence) -> Result<Vec<u8>, String> {
     }
     for b in &evidence.subjects {
         draw::rect(&mut image, b, draw::RED, thick + 1);
+    }
+    let scale = draw::text_scale(&image);
+    for (b, text) in &evidence.labels {
+        let (x, y) = draw::pixel(&image, Point { x: b.x, y: b.y + b.h });
+        draw::label(&mut image, x, y + thick, text, draw::BLACK, draw::GREEN, scale);
     }
     draw::jpeg(&image, JPEG_QUALITY).map_err(|e| format!("JPEG encoding failed: {e}"))
 }
@@ -256,6 +334,7 @@ mod tests {
             lines: vec![],
             subjects: vec![BBox { x: 0.25, y: 0.25, w: 0.5, h: 0.5 }],
             others: vec![],
+            labels: vec![],
         };
         let jpeg = evidence_jpeg(&evidence).unwrap();
         let decoded = image::load_from_memory(&jpeg).unwrap().to_rgb8();
@@ -264,6 +343,64 @@ mod tests {
         let inside = decoded.get_pixel(32, 24);
         assert!(edge[0] > 150 && edge[1] < 100, "edge {edge:?}");
         assert!(inside[0] < 80 && inside[1] < 80, "inside {inside:?}");
+    }
+
+    /// A camera with one `illegal_parking` algorithm, and its incidents.
+    fn parking_incidents() -> Incidents {
+        let text = "id = 'kerb'\nurl = 'file:///v.mp4'\nmodel = 'm'\n\
+                    [[algorithms]]\ntype = 'illegal_parking'\ndwell_s = 60";
+        let mut camera: CameraConfig = toml::from_str(text).unwrap();
+        camera.resolved = camera.algorithms.iter().filter_map(|a| a.resolve(None, &[])).collect();
+        let model = ModelRef { name: "m".into(), sha256: "00".into() };
+        Incidents::new("edge-1", &camera, Topics::new("cityeye", "edge-1"), vec![model])
+    }
+
+    fn car(plate: Option<(&str, &PlatePicture)>) -> ObjectFact {
+        ObjectFact {
+            track_id: 7,
+            class: Arc::from("car"),
+            confidence: 0.9,
+            bbox: BBox { x: 0.2, y: 0.5, w: 0.3, h: 0.2 },
+            dwell_s: 61.0,
+            plate: plate.map(|(text, picture)| crate::track::Plate {
+                text: Arc::from(text),
+                confidence: 0.95,
+                reads: 2,
+                picture: Some(picture.clone()),
+            }),
+        }
+    }
+
+    fn event(phase: Phase, object: ObjectFact) -> RuleEvent {
+        let facts = crate::rules::Facts::default();
+        RuleEvent { rule: 0, key: 7, phase, objects: vec![object], facts, reason: None }
+    }
+
+    #[test]
+    fn a_plate_picture_goes_out_with_the_first_message_that_names_the_plate() {
+        let mut incidents = parking_incidents();
+        let picture = PlatePicture(frame(40, 12));
+        let frame = frame(64, 48);
+        let start = incidents.messages(vec![event(Phase::Start, car(None))], &frame, &[]);
+        assert!(start[0].plate_pictures.is_empty());
+        assert_eq!(start[0].payload.objects[0].plate, None);
+        let read = Phase::Update;
+        let update =
+            incidents.messages(vec![event(read, car(Some(("皖ACJ218", &picture))))], &frame, &[]);
+        assert_eq!(update[0].plate_pictures, vec![(0, picture.clone())]);
+        let plate = update[0].payload.objects[0].plate.as_ref().unwrap();
+        let reference = plate.evidence.as_ref().unwrap();
+        let id = &update[0].payload.id;
+        assert_eq!(reference.topic, format!("cityeye/edge-1/kerb/evidence/{id}/plate/7"));
+        assert_eq!((reference.width, reference.height), (40, 12));
+        // Later messages name the plate without sending its picture again.
+        let again =
+            incidents.messages(vec![event(read, car(Some(("皖ACJ218", &picture))))], &frame, &[]);
+        assert!(again[0].plate_pictures.is_empty());
+        assert!(again[0].payload.objects[0].plate.as_ref().unwrap().evidence.is_none());
+        let jpeg = plate_jpeg(&picture).unwrap();
+        let decoded = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (40, 12));
     }
 
     #[test]

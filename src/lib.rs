@@ -43,6 +43,7 @@ pub mod infer;
 pub mod ingest;
 pub mod motion;
 pub mod node;
+pub mod plates;
 pub mod publish;
 pub mod rules;
 pub mod stats;

@@ -92,12 +92,15 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         camera: String,
-        /// A video file to take the frame from instead of the camera.
+        /// A video file, or a JPEG or PNG still, to take the frame from instead of the camera.
         #[arg(long)]
         input: Option<PathBuf>,
         /// Where to write the JPEG.
         #[arg(long)]
         out: PathBuf,
+        /// Print what was detected (classes, boxes, plates) as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the node's incidents and status from its broker, one line each, as they come.
     Tail {
@@ -284,8 +287,8 @@ fn main() -> ExitCode {
         Command::Models { command: ModelsCommand::Inspect { model } } => {
             models::inspect_model(&model)
         }
-        Command::Preview { config, camera, input, out } => {
-            replay::preview_command(&config, &camera, input.as_deref(), &out)
+        Command::Preview { config, camera, input, out, json } => {
+            replay::preview_command(&config, &camera, input.as_deref(), &out, json)
         }
     }
 }

@@ -12,6 +12,7 @@
 use std::array::from_fn;
 use std::sync::Arc;
 
+use crate::frame::Frame;
 use crate::geometry::{BBox, Detection};
 
 /// Tuning knobs; Default gives ByteTrack's published defaults adapted to seconds.
@@ -75,6 +76,31 @@ pub struct Track {
     pub first_seen_s: f64,
     /// Stream time of the last matched detection.
     pub last_seen_s: f64,
+    /// A vehicle's plate, once read (see `crate::plates`).
+    pub plate: Option<Plate>,
+}
+
+/// A vehicle's plate number as its track's readings voted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plate {
+    pub text: Arc<str>,
+    /// The mean confidence of the readings that gave this text.
+    pub confidence: f32,
+    /// How many readings gave it.
+    pub reads: u32,
+    /// The plate as its surest reading of this text saw it.
+    pub picture: Option<PlatePicture>,
+}
+
+/// A plate's pixels, cut from the frame it was read on: the incident's close-up of it.
+#[derive(Debug, Clone)]
+pub struct PlatePicture(pub Arc<Frame>);
+
+/// The same picture, not equal pixels: comparing a picture is comparing where it came from.
+impl PartialEq for PlatePicture {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What one update produced.
@@ -119,6 +145,13 @@ impl Tracker {
             last_t: None,
             scratch: Scratch::default(),
             reported: Vec::new(),
+        }
+    }
+
+    /// Gives track `id` its plate, from the next update on; a track that ended is ignored.
+    pub fn set_plate(&mut self, id: u64, plate: Plate) {
+        if let Some(entry) = self.tracks.iter_mut().find(|e| e.track.id == id) {
+            entry.track.plate = Some(plate);
         }
     }
 
@@ -223,6 +256,7 @@ impl Entry {
                 state,
                 first_seen_s: t,
                 last_seen_s: t,
+                plate: None,
             },
             kf: Kalman::new(measurement(&det.bbox)),
             predicted: det.bbox,

@@ -566,8 +566,12 @@ mod tests {
     }
 
     fn seen(store: &Store, id: &str, state: &str) {
-        let incident =
-            Incident { payload: payload(id, state, 0.85), evidence: None, seen_at: None };
+        let incident = Incident {
+            payload: payload(id, state, 0.85),
+            evidence: None,
+            plate_pictures: Vec::new(),
+            seen_at: None,
+        };
         store.seen(&incident);
     }
 

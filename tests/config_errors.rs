@@ -356,8 +356,8 @@ fn cases() -> Vec<Case> {
             key: "cameras[0].algorithms[0].dwel_s",
             // Only what an illegal_parking algorithm accepts: common settings and dwell's.
             fragment: "unknown field `dwel_s`; this algorithm takes type, zone, classes, \
-                       min_confidence, min_box_area, schedule, cooldown_s, severity, update_s \
-                       and dwell_s, max_motion",
+                       min_confidence, min_box_area, schedule, cooldown_s, severity, update_s, \
+                       plates, plate_allow and dwell_s, max_motion",
             line: Line::Any,
         },
         Case {

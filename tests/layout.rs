@@ -36,8 +36,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "stage",
         &[
-            "stats", "draw", "motion", "ingest", "infer", "track", "rules", "incident", "drone",
-            "clip", "publish", "verdict", "engine", "systemd", "http", "node",
+            "stats", "draw", "motion", "ingest", "infer", "track", "plates", "rules", "incident",
+            "drone", "clip", "publish", "verdict", "engine", "systemd", "http", "node",
         ],
     ),
     // The subcommands, which put the stages together.

@@ -272,7 +272,13 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
         listing.contains("./usr/lib/cityeye/libonnxruntime.so -> libonnxruntime.so.1.31.1"),
         "{listing}"
     );
-    assert!(!listing.contains(".onnx"), "model weights are never packaged:\n{listing}");
+    // Detector weights are the site's; the only weights packaged are the plate reader's.
+    let weights: Vec<&str> = listing.lines().filter(|l| l.contains(".onnx")).collect();
+    assert_eq!(weights.len(), 2, "{weights:?}");
+    for model in ["det.onnx", "rec.onnx"] {
+        let packaged = format!(" ./usr/share/cityeye/plates/{model}");
+        assert!(weights.iter().any(|l| l.ends_with(&packaged)), "{weights:?}");
+    }
     // The manual pages (made from the CLI by `cityeye man`, gzipped), the licences of all it
     // bundles, the Debian changelog and the lintian overrides with their reasons.
     for file in [
@@ -284,6 +290,8 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
         "./usr/share/doc/cityeye/onnxruntime/LICENSE",
         "./usr/share/doc/cityeye/onnxruntime/ThirdPartyNotices.txt",
         "./usr/share/doc/cityeye/rust-crates-licenses.txt",
+        "./usr/share/doc/cityeye/plates/LICENSE",
+        "./usr/share/cityeye/plates/dict.txt",
         "./usr/share/lintian/overrides/cityeye",
     ] {
         assert!(listing.contains(&format!(" {file}\n")), "{file} is packaged:\n{listing}");
@@ -318,6 +326,29 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     assert_eq!(chroot.ok(&["cityeye", "--version"]).trim(), "cityeye 0.1.0");
     let algorithms = chroot.ok(&["cityeye", "algorithms"]);
     assert!(algorithms.contains("illegal_parking"), "{algorithms}");
+    // The packaged plate models read a plate, found where the package put them.
+    fs::copy(repo("../shared/models/yolox_nano.onnx"), chroot.path("/tmp/yolox_nano.onnx"))
+        .unwrap();
+    fs::copy(repo("../shared/testdata/plates/db1.jpg"), chroot.path("/tmp/db1.jpg")).unwrap();
+    let plates_config = "[node]\nid = \"gate\"\ndata_dir = \"/tmp/gate\"\n[plates]\n\
+        [[models]]\nname = \"coco\"\npath = \"/tmp/yolox_nano.onnx\"\nformat = \"yolox\"\n\
+        classes = \"/usr/share/cityeye/models/coco80.txt\"\n\
+        [[cameras]]\nid = \"gate\"\nurl = \"file:///tmp/db1.jpg\"\nmodel = \"coco\"\n";
+    fs::write(chroot.path("/tmp/gate.toml"), plates_config).unwrap();
+    let preview = chroot.ok(&[
+        "cityeye",
+        "preview",
+        "--json",
+        "--config",
+        "/tmp/gate.toml",
+        "--camera",
+        "gate",
+        "--input",
+        "/tmp/db1.jpg",
+        "--out",
+        "/tmp/gate.jpg",
+    ]);
+    assert!(preview.contains("\"text\":\"皖ACJ218\""), "{preview}");
     assert!(chroot.path("/usr/lib/cityeye/libonnxruntime.so.1.31.1").is_file());
     let crates =
         fs::read_to_string(chroot.path("/usr/share/doc/cityeye/rust-crates-licenses.txt")).unwrap();

@@ -436,6 +436,7 @@ mod tests {
             state: TrackState::Confirmed,
             first_seen_s: 0.0,
             last_seen_s: t,
+            plate: None,
         };
         Scene { frame: Arc::new(frame), tracks: vec![track], notices, overlay }
     }

@@ -14,36 +14,61 @@ use super::annotate::{self, Annotator};
 use super::progress::{self, Progress};
 use super::{EXIT_CONFIG, load};
 use crate::clip;
-use crate::config::{CameraConfig, Config, Source};
+use crate::config::{CameraConfig, Config, PlateScope, Source, plate_in_latin};
 use crate::engine::{Analysed, Analysis, Models, Outputs, Overlay, Watch, run_camera};
+use crate::frame::Frame;
+use crate::geometry::BBox;
 use crate::incident::evidence_jpeg;
 use crate::infer::Scratch;
 use crate::ingest::{self, Mode};
+use crate::plates::{PlateService, Reading, VEHICLES};
 use crate::publish::{self, CHANNEL_CAPACITY};
 use crate::stats::CameraStats;
+use crate::wire::PlatePayload;
 
-/// A picture of what a camera's analysis works with: one frame from the camera (or from
-/// `input`, a video file standing in for it) with every zone and line of its algorithms drawn in
-/// yellow and its models' detections in green, as JPEG. For installers checking their zones.
+/// What `cityeye preview` saw on one frame of a camera: the picture, and each detection.
+pub struct Preview {
+    /// The frame with every zone and line of the camera's algorithms drawn in yellow, its
+    /// models' detections in green and the plates read under their vehicles, as JPEG.
+    pub jpeg: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    pub objects: Vec<PreviewObject>,
+}
+
+/// One detection of a preview, as `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct PreviewObject {
+    pub class: String,
+    pub confidence: f32,
+    /// `[x, y, w, h]`, normalized, top-left origin.
+    pub bbox: [f32; 4],
+    /// A vehicle's plate, with `[plates]`, when it reads as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plate: Option<PlatePayload>,
+}
+
+/// A camera's analysis on one frame: from the camera, or from `input`, a video file or a JPEG
+/// or PNG still standing in for it. For installers checking their zones and operators trying
+/// a model (or the plate reader) on a picture.
 pub fn preview(
     config: &Config,
     models: &Models,
     camera_id: &str,
     input: Option<&Path>,
-) -> Result<Vec<u8>, ReplayError> {
+) -> Result<Preview, ReplayError> {
     let camera = find_camera(config, camera_id)?;
-    let camera = match input {
-        Some(path) => CameraConfig {
-            url: Source::File { path: path.to_path_buf() },
-            pipeline: None,
-            ..camera.clone()
-        },
-        None => camera.clone(),
+    let frame = match input {
+        Some(path) if is_still(path) => read_still(path)?,
+        Some(path) => {
+            let url = Source::File { path: path.to_path_buf() };
+            first_frame(&CameraConfig { url, pipeline: None, ..camera.clone() })?
+        }
+        None => first_frame(camera)?,
     };
-    let frame = ingest::first_frame(&camera)
-        .map_err(|e| ReplayError::Failed(format!("no frame from {}: {e}", camera.url.masked())))?;
+    let frame = Arc::new(frame);
     let mut scratch = Scratch::default();
-    let mut others = Vec::new();
+    let mut objects = Vec::new();
     for name in &camera.models {
         let detector = models
             .detectors
@@ -52,10 +77,97 @@ pub fn preview(
         let detections = detector
             .detect(&frame, &mut scratch)
             .map_err(|e| ReplayError::Failed(e.to_string()))?;
-        others.extend(detections.iter().map(|d| d.bbox));
+        for d in detections {
+            let plate = match &models.plates {
+                Some(plates) if VEHICLES.contains(&&*d.class) => {
+                    read_plate(plates, &frame, d.bbox)?
+                }
+                _ => None,
+            };
+            objects.push(PreviewObject::new(&d.class, d.confidence, d.bbox, plate));
+        }
     }
-    let evidence = Overlay::of(&camera).evidence(Arc::new(frame), others);
-    evidence_jpeg(&evidence).map_err(ReplayError::Failed)
+    // A plate camera's plate is an object of its own, read from the whole frame.
+    if let Some(plates) = &models.plates
+        && camera.plates == PlateScope::Frame
+        && let Some(reading) = read_plate(plates, &frame, BBox { x: 0.0, y: 0.0, w: 1.0, h: 1.0 })?
+    {
+        let (confidence, region) = (reading.confidence, reading.region);
+        objects.push(PreviewObject::new(
+            PlateScope::PLATE_CLASS,
+            confidence,
+            region,
+            Some(reading),
+        ));
+    }
+    let labels = objects
+        .iter()
+        .filter_map(|o| Some((o.bbox(), plate_in_latin(&o.plate.as_ref()?.text))))
+        .collect();
+    let boxes = objects.iter().map(PreviewObject::bbox).collect();
+    let mut evidence = Overlay::of(camera).evidence(frame.clone(), boxes);
+    evidence.labels = labels;
+    let jpeg = evidence_jpeg(&evidence).map_err(ReplayError::Failed)?;
+    Ok(Preview { jpeg, width: frame.width, height: frame.height, objects })
+}
+
+impl PreviewObject {
+    fn new(class: &str, confidence: f32, b: BBox, plate: Option<Reading>) -> PreviewObject {
+        PreviewObject {
+            class: class.to_string(),
+            confidence,
+            bbox: [b.x, b.y, b.w, b.h],
+            plate: plate.map(|r| PlatePayload {
+                text: r.text,
+                confidence: r.confidence,
+                reads: 1,
+                evidence: None,
+            }),
+        }
+    }
+
+    fn bbox(&self) -> BBox {
+        let [x, y, w, h] = self.bbox;
+        BBox { x, y, w, h }
+    }
+}
+
+/// The plate in `area` of `frame`, read at once.
+fn read_plate(
+    plates: &PlateService,
+    frame: &Frame,
+    area: BBox,
+) -> Result<Option<Reading>, ReplayError> {
+    let read = plates.reader().read_area(frame, area);
+    read.map_err(|e| ReplayError::Failed(format!("plate reading failed: {e}")))
+}
+
+fn first_frame(camera: &CameraConfig) -> Result<Frame, ReplayError> {
+    ingest::first_frame(camera)
+        .map_err(|e| ReplayError::Failed(format!("no frame from {}: {e}", camera.url.masked())))
+}
+
+/// A JPEG or PNG, by its name.
+fn is_still(path: &Path) -> bool {
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    matches!(extension.as_deref(), Some("jpg" | "jpeg" | "png"))
+}
+
+/// A still as a frame (packed BGR, like every still).
+fn read_still(path: &Path) -> Result<Frame, ReplayError> {
+    let image = image::open(path)
+        .map_err(|e| ReplayError::Failed(format!("cannot read {}: {e}", path.display())))?
+        .to_rgb8();
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let bgr: Vec<u8> = image.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    Ok(Frame {
+        width,
+        height,
+        data: bgr.into(),
+        stream_time_s: 0.0,
+        captured_at: SystemTime::now(),
+        metadata: Vec::new(),
+    })
 }
 
 fn find_camera<'c>(config: &'c Config, camera_id: &str) -> Result<&'c CameraConfig, ReplayError> {
@@ -136,6 +248,7 @@ pub fn replay(
         ..camera.clone()
     };
     let mut analysis = Analysis::new(config, &camera, models).map_err(ReplayError::Usage)?;
+    analysis.read_plates_in_step();
     let mut annotator = annotate
         .map(|path| Annotator::create(path, camera.analysis_fps))
         .transpose()
@@ -233,23 +346,42 @@ pub fn replay_command(
 }
 
 /// `cityeye preview`: writes the picture of [`preview`] to `out`.
+/// `cityeye preview`: writes the picture to `out`; with `json`, prints what was detected as
+/// one JSON object instead of a sentence.
 pub fn preview_command(
     path: &std::path::Path,
     camera: &str,
     input: Option<&std::path::Path>,
     out: &std::path::Path,
+    json: bool,
 ) -> ExitCode {
     let (config, models) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let written = preview(&config, &models, camera, input).and_then(|jpeg| {
-        std::fs::write(out, jpeg)
-            .map_err(|e| ReplayError::Failed(format!("cannot write {}: {e}", out.display())))
+    let written = preview(&config, &models, camera, input).and_then(|preview| {
+        std::fs::write(out, &preview.jpeg)
+            .map_err(|e| ReplayError::Failed(format!("cannot write {}: {e}", out.display())))?;
+        Ok(preview)
     });
     match written {
-        Ok(()) => {
-            println!("{} written: zones and lines in yellow, detections in green", out.display());
+        Ok(preview) if json => {
+            let report = serde_json::json!({
+                "camera": camera,
+                "picture": out.display().to_string(),
+                "width": preview.width,
+                "height": preview.height,
+                "objects": preview.objects,
+            });
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            println!(
+                "{} written: zones and lines in yellow, detections in green, plates under their \
+                 vehicles",
+                out.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => failed(e),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::catalog::{self, Entry};
 use super::params::{PARAMETERS, Params, PrimitiveKind, Severity};
+use super::plates::PlatesConfig;
 
 /// One algorithm enabled on a camera: a catalog entry (`type`), where it looks, its common
 /// settings, and any primitive parameters that override the catalog's.
@@ -25,6 +26,10 @@ pub struct AlgorithmConfig {
     pub cooldown_s: Option<f64>,
     pub severity: Option<Severity>,
     pub update_s: Option<f64>,
+    /// Read the plate of every vehicle it looks at, not only of its incidents' (with `[plates]`).
+    pub plates: bool,
+    /// Plates exempt from this algorithm, beside the camera's and the node's `allow`.
+    pub plate_allow: Vec<String>,
     pub params: Params,
 }
 
@@ -42,9 +47,13 @@ struct CommonSettings {
     cooldown_s: Option<f64>,
     severity: Option<Severity>,
     update_s: Option<f64>,
+    #[serde(default)]
+    plates: bool,
+    #[serde(default)]
+    plate_allow: Vec<String>,
 }
 
-const COMMON_SETTINGS: [&str; 9] = [
+const COMMON_SETTINGS: [&str; 11] = [
     "type",
     "zone",
     "classes",
@@ -54,6 +63,8 @@ const COMMON_SETTINGS: [&str; 9] = [
     "cooldown_s",
     "severity",
     "update_s",
+    "plates",
+    "plate_allow",
 ];
 
 /// An algorithm as a camera runs it: the camera's settings over its catalog entry's. This is
@@ -74,14 +85,37 @@ pub struct Algorithm {
     pub cooldown_s: f64,
     pub severity: Severity,
     pub update_s: f64,
+    pub plates: bool,
+    /// Every plate exempt from it: its own, its camera's and the node's `allow` (for
+    /// `plate_watch`, its own only).
+    pub plate_allow: Vec<String>,
     pub params: Params,
 }
 
 impl AlgorithmConfig {
-    /// The algorithm with the catalog's values wherever the camera sets none; `None` when
-    /// `type` names no catalog entry (a config mistake, reported by validation).
-    pub fn resolve(&self) -> Option<Algorithm> {
+    /// The algorithm with the catalog's values wherever the camera sets none, and the node's
+    /// plate lists (`plates`) and its camera's (`camera_allow`) merged in; `None` when `type`
+    /// names no catalog entry (a config mistake, reported by validation).
+    pub fn resolve(
+        &self,
+        plates: Option<&PlatesConfig>,
+        camera_allow: &[String],
+    ) -> Option<Algorithm> {
         let entry = catalog::find(&self.kind)?;
+        let node_allow = plates.map(|p| &p.allow[..]).unwrap_or_default();
+        let node_watch = plates.map(|p| &p.watch[..]).unwrap_or_default();
+        let mut params = self.params.or(&entry.params);
+        // The node's and camera's exemptions (service vehicles) do not blind a watch list; a
+        // watch algorithm's own `plate_allow` are the exceptions to its patterns.
+        let plate_allow = if entry.primitive == PrimitiveKind::PlateWatch {
+            let mut watch = params.watch.take().unwrap_or_default();
+            watch.extend(node_watch.iter().cloned());
+            params.watch = Some(watch);
+            self.plate_allow.clone()
+        } else {
+            let lists = [&self.plate_allow[..], camera_allow, node_allow];
+            lists.concat()
+        };
         Some(Algorithm {
             entry,
             zone: self.zone.clone(),
@@ -92,7 +126,9 @@ impl AlgorithmConfig {
             cooldown_s: self.cooldown_s.unwrap_or(entry.cooldown_s),
             severity: self.severity.unwrap_or(entry.severity),
             update_s: self.update_s.unwrap_or(entry.update_s),
-            params: self.params.or(&entry.params),
+            plates: self.plates,
+            plate_allow,
+            params,
         })
     }
 }
@@ -141,6 +177,8 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
             cooldown_s: c.cooldown_s,
             severity: c.severity,
             update_s: c.update_s,
+            plates: c.plates,
+            plate_allow: c.plate_allow,
             params,
         })
     }

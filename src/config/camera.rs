@@ -34,6 +34,14 @@ pub struct CameraConfig {
     pub zones: Vec<ZoneConfig>,
     #[serde(default)]
     pub algorithms: Vec<AlgorithmConfig>,
+    /// Which plates the camera reads (with `[plates]`): its incidents' vehicles (`false`, the
+    /// default), every vehicle (`true`), or as a dedicated plate camera the whole frame
+    /// (`"frame"`).
+    #[serde(default)]
+    pub plates: PlateScope,
+    /// Plates exempt from this camera's algorithms, beside `plates.allow`.
+    #[serde(default)]
+    pub plate_allow: Vec<String>,
     /// `fixed` (the default) or `drone`: a drone's incidents are placed on the ground.
     #[serde(default)]
     pub kind: CameraKind,
@@ -62,6 +70,45 @@ impl CameraConfig {
             Some((fps, _)) if fps >= e.min_fps => most,
             _ => Some((e.min_fps, e.id.as_str())),
         })
+    }
+}
+
+/// Where a camera looks for plates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlateScope {
+    /// The vehicles its open incidents name.
+    #[default]
+    Incidents,
+    /// Every vehicle tracked.
+    Vehicles,
+    /// A dedicated plate camera (a gate, a car-park entrance) that frames one vehicle at a time
+    /// closer than a vehicle detector trained on street scenes recognises it: the whole frame
+    /// is read, and each plate found is an object of class `plate`.
+    Frame,
+}
+
+impl PlateScope {
+    /// The class of the objects a plate camera's reads become.
+    pub const PLATE_CLASS: &'static str = "plate";
+}
+
+impl<'de> Deserialize<'de> for PlateScope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Name(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Flag(false) => Ok(PlateScope::Incidents),
+            Written::Flag(true) => Ok(PlateScope::Vehicles),
+            Written::Name(name) if name == "frame" => Ok(PlateScope::Frame),
+            Written::Name(name) => Err(serde::de::Error::custom(format!(
+                "`{name}` is not a plate scope: use true (every vehicle), false (the incidents' \
+                 vehicles) or \"frame\" (a dedicated plate camera)"
+            ))),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod node;
 pub mod params;
 pub mod patrol;
 pub mod pipeline;
+pub mod plates;
 pub mod schedule;
 mod validate;
 
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use algorithm::{Algorithm, AlgorithmConfig};
-pub use camera::{CameraConfig, Decode, KEYFRAME_FPS, Source, Transport, ZoneConfig};
+pub use camera::{CameraConfig, Decode, KEYFRAME_FPS, PlateScope, Source, Transport, ZoneConfig};
 pub use catalog::{Category, Entry};
 pub use drone::{CameraKind, TelemetryConfig, TelemetrySource};
 pub use error::{ConfigError, ConfigErrors};
@@ -48,6 +49,10 @@ pub use node::{
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
 pub use patrol::{PATROL_FPS, PatrolConfig};
 pub use pipeline::pipeline_description;
+pub use plates::{
+    PLATE_MODEL_PLACES, PlatesConfig, is_province, pattern_problem, plate_in_latin, plate_matches,
+    plate_number,
+};
 pub use schedule::Schedule;
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +71,8 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     #[serde(default)]
     pub verdicts: VerdictsConfig,
+    /// Plate reading: on when the table is there.
+    pub plates: Option<PlatesConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
@@ -158,9 +165,13 @@ impl Config {
     /// Merges every camera's algorithms over their catalog entries, once: what the stages run.
     /// Only for a validated config, whose every algorithm names a catalog entry.
     fn resolve_algorithms(&mut self) {
+        let plates = self.plates.as_ref();
         for camera in &mut self.cameras {
-            camera.resolved =
-                camera.algorithms.iter().filter_map(AlgorithmConfig::resolve).collect();
+            camera.resolved = camera
+                .algorithms
+                .iter()
+                .filter_map(|a| a.resolve(plates, &camera.plate_allow))
+                .collect();
         }
     }
 
@@ -189,6 +200,11 @@ impl Config {
         .flatten()
         {
             resolve(p);
+        }
+        if let Some(plates) = &mut self.plates {
+            for p in [&mut plates.detector, &mut plates.recognizer, &mut plates.dictionary] {
+                resolve(p);
+            }
         }
         for model in &mut self.models {
             resolve(&mut model.path);

@@ -18,6 +18,7 @@ pub enum PrimitiveKind {
     Pair,
     AreaRatio,
     Cascade,
+    PlateWatch,
 }
 
 impl PrimitiveKind {
@@ -33,6 +34,7 @@ impl PrimitiveKind {
             PrimitiveKind::Pair => "pair",
             PrimitiveKind::AreaRatio => "area_ratio",
             PrimitiveKind::Cascade => "cascade",
+            PrimitiveKind::PlateWatch => "plate_watch",
         }
     }
 
@@ -49,6 +51,7 @@ impl PrimitiveKind {
             PrimitiveKind::Pair => &["partner_classes", "max_gap", "persist_s", "clear_s"],
             PrimitiveKind::AreaRatio => &["min_ratio", "persist_s", "clear_s"],
             PrimitiveKind::Cascade => &["classifier", "labels", "min_score", "min_frames"],
+            PrimitiveKind::PlateWatch => &["watch"],
         }
     }
 
@@ -128,7 +131,7 @@ pub fn seconds_problem(value: f64) -> Option<String> {
 }
 
 /// Every primitive parameter's name, as in [`Params`].
-pub const PARAMETERS: [&str; 18] = [
+pub const PARAMETERS: [&str; 19] = [
     "persist_s",
     "clear_s",
     "dwell_s",
@@ -147,6 +150,7 @@ pub const PARAMETERS: [&str; 18] = [
     "labels",
     "min_score",
     "min_frames",
+    "watch",
 ];
 
 /// Primitive parameters, all optional: a camera's value wins over the catalog's, which wins
@@ -184,6 +188,8 @@ pub struct Params {
     pub labels: Option<Vec<String>>,
     pub min_score: Option<f32>,
     pub min_frames: Option<u32>,
+    /// `plate_watch`: the plates to look for (with the node's `plates.watch`).
+    pub watch: Option<Vec<String>>,
 }
 
 impl Params {
@@ -212,7 +218,8 @@ impl Params {
             classifier,
             labels,
             min_score,
-            min_frames
+            min_frames,
+            watch
         )
     }
 
@@ -288,6 +295,11 @@ impl Params {
         }
         if self.partner_classes.as_ref().is_some_and(Vec::is_empty) {
             problems.push(("partner_classes", "needs at least one class".into()));
+        }
+        for pattern in self.watch.iter().flatten() {
+            if let Some(problem) = super::plates::pattern_problem(pattern) {
+                problems.push(("watch", problem));
+            }
         }
         if self.tolerance_deg.is_some_and(|v| !(0.0..=180.0).contains(&v)) {
             problems.push(("tolerance_deg", "must be between 0 and 180".into()));

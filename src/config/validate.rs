@@ -11,8 +11,8 @@ use super::params::seconds_problem;
 use super::pipeline::pipeline_description;
 use super::{
     AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, Device, Fallback, KEYFRAME_FPS,
-    ModelConfig, ModelKind, OpenvinoDevice, PATROL_FPS, Params, PatrolConfig, Precision,
-    PrimitiveKind, Schedule, Source,
+    ModelConfig, ModelKind, OpenvinoDevice, PATROL_FPS, Params, PatrolConfig, PlateScope,
+    Precision, PrimitiveKind, Schedule, Source, pattern_problem,
 };
 
 impl Config {
@@ -134,7 +134,45 @@ impl Config {
             errors.extend(self.validate_camera(i, camera));
         }
         errors.extend(self.validate_patrols());
+        errors.extend(self.validate_plates());
         errors
+    }
+
+    /// `[plates]`: its models' files, its numbers, and its lists.
+    fn validate_plates(&self) -> Vec<ConfigError> {
+        let Some(plates) = &self.plates else { return Vec::new() };
+        let mut errors = Vec::new();
+        let files = [
+            ("detector", &plates.detector, "text detector model"),
+            ("recognizer", &plates.recognizer, "text recognizer model"),
+            ("dictionary", &plates.dictionary, "recognizer's dictionary"),
+        ];
+        for (name, path, what) in files {
+            if let Some(problem) = file_problem(path, what) {
+                let hint = "; scripts/setup installs the built-in ones";
+                errors.push(self.error(format!("plates.{name}"), format!("{problem}{hint}")));
+            }
+        }
+        if let Some(problem) = seconds_problem(plates.every_s) {
+            errors.push(self.error("plates.every_s", problem));
+        }
+        if !(0.0..=1.0).contains(&plates.min_confidence) {
+            errors.push(self.error("plates.min_confidence", "must be between 0 and 1"));
+        }
+        if !(1..=64).contains(&plates.threads) {
+            errors.push(self.error("plates.threads", "must be between 1 and 64"));
+        }
+        errors.extend(self.validate_plate_list("plates.allow", &plates.allow));
+        errors.extend(self.validate_plate_list("plates.watch", &plates.watch));
+        errors
+    }
+
+    /// Each entry of a plate list (`key`) is a plate number or a pattern of one.
+    fn validate_plate_list(&self, key: &str, list: &[String]) -> Vec<ConfigError> {
+        let problems = list.iter().enumerate().filter_map(|(n, entry)| {
+            pattern_problem(entry).map(|problem| self.error(format!("{key}[{n}]"), problem))
+        });
+        problems.collect()
     }
 
     fn validate_patrols(&self) -> Vec<ConfigError> {
@@ -373,6 +411,13 @@ impl Config {
         for (j, algorithm) in camera.algorithms.iter().enumerate() {
             errors.extend(self.validate_algorithm(i, camera, j, algorithm));
         }
+        errors.extend(self.validate_plate_list(&key("plate_allow"), &camera.plate_allow));
+        let no_plates = self.plates.is_none();
+        let reads = camera.plates != PlateScope::Incidents;
+        if no_plates && (reads || !camera.plate_allow.is_empty()) {
+            let set = if reads { "plates" } else { "plate_allow" };
+            errors.push(self.error(key(set), "reads plates, which needs a [plates] table"));
+        }
         errors.extend(validate_drone(self, i, camera));
         errors
     }
@@ -386,7 +431,8 @@ impl Config {
     ) -> Vec<ConfigError> {
         let key = |k: &str| format!("cameras[{i}].algorithms[{j}].{k}");
         let mut errors = Vec::new();
-        let Some(resolved) = algorithm.resolve() else {
+        // The algorithm's own settings: the node's plate lists are checked as `plates.*`.
+        let Some(resolved) = algorithm.resolve(None, &[]) else {
             return vec![self.error(
                 key("type"),
                 format!("unknown algorithm `{}`; `cityeye algorithms` lists them", algorithm.kind),
@@ -442,6 +488,26 @@ impl Config {
         }
         if entry.primitive == PrimitiveKind::Cascade {
             errors.extend(self.validate_classifier(&key, &resolved.params));
+        }
+        errors.extend(self.validate_plate_list(&key("plate_allow"), &algorithm.plate_allow));
+        let reads_plates = algorithm.plates
+            || !algorithm.plate_allow.is_empty()
+            || entry.primitive == PrimitiveKind::PlateWatch;
+        if reads_plates && self.plates.is_none() {
+            errors.push(self.error(
+                key(if algorithm.plates { "plates" } else { "type" }),
+                format!("{} reads plates, which needs a [plates] table", entry.id),
+            ));
+        }
+        let node_watch = self.plates.as_ref().map_or(0, |p| p.watch.len());
+        if entry.primitive == PrimitiveKind::PlateWatch
+            && resolved.params.watch.as_ref().is_none_or(Vec::is_empty)
+            && node_watch == 0
+        {
+            errors.push(self.error(
+                key("watch"),
+                "lists no plate to watch for: set watch here, or plates.watch for every camera",
+            ));
         }
         if entry.primitive == PrimitiveKind::LineCross && algorithm.zone.is_some() {
             errors.push(
@@ -500,6 +566,9 @@ impl Config {
                 Ok(names) => provided.extend(names),
                 Err(_) => return Vec::new(),
             }
+        }
+        if camera.plates == PlateScope::Frame {
+            provided.push(PlateScope::PLATE_CLASS.to_string());
         }
         provided
     }

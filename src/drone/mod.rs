@@ -430,7 +430,7 @@ mod tests {
             "model": {"name": "m", "sha256": "0"}
         });
         let payload = serde_json::from_value(payload).unwrap();
-        Incident { payload, evidence: None, seen_at: None }
+        Incident { payload, evidence: None, plate_pictures: Vec::new(), seen_at: None }
     }
 
     fn summary(out: &[Incident]) -> Vec<(String, IncidentState, bool)> {
@@ -502,6 +502,7 @@ mod tests {
             lines: Vec::new(),
             subjects: Vec::new(),
             others: Vec::new(),
+            labels: Vec::new(),
         });
         let out = d.tag(vec![incident], &fix, 1.02);
         let drawn = &out[0].evidence.as_ref().unwrap().zones[0];

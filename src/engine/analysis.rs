@@ -2,11 +2,12 @@
 //! stream order: track → second-stage classifiers → rules → incidents (→ a drone's ground
 //! positions). Detection itself runs in [`super::detection`], off this thread.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Models;
 use super::view::{Analysed, Overlay, Watch};
-use crate::config::{AlgorithmConfig, CameraConfig, Config, ZoneConfig};
+use crate::config::{AlgorithmConfig, CameraConfig, Config, PlateScope, ZoneConfig};
 use crate::drone::Drone;
 use crate::frame::Frame;
 use crate::geometry::{Detection, Polygon};
@@ -14,8 +15,9 @@ use crate::incident::{Incident, Incidents};
 use crate::infer::classify::CropScratch;
 use crate::infer::{Classifier, Detector, InferError, Scratch};
 use crate::motion::MotionGate;
+use crate::plates::{PlateQueue, Reading, VEHICLES};
 use crate::rules::{self, FALSE_POSITIVE, Label, Rules, Suppressed, Verdicts};
-use crate::track::{TrackState, TrackUpdate, Tracker, TrackerConfig};
+use crate::track::{Plate, Track, TrackState, TrackUpdate, Tracker, TrackerConfig};
 use crate::wire::{ModelRef, Topics};
 
 /// A classifier and the classes whose tracks it looks at.
@@ -51,6 +53,109 @@ pub struct Analysis {
     detections: Vec<Detection>,
     /// A drone camera's telemetry and geo-fences.
     drone: Option<Drone>,
+    /// With `[plates]`: the camera's queue to the plate worker, and which vehicles it reads.
+    plates: Option<PlateReading>,
+}
+
+/// Which of a camera's vehicles get their plate read: those its open incidents name, and all
+/// of them (`plates = true` on the camera) or those of an algorithm that asks for them. A plate
+/// camera (`plates = "frame"`) reads its whole frame instead.
+struct PlateReading {
+    queue: PlateQueue,
+    scope: PlateScope,
+    /// The classes of the algorithms with `plates = true`.
+    classes: Vec<Arc<str>>,
+    /// A plate camera's latest plate, and when it was read: an object of class `plate` until
+    /// no read has found it for three reads' time.
+    held: Option<(Reading, f64)>,
+    /// Whether `held` still has to be voted into its track: it came with this frame, or its
+    /// track is not confirmed yet.
+    fresh: bool,
+    /// Plates voted after the tracker ran, set on their tracks with the next frame.
+    voted: Vec<(u64, Plate)>,
+    every_s: f64,
+}
+
+impl PlateReading {
+    fn new(camera: &CameraConfig, config: &Config, models: &Models) -> Option<PlateReading> {
+        let asking = camera.resolved.iter().filter(|a| a.plates);
+        let classes = asking.flat_map(|a| a.classes.iter().map(|c| Arc::from(c.as_str())));
+        Some(PlateReading {
+            queue: models.plates.as_ref()?.queue(),
+            scope: camera.plates,
+            classes: classes.collect(),
+            held: None,
+            fresh: false,
+            voted: Vec::new(),
+            every_s: config.plates.as_ref()?.every_s,
+        })
+    }
+
+    /// The plates to set on their tracks now: those read since the last frame, and a plate
+    /// camera's votes of the last frame. Keeps a plate camera's latest reading.
+    fn take_plates(&mut self, t: f64) -> Vec<(u64, Plate)> {
+        let answers = self.queue.take_answers();
+        let mut plates = std::mem::take(&mut self.voted);
+        plates.extend(answers.plates);
+        if let Some(reading) = answers.frame {
+            self.fresh = true;
+            self.held = Some((reading, t));
+        }
+        // A plate is not read on every frame (glare, compression, a busy worker): a reading
+        // outlives a few failed reads only.
+        if self.held.as_ref().is_some_and(|(_, at)| t - at > 3.0 * self.every_s) {
+            self.held = None;
+        }
+        plates
+    }
+
+    /// The detections the tracker sees: the detectors' and, on a plate camera, its plate.
+    fn with_plate(&self, detections: &[Detection]) -> Option<Vec<Detection>> {
+        let (reading, _) = self.held.as_ref()?;
+        let mut all = detections.to_vec();
+        all.push(Detection {
+            bbox: reading.region,
+            class: Arc::from(PlateScope::PLATE_CLASS),
+            confidence: reading.confidence,
+        });
+        Some(all)
+    }
+
+    /// Asks for the plates to read in this frame (the queue keeps each to once per
+    /// `plates.every_s`), and votes a plate camera's fresh reading into the track it became.
+    fn ask(&mut self, frame: &Arc<Frame>, tracks: &TrackUpdate<'_>, named: &HashSet<u64>) {
+        self.queue.forget(&tracks.removed);
+        if self.scope == PlateScope::Frame {
+            self.queue.ask_frame(frame);
+            if self.fresh {
+                self.fresh = !self.vote_held(tracks.tracks);
+            }
+            return;
+        }
+        let every_vehicle = self.scope == PlateScope::Vehicles;
+        let wanted = tracks.tracks.iter().filter(|t| {
+            t.state != TrackState::Lost
+                && VEHICLES.contains(&&*t.class)
+                && (every_vehicle || self.classes.contains(&t.class) || named.contains(&t.id))
+        });
+        self.queue.ask_vehicles(frame, wanted);
+    }
+
+    /// Counts the held reading for the `plate` track that overlaps it most; `false` when
+    /// there is no such track (yet).
+    fn vote_held(&mut self, tracks: &[Track]) -> bool {
+        let Some((reading, _)) = &self.held else { return true };
+        let plate_tracks = tracks.iter().filter(|t| &*t.class == PlateScope::PLATE_CLASS);
+        let best = plate_tracks
+            .map(|t| (t.id, t.bbox.iou(&reading.region)))
+            .filter(|&(_, iou)| iou > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((track, _)) = best else { return false };
+        if let Some(plate) = self.queue.vote(track, reading) {
+            self.voted.push((track, plate));
+        }
+        true
+    }
 }
 
 impl Analysis {
@@ -114,7 +219,15 @@ impl Analysis {
             verdicts: Verdicts::new(),
             detectors: detectors.into(),
             drone,
+            plates: PlateReading::new(camera, config, models),
         })
+    }
+
+    /// For a replay: plates are read in step with the frames, see [`PlateQueue::in_step`].
+    pub fn read_plates_in_step(&mut self) {
+        if let Some(plates) = &mut self.plates {
+            plates.queue.in_step();
+        }
     }
 
     /// A drone camera's telemetry state (`ok`, `missing`, `stale`, `incomplete`) after its
@@ -206,9 +319,20 @@ impl Analysis {
         }
         let t = frame.stream_time_s;
         let fix = self.drone.as_mut().map(|drone| drone.locate(&frame, &mut self.rules));
-        let tracks = self.tracker.update(&self.detections, t);
+        // Plates read since the last frame: on their tracks before the rules see them.
+        let plates_read = self.plates.as_mut().map(|p| p.take_plates(t)).unwrap_or_default();
+        for (track, plate) in &plates_read {
+            self.tracker.set_plate(*track, plate.clone());
+        }
+        // Before this frame's events: an incident that starts now carries its plate already.
+        let mut events = self.rules.plates_read(&plates_read, t);
+        let with_plate = self.plates.as_ref().and_then(|p| p.with_plate(&self.detections));
+        let tracks = self.tracker.update(with_plate.as_deref().unwrap_or(&self.detections), t);
         classify(&self.second_stage, &mut self.crop_scratch, &mut self.verdicts, &frame, &tracks)?;
-        let events = self.rules.update(&tracks, &self.verdicts, t, frame.captured_at);
+        events.extend(self.rules.update(&tracks, &self.verdicts, t, frame.captured_at));
+        if let Some(plates) = &mut self.plates {
+            plates.ask(&frame, &tracks, &self.rules.incident_tracks());
+        }
         let incidents = self.incidents.messages(events, &frame, tracks.tracks);
         let incidents = match (&mut self.drone, fix) {
             (Some(drone), Some(fix)) => drone.tag(incidents, &fix, t),

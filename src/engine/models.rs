@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{ClassList, Config, ConfigErrors, ModelConfig, ModelKind, sha256_hex};
 use crate::infer::{Classifier, Detector};
+use crate::plates::{PlateReader, PlateService};
 use crate::wire::ModelReport;
 
 /// The loaded models by name, each shared by the cameras that use it.
@@ -13,6 +14,8 @@ use crate::wire::ModelReport;
 pub struct Models {
     pub detectors: HashMap<String, Arc<Detector>>,
     pub classifiers: HashMap<String, Arc<Classifier>>,
+    /// The plate worker, with `[plates]`.
+    pub plates: Option<PlateService>,
     /// SHA-256 of each model's files (weights and class list) as loaded.
     files: HashMap<String, String>,
 }
@@ -113,6 +116,25 @@ pub fn reload_models(
                 }
             }
             Err(e) => errors.push(config.error(format!("models[{i}].{}", e.key()), e.to_string())),
+        }
+    }
+    if let Some(plates) = &config.plates {
+        let unchanged = previous.and_then(|(old_config, old_models)| {
+            old_models.plates.clone().filter(|_| old_config.plates.as_ref() == Some(plates))
+        });
+        let started = match unchanged {
+            Some(service) => Ok(service),
+            None => PlateReader::load(plates)
+                .map_err(|e| config.error(format!("plates.{}", e.0), e.1.to_string()))
+                .and_then(|reader| {
+                    PlateService::start(reader, plates).map_err(|e| {
+                        config.error("plates", format!("cannot start the plate worker: {e}"))
+                    })
+                }),
+        };
+        match started {
+            Ok(service) => models.plates = Some(service),
+            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() { Ok((models, loaded_anew)) } else { Err(ConfigErrors(errors)) }

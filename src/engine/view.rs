@@ -33,6 +33,7 @@ impl Overlay {
             lines: self.lines.clone(),
             subjects: Vec::new(),
             others: boxes,
+            labels: Vec::new(),
         }
     }
 }

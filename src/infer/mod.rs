@@ -14,6 +14,7 @@ pub mod decode;
 pub mod device;
 pub mod inspect;
 pub mod letterbox;
+pub mod ocr;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +113,9 @@ pub enum LoadError {
     ClassifierAsDetector,
     #[error("not a classifier")]
     NotAClassifier,
+    /// A plate text model's output is not what plate reading runs (`reason` says what).
+    #[error("{}: {reason}", path.display())]
+    Ocr { path: PathBuf, reason: String },
     /// A detector's declared output does not fit its `format` and class count; `reason` is
     /// [`ModelFormat::check_output_shape`]'s.
     #[error("{reason} (the class list has {classes} names)")]
@@ -145,6 +149,7 @@ impl LoadError {
             | LoadError::Session { .. }
             | LoadError::NoOutputs
             | LoadError::Inputs { .. }
+            | LoadError::Ocr { .. }
             | LoadError::WarmUp(_) => "path",
         }
     }

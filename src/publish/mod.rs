@@ -44,7 +44,7 @@ use outbox::WINDOW;
 pub use outbox::{Outbox, OutboxError, Publication, free_bytes, probe_writable};
 
 use crate::config::{Config, MqttConfig};
-use crate::incident::{Incident, evidence_jpeg};
+use crate::incident::{Incident, evidence_jpeg, plate_jpeg};
 use crate::stats::NodeStats;
 use crate::wire::{CameraState, ConfigReport, IncidentPayload, Topics, camera_status, node_status};
 
@@ -288,6 +288,7 @@ async fn outgoing(
         Outbound::Incident(incident) => {
             let mut incident = *incident;
             let mut publications = Vec::with_capacity(2);
+            publications.extend(plate_publications(&mut incident, inline).await);
             if let (Some(evidence), Some(reference)) =
                 (incident.evidence, incident.payload.evidence.as_mut())
             {
@@ -323,6 +324,32 @@ async fn outgoing(
             vec![Publication::status(topics.node_status(), status)]
         }
     }
+}
+
+/// The pictures of the plates `incident` names for the first time, each on its object's
+/// `plate.evidence.topic`, or with `inline` inside the message.
+async fn plate_publications(incident: &mut Incident, inline: bool) -> Vec<Publication> {
+    let pictures = std::mem::take(&mut incident.plate_pictures);
+    let encoded = tokio::task::spawn_blocking(move || {
+        pictures.into_iter().map(|(i, picture)| (i, plate_jpeg(&picture))).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut publications = Vec::new();
+    for (i, jpeg) in encoded {
+        let plate = incident.payload.objects[i].plate.as_mut();
+        let Some(reference) = plate.and_then(|p| p.evidence.as_mut()) else { continue };
+        match jpeg {
+            Ok(jpeg) if inline => {
+                use base64::Engine;
+                reference.jpeg_base64 =
+                    Some(base64::engine::general_purpose::STANDARD.encode(jpeg));
+            }
+            Ok(jpeg) => publications.push(Publication::evidence(reference.topic.clone(), jpeg)),
+            Err(e) => tracing::error!(id = %incident.payload.id, "plate picture not sent: {e}"),
+        }
+    }
+    publications
 }
 
 /// The MP4 of a message that refers to a clip to publish, read from where the clip was written.
@@ -395,7 +422,8 @@ pub fn start_embedded_broker(mqtt: &MqttConfig) -> Result<(), PublishError> {
 }
 
 /// Writes incidents as a replay's results: `incidents.jsonl` (one payload a line, exactly as
-/// MQTT would carry it) and `evidence/<id>.jpg`. Camera status is not part of a replay.
+/// MQTT would carry it), `evidence/<id>.jpg` and each plate's picture,
+/// `evidence/<id>-plate-<track_id>.jpg`. Camera status is not part of a replay.
 pub fn replay_sink(
     out_dir: &Path,
     rx: &mut mpsc::Receiver<Outbound>,
@@ -412,6 +440,13 @@ pub fn replay_sink(
         if let Some(evidence) = &incident.evidence {
             let file: PathBuf = evidence_dir.join(format!("{}.jpg", incident.payload.id));
             let jpeg = evidence_jpeg(evidence).map_err(PublishError::Evidence)?;
+            fs::write(&file, jpeg).map_err(|source| PublishError::Write { path: file, source })?;
+        }
+        for (i, picture) in &incident.plate_pictures {
+            let track = incident.payload.objects[*i].track_id;
+            let name = format!("{}-plate-{track}.jpg", incident.payload.id);
+            let file: PathBuf = evidence_dir.join(name);
+            let jpeg = plate_jpeg(picture).map_err(PublishError::Evidence)?;
             fs::write(&file, jpeg).map_err(|source| PublishError::Write { path: file, source })?;
         }
         let mut line = serde_json::to_vec(&incident.payload).expect("payload serializes");

@@ -25,9 +25,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Schedule;
+use crate::config::{Schedule, plate_matches};
 use crate::geometry::{BBox, Polygon};
-use crate::track::{Track, TrackState, TrackUpdate};
+use crate::track::{Plate, Track, TrackState, TrackUpdate};
 
 pub use spec::specs;
 
@@ -77,6 +77,8 @@ pub struct ObjectFact {
     pub bbox: BBox,
     /// Seconds the object has been part of the condition (dwelling, loitering, paired…).
     pub dwell_s: f64,
+    /// A vehicle's plate, when read.
+    pub plate: Option<Plate>,
 }
 
 impl ObjectFact {
@@ -87,6 +89,7 @@ impl ObjectFact {
             confidence: track.confidence,
             bbox: track.bbox,
             dwell_s,
+            plate: track.plate.clone(),
         }
     }
 }
@@ -203,6 +206,8 @@ pub struct AlgorithmSpec {
     pub update_s: f64,
     /// The classifier whose verdicts a cascade algorithm reads.
     pub classifier: Option<String>,
+    /// Vehicles whose plate matches one of these are not its subjects.
+    pub plate_allow: Vec<String>,
     pub primitive: Box<dyn Primitive>,
 }
 
@@ -288,6 +293,43 @@ impl Rules {
         algorithm.ended.push((key, open.objects.iter().map(|o| o.bbox).collect(), t));
         let (objects, facts, reason) = (open.objects, open.facts, Some(reason));
         Some(RuleEvent { rule, key, phase: Phase::End, objects, facts, reason })
+    }
+
+    /// Updates, now, the open incidents with one of `plates`' vehicles among their objects,
+    /// which carry the plate from then on: a plate read after the start, or read differently,
+    /// reaches the hub without waiting for the next `update_s`.
+    pub fn plates_read(&mut self, plates: &[(u64, Plate)], t: f64) -> Vec<RuleEvent> {
+        let mut events = Vec::new();
+        for (rule, algorithm) in self.algorithms.iter_mut().enumerate() {
+            for (key, open) in &mut algorithm.open {
+                let mut changed = false;
+                for object in &mut open.objects {
+                    if let Some((_, plate)) = plates.iter().find(|(id, _)| *id == object.track_id) {
+                        // A new text is news; another read of the same one only counts.
+                        changed |= object.plate.as_ref().is_none_or(|p| p.text != plate.text);
+                        object.plate = Some(plate.clone());
+                    }
+                }
+                if changed {
+                    open.last_update = t;
+                    events.push(RuleEvent {
+                        rule,
+                        key: *key,
+                        phase: Phase::Update,
+                        objects: open.objects.clone(),
+                        facts: open.facts.clone(),
+                        reason: None,
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// The tracks among the objects of open incidents.
+    pub fn incident_tracks(&self) -> HashSet<u64> {
+        let open = self.algorithms.iter().flat_map(|a| a.open.values());
+        open.flat_map(|o| o.objects.iter().map(|object| object.track_id)).collect()
     }
 
     /// How many conditions a suppression kept from starting an incident since the last call.
@@ -419,7 +461,15 @@ impl Algorithm {
         held_back
     }
 
-    /// Tracks of `classes` that pass the algorithm's confidence and size filters.
+    /// Whether the track's plate is on the algorithm's allow list.
+    fn allowed(&self, track: &Track) -> bool {
+        track.plate.as_ref().is_some_and(|plate| {
+            self.spec.plate_allow.iter().any(|pattern| plate_matches(pattern, &plate.text))
+        })
+    }
+
+    /// Tracks of `classes` that pass the algorithm's confidence and size filters, and are not
+    /// allowed by their plate.
     fn filtered<'t>(&self, tracks: &'t [Track], classes: &[Arc<str>]) -> Vec<&'t Track> {
         tracks
             .iter()
@@ -427,6 +477,7 @@ impl Algorithm {
                 classes.contains(&t.class)
                     && t.confidence >= self.spec.min_confidence
                     && t.bbox.area() >= self.spec.min_box_area
+                    && !self.allowed(t)
             })
             .collect()
     }
@@ -475,6 +526,7 @@ mod tests {
             cooldown_s: 30.0,
             update_s: 10.0,
             classifier: None,
+            plate_allow: vec![],
             primitive,
         }
     }

@@ -41,6 +41,7 @@ impl AlgorithmSpec {
             cooldown_s: algorithm.cooldown_s,
             update_s: algorithm.update_s,
             classifier: algorithm.classifier().map(String::from),
+            plate_allow: algorithm.plate_allow.clone(),
             primitive: primitives::build(params, algorithm.entry.primitive),
         })
     }
@@ -87,6 +88,13 @@ mod tests {
                 ]
             }
             PrimitiveKind::AreaRatio => vec![track(1, class, 0.0, 0.0, 1.0, 0.98)],
+            PrimitiveKind::PlateWatch => {
+                let mut car = track(1, class, 0.4, 0.4, 0.2, 0.2);
+                let text = Arc::from("皖ACJ218");
+                car.plate =
+                    Some(crate::track::Plate { text, confidence: 0.9, reads: 2, picture: None });
+                vec![car]
+            }
         }
     }
 
@@ -99,6 +107,7 @@ mod tests {
             state: TrackState::Confirmed,
             first_seen_s: 0.0,
             last_seen_s: 0.0,
+            plate: None,
         }
     }
 
@@ -118,15 +127,18 @@ mod tests {
             cooldown_s: None,
             severity: None,
             update_s: None,
+            plates: false,
+            plate_allow: vec![],
             // What a site always sets: the test's line across the middle, traffic going up.
             params: Params {
                 line: (entry.primitive == PrimitiveKind::LineCross)
                     .then_some([[0.0, 0.5], [1.0, 0.5]]),
                 heading_deg: (entry.primitive == PrimitiveKind::Direction).then_some(0.0),
+                watch: (entry.primitive == PrimitiveKind::PlateWatch).then(|| vec!["皖A*".into()]),
                 ..Params::default()
             },
         };
-        let algorithm = config.resolve().expect("a catalog entry");
+        let algorithm = config.resolve(None, &[]).expect("a catalog entry");
         let spec = AlgorithmSpec::new(&algorithm, &[], 0.35).unwrap();
         let classifier = spec.classifier.clone();
         let mut rules = Rules::new(vec![spec]);
@@ -217,6 +229,7 @@ mod tests {
             person_fallen,
             wrong_way,
             no_helmet,
+            plate_watch,
             waterlogging,
             river_debris,
             water_pollution,

@@ -76,6 +76,25 @@ pub struct ObjectPayload {
     /// `[x, y, w, h]`, normalized, top-left origin.
     pub bbox: [f32; 4],
     pub dwell_s: f64,
+    /// A vehicle's plate, once read with confidence; absent when it could not be read (never a
+    /// guess).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plate: Option<PlatePayload>,
+}
+
+/// A vehicle's plate number, voted over the readings of its track.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatePayload {
+    /// Normalised: no separator, e.g. `皖ACJ218`.
+    pub text: String,
+    /// The mean confidence of the readings that gave it, 0..1.
+    pub confidence: f32,
+    /// How many readings gave it.
+    pub reads: u32,
+    /// Where the picture of the plate was published (`{prefix}/{node}/{camera}/evidence/{id}/
+    /// plate/{track_id}`), on the first message that names this plate for this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

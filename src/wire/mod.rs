@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 pub use incident::{
     ClipRef, EvidenceRef, FactsPayload, GeoPayload, GroundPayload, IncidentPayload, IncidentState,
-    ModelRef, ObjectPayload, PlatformPayload, SCHEMA,
+    ModelRef, ObjectPayload, PlatePayload, PlatformPayload, SCHEMA,
 };
 pub use stats::{CameraReport, LatencyReport, OutboxStats, StatsPayload};
 pub use status::{CameraState, ConfigReport, ModelReport, camera_status, node_status};

@@ -19,6 +19,11 @@ impl Topics {
         format!("{}/{camera}/evidence/{incident_id}", self.base)
     }
 
+    /// Where the picture of the plate of an incident's object (its track) goes.
+    pub fn plate(&self, camera: &str, incident_id: &str, track_id: u64) -> String {
+        format!("{}/plate/{track_id}", self.evidence(camera, incident_id))
+    }
+
     pub fn clip(&self, camera: &str, incident_id: &str) -> String {
         format!("{}/clip", self.evidence(camera, incident_id))
     }

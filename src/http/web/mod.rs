@@ -420,6 +420,7 @@ pub(super) mod tests {
             state,
             first_seen_s: 0.0,
             last_seen_s: 0.0,
+            plate: None,
         }
     }
 
@@ -435,6 +436,7 @@ pub(super) mod tests {
         Incident {
             payload: serde_json::from_value(payload).unwrap(),
             evidence: frame.map(|f| overlay().evidence(f.clone(), vec![])),
+            plate_pictures: Vec::new(),
             seen_at: None,
         }
     }

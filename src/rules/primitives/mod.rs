@@ -15,6 +15,7 @@ mod direction;
 mod dwell;
 mod line_cross;
 mod pair;
+mod plate_watch;
 mod presence;
 
 pub use absence::Absence;
@@ -25,6 +26,7 @@ pub use direction::Direction;
 pub use dwell::Dwell;
 pub use line_cross::LineCross;
 pub use pair::Pair;
+pub use plate_watch::PlateWatch;
 pub use presence::Presence;
 
 use std::sync::Arc;
@@ -70,6 +72,9 @@ pub fn build(params: &Params, kind: PrimitiveKind) -> Box<dyn Primitive> {
             params.min_score.unwrap_or(0.5),
             params.min_frames.unwrap_or(3),
         )),
+        PrimitiveKind::PlateWatch => {
+            Box::new(PlateWatch::new(params.watch.clone().unwrap_or_default()))
+        }
     }
 }
 
@@ -93,6 +98,7 @@ pub(crate) mod testing {
             state: TrackState::Confirmed,
             first_seen_s: 0.0,
             last_seen_s: 0.0,
+            plate: None,
         }
     }
 
