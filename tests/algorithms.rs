@@ -255,7 +255,7 @@ fn the_catalog_listing_names_every_algorithm_for_people_and_machines() {
     };
     let json = run(&["algorithms", "--json"]);
     let entries: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(entries.len(), 46);
+    assert_eq!(entries.len(), 47);
     let parking = entries.iter().find(|e| e["id"] == "illegal_parking").unwrap();
     assert_eq!(parking["name_zh"], "机动车违停");
     assert_eq!(

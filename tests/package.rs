@@ -333,7 +333,8 @@ fn the_package_installs_upgrades_and_purges_on_a_clean_debian_12() {
     let plates_config = "[node]\nid = \"gate\"\ndata_dir = \"/tmp/gate\"\n[plates]\n\
         [[models]]\nname = \"coco\"\npath = \"/tmp/yolox_nano.onnx\"\nformat = \"yolox\"\n\
         classes = \"/usr/share/cityeye/models/coco80.txt\"\n\
-        [[cameras]]\nid = \"gate\"\nurl = \"file:///tmp/db1.jpg\"\nmodel = \"coco\"\n";
+        [[cameras]]\nid = \"gate\"\nurl = \"file:///tmp/db1.jpg\"\nmodel = \"coco\"\n\
+        plates = \"frame\"\n";
     fs::write(chroot.path("/tmp/gate.toml"), plates_config).unwrap();
     let preview = chroot.ok(&[
         "cityeye",
