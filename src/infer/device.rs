@@ -39,8 +39,13 @@ pub enum DeviceError {
     OpenvinoNotInstalled,
     #[error("cannot load OpenVINO's execution provider plugin {}: {source}", path.display())]
     OpenvinoPlugin { path: PathBuf, source: Arc<ort::Error> },
-    #[error("OpenVINO finds no {wanted} device on this machine; it has: {found}")]
-    OpenvinoNoDevice { wanted: &'static str, found: String },
+    /// OpenVINO's plugin offers only Intel hardware (it skips every device whose vendor is not
+    /// Intel's), so on an AMD CPU it offers nothing at all.
+    #[error(
+        "OpenVINO offers no {wanted} device on this machine (it offers: {found}); its ONNX \
+         Runtime plugin serves Intel hardware only, and this machine has {hardware}"
+    )]
+    OpenvinoNoDevice { wanted: &'static str, found: String, hardware: String },
     /// CUDA or TensorRT asked of the CPU-only ONNX Runtime.
     #[error(
         "device {device} needs ONNX Runtime's {provider}, which this ONNX Runtime library does \
@@ -91,7 +96,8 @@ pub(super) fn configure(
                 let found: Vec<String> =
                     openvino().map(|d| format!("{:?}", d.hardware_device().ty())).collect();
                 let found = if found.is_empty() { "none".to_string() } else { found.join(", ") };
-                return Err(DeviceError::OpenvinoNoDevice { wanted: wanted.0, found });
+                let hardware = hardware(environment);
+                return Err(DeviceError::OpenvinoNoDevice { wanted: wanted.0, found, hardware });
             }
             let precision = match config.precision {
                 Precision::Fp32 => "FP32",
@@ -142,6 +148,20 @@ where
     }
     let dispatch = ep::ExecutionProviderDispatch::from(provider).error_on_failure();
     builder.with_execution_providers([dispatch]).map_err(|e| setup(e.into()))
+}
+
+/// The machine's devices as ONNX Runtime sees them, with their makers: "a CPU by AMD".
+fn hardware(environment: &Environment) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for device in environment.devices() {
+        let hardware = device.hardware_device();
+        let vendor = hardware.vendor().unwrap_or("an unknown maker");
+        let named = format!("a {:?} by {vendor}", hardware.ty());
+        if !seen.contains(&named) {
+            seen.push(named);
+        }
+    }
+    seen.join(", ")
 }
 
 /// Registers OpenVINO's plugin with the environment, once for the process.
