@@ -39,8 +39,13 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+mod record;
+pub use record::{RecordProbe, StreamAnchor, probe_record, record};
+
 use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
-use crate::config::{CameraConfig, Decode, Source, Transport, pipeline_description};
+use crate::config::{
+    CameraConfig, Decode, Source, Transport, pipeline_description, record_description,
+};
 use crate::frame::{Colour, Frame, Metadata, Pixels, Plane};
 use crate::stats::CameraStats;
 use crate::wire::CameraState;
@@ -445,6 +450,14 @@ pub fn parse_pipeline(camera: &CameraConfig) -> Result<(), IngestError> {
     description.and_then(|d| build(&d)).map(drop).map_err(|e| e.redacted(&camera.url))
 }
 
+/// As [`parse_pipeline`], for the camera's record stream; `None` without one.
+pub fn parse_record_pipeline(camera: &CameraConfig) -> Option<Result<(), IngestError>> {
+    let source = camera.record_url.as_ref()?;
+    let description = record_description(camera, false)?.map_err(IngestError::Template);
+    let built = init_gstreamer().and_then(|()| description.and_then(|d| build(&d)));
+    Some(built.map(drop).map_err(|e| e.redacted(source)))
+}
+
 pub(crate) fn init_gstreamer() -> Result<(), IngestError> {
     // The first outcome is kept: GStreamer is initialised once per process.
     static INIT: Mutex<Option<Result<(), gst::glib::Error>>> = Mutex::new(None);
@@ -645,40 +658,7 @@ impl Session {
     /// The pipeline's error, if one was posted; an RTSP server's error status is told as such
     /// ([`IngestError::Rtsp`]).
     fn bus_error(&self) -> Option<IngestError> {
-        let bus = self.pipeline.bus()?;
-        let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
-        let gst::MessageView::Error(e) = msg.view() else { return None };
-        let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-        let detail = e.debug().map(|d| d.to_string());
-        tracing::debug!(element = %element, debug = ?detail, "GStreamer error");
-        let message = e.error().to_string();
-        if !e.src().is_some_and(is_rtspsrc) {
-            return Some(IngestError::Stream { element, message, debug: detail });
-        }
-        // DESCRIBE's statuses come in the error's details, SETUP's and PLAY's in its debug
-        // text. A SETUP answered 461 is not posted at all: rtspsrc 1.22 skips the stream, and
-        // with every stream skipped says only that it found no supported stream (a "codec not
-        // found" error), which, with one transport asked for, means the server refused it.
-        let status = e
-            .details()
-            .and_then(|d| d.get::<u32>("rtsp-status-code").ok())
-            .and_then(|code| u16::try_from(code).ok())
-            .or_else(|| detail.as_deref().and_then(quoted_rtsp_status))
-            .or_else(|| {
-                let refused =
-                    self.transport.is_some() && e.error().matches(gst::StreamError::CodecNotFound);
-                refused.then_some(461)
-            });
-        Some(match status {
-            Some(status) => IngestError::Rtsp {
-                status,
-                transport: self.transport,
-                element,
-                message,
-                debug: detail,
-            },
-            None => IngestError::Stream { element, message, debug: detail },
-        })
+        bus_error(&self.pipeline, self.transport)
     }
 
     /// [`IngestError::NoVideoTrack`] when the stream gave no frame and its tracks, found,
@@ -692,6 +672,38 @@ impl Session {
             found: tracks.other.iter().cloned().collect::<Vec<_>>().join(", "),
         })
     }
+}
+
+/// The pipeline's error, if one was posted; an RTSP server's error status is told as such
+/// ([`IngestError::Rtsp`]). `transport` is the RTSP transport asked for, when chosen.
+fn bus_error(pipeline: &gst::Pipeline, transport: Option<Transport>) -> Option<IngestError> {
+    let bus = pipeline.bus()?;
+    let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
+    let gst::MessageView::Error(e) = msg.view() else { return None };
+    let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+    let detail = e.debug().map(|d| d.to_string());
+    tracing::debug!(element = %element, debug = ?detail, "GStreamer error");
+    let message = e.error().to_string();
+    if !e.src().is_some_and(is_rtspsrc) {
+        return Some(IngestError::Stream { element, message, debug: detail });
+    }
+    // DESCRIBE's statuses come in the error's details, SETUP's and PLAY's in its debug
+    // text. A SETUP answered 461 is not posted at all: rtspsrc 1.22 skips the stream, and
+    // with every stream skipped says only that it found no supported stream (a "codec not
+    // found" error), which, with one transport asked for, means the server refused it.
+    let status = e
+        .details()
+        .and_then(|d| d.get::<u32>("rtsp-status-code").ok())
+        .and_then(|code| u16::try_from(code).ok())
+        .or_else(|| detail.as_deref().and_then(quoted_rtsp_status))
+        .or_else(|| {
+            let refused = transport.is_some() && e.error().matches(gst::StreamError::CodecNotFound);
+            refused.then_some(461)
+        });
+    Some(match status {
+        Some(status) => IngestError::Rtsp { status, transport, element, message, debug: detail },
+        None => IngestError::Stream { element, message, debug: detail },
+    })
 }
 
 fn is_rtspsrc(object: &gst::Object) -> bool {
@@ -753,20 +765,24 @@ fn media_of(pad: &gst::Pad) -> Option<String> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.live {
-            let _ = self.pipeline.set_state(gst::State::Null);
-            return;
-        }
-        // Tearing down a stream whose connection died can block inside rtspsrc (it waits for a
-        // TEARDOWN reply that never comes): the camera must not wait for it to report and retry.
-        let pipeline = self.pipeline.clone();
+        tear_down(&self.pipeline, self.live);
+    }
+}
+
+/// Stops a pipeline; a live one on a thread of its own. Tearing down a stream whose connection
+/// died can block inside rtspsrc (it waits for a TEARDOWN reply that never comes): the camera
+/// must not wait for it to report and retry.
+fn tear_down(pipeline: &gst::Pipeline, live: bool) {
+    if live {
+        let pipeline = pipeline.clone();
         let spawned = std::thread::Builder::new()
             .name("pipeline-teardown".into())
             .spawn(move || pipeline.set_state(gst::State::Null));
-        if spawned.is_err() {
-            let _ = self.pipeline.set_state(gst::State::Null);
+        if spawned.is_ok() {
+            return;
         }
     }
+    let _ = pipeline.set_state(gst::State::Null);
 }
 
 /// The pipeline a description makes.

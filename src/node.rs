@@ -442,11 +442,11 @@ impl Cameras {
             std::thread::Builder::new().name(format!("camera-{}", camera.id)).spawn(move || {
                 let camera = thread_camera;
                 let camera_stats = stats.camera(&camera.id);
-                // A patrolled camera's stream is closed most of the time: clips of it would
-                // be cut off.
-                let clips = match patrol {
-                    Some(_) => None,
-                    None => clip::Settings::live(&config, &camera.id),
+                // A patrolled camera's detect stream is closed most of the time: clips of it
+                // would be cut off. Its record stream stays open.
+                let clips = match (&patrol, &camera.record_url) {
+                    (Some(_), None) => None,
+                    _ => clip::Settings::live(&config, &camera.id),
                 };
                 let mut watch = web.map(|web| web.watcher(&camera.id));
                 let watch = watch.as_mut().map(|w| w as &mut Watch<'_>);

@@ -5,13 +5,15 @@
 
 mod common;
 
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use cityeye::commands::simulate::{Mount, Server};
 use common::*;
 
 const PRE_S: f64 = 3.0;
@@ -65,10 +67,16 @@ struct Decoded {
 }
 
 fn decode_mp4(path: &Path) -> Decoded {
+    decode_mp4_as(path, "width=768,height=576")
+}
+
+/// As [`decode_mp4`], the frames of the size `size` asks for (`width=…,height=…`): the clip's
+/// own, or scaled to it.
+fn decode_mp4_as(path: &Path, size: &str) -> Decoded {
     gst::init().unwrap();
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert \
-         ! video/x-raw,format=GRAY8,width=768,height=576 ! appsink name=frames sync=false",
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale \
+         ! video/x-raw,format=GRAY8,{size} ! appsink name=frames sync=false",
         path.display()
     ))
     .unwrap()
@@ -165,8 +173,12 @@ fn an_incident_clip_is_an_mp4_from_pre_s_before_its_frame_to_post_s_after() {
 /// clip's decoded frames and that frame's time.
 fn incident_in_clip(messages: &[Message], start: &Message, path: &Path) -> (Decoded, f64) {
     let snapshot = messages.iter().find(|m| m.topic == start.json()["evidence"]["topic"]).unwrap();
-    let snapshot = image::load_from_memory(&snapshot.payload).unwrap().to_luma8().into_raw();
-    let decoded = decode_mp4(path);
+    let snapshot = image::load_from_memory(&snapshot.payload).unwrap().to_luma8();
+    let size = format!("width={},height={}", snapshot.width(), snapshot.height());
+    let snapshot = snapshot.into_raw();
+    // A clip from a record stream is larger than the snapshot: it is compared at the snapshot's
+    // size.
+    let decoded = decode_mp4_as(path, &size);
     let best = (0..decoded.frames.len())
         .min_by_key(|&i| changed_pixels(&decoded.frames[i], &snapshot))
         .unwrap();
@@ -249,4 +261,86 @@ fn published_clips_arrive_before_the_message_naming_them_with_the_same_bytes() {
     let file = std::fs::read(clip["path"].as_str().unwrap()).unwrap();
     assert_eq!(published.payload.len() as u64, clip["size_bytes"].as_u64().unwrap());
     assert!(published.payload == file, "the published clip is the file");
+}
+
+/// The width and height of an MP4's video, as its decoder gives them.
+fn video_size(path: &Path) -> (u32, u32) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! appsink name=frames sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10)).expect("a frame");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
+    (caps.get::<i32>("width").unwrap() as u32, caps.get::<i32>("height").unwrap() as u32)
+}
+
+/// A camera with two streams, as cameras and NVRs serve them: the main stream (vtest.avi,
+/// 768x576) and a half-size sub-stream, both from the project's RTSP server. The node decodes
+/// and analyses the sub-stream only, and cuts the clip from the main stream, never decoding it.
+#[test]
+fn a_camera_is_analysed_on_its_detect_stream_and_clipped_from_its_record_stream() {
+    let broker = Mosquitto::start();
+    let media = tempfile::tempdir().unwrap();
+    let sub = media.path().join("vtest-384x288.mp4");
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,width=384,height=288 ! x264enc speed-preset=ultrafast ! mp4mux \
+         ! filesink location={}",
+        shared("testdata/vtest.avi").display(),
+        sub.display()
+    ));
+    let mount = |path: &str, video: PathBuf| Mount { path: path.into(), video, udp_only: false };
+    let mounts = [mount("/main", shared("testdata/vtest.avi")), mount("/sub", sub)];
+    let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &mounts, Codec::H264).unwrap();
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let detect_url = server.url("/sub");
+    let config = config(broker.port, &detect_url, false).replace(
+        &format!("url = \"{detect_url}\"\n"),
+        &format!("url = \"{detect_url}\"\nrecord_url = \"{}\"\n", server.url("/main")),
+    );
+    assert!(config.contains("record_url"), "{config}");
+    let (dir, config) = write_config(&config);
+    let appliance = Appliance::run(&config);
+
+    let messages = subscriber.wait_until(Duration::from_secs(90), |m| first_clip(m).is_some());
+    let (message, start) = first_clip(&messages)
+        .unwrap_or_else(|| panic!("no message names a clip:\n{}", appliance.log()));
+    let online = messages
+        .iter()
+        .filter(|m| m.topic == "cityeye/edge-test/kerb/status")
+        .map(|m| m.json())
+        .find(|s| s["state"] == "online")
+        .unwrap();
+    assert_eq!((online["width"].as_u64(), online["height"].as_u64()), (Some(384), Some(288)));
+    let evidence = &start.json()["evidence"];
+    assert_eq!((evidence["width"].as_u64(), evidence["height"].as_u64()), (Some(384), Some(288)));
+
+    let clip = clip_of(message).unwrap();
+    let id = message.json()["id"].as_str().unwrap().to_string();
+    let path = dir.path().join("data/clips/kerb").join(format!("{id}.mp4"));
+    assert_eq!(clip["path"].as_str(), Some(path.to_str().unwrap()));
+    assert_eq!(video_size(&path), (768, 576), "the clip is the record stream's");
+
+    // The two streams have clocks of their own: the clip is placed in the detect stream's time
+    // by when its buffers arrive. The incident's frame, found by its picture, is where the
+    // clip says, give or take network jitter.
+    let (decoded, incident_at_s) = incident_in_clip(&messages, start, &path);
+    eprintln!(
+        "record-stream clip: {} s, incident at {} s, found at {incident_at_s} s",
+        clip["duration_s"], clip["incident_at_s"]
+    );
+    assert!(
+        (incident_at_s - clip["incident_at_s"].as_f64().unwrap()).abs() <= 3.0 * FRAME_S + 0.01,
+        "the incident's frame is {incident_at_s} s into the clip, not {}",
+        clip["incident_at_s"]
+    );
+    assert!(incident_at_s >= PRE_S - 3.0 * FRAME_S, "only {incident_at_s} s before the incident");
+    assert!(decoded.duration_s - incident_at_s >= POST_S - 3.0 * FRAME_S, "{}", decoded.duration_s);
 }

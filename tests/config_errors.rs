@@ -626,6 +626,35 @@ fn cases() -> Vec<Case> {
             fragment: "applies to rtsp:// and rtsps:// cameras only, not test://smpte",
             line: Line::Unchecked,
         },
+        Case {
+            name: "record stream that is not a URL",
+            edit: |c| replace(c, "554/stream1\"\n", "554/stream1\"\nrecord_url = \"main\"\n"),
+            key: "cameras[1].record_url",
+            fragment: "not a valid camera URL",
+            line: Line::Of("\"main\""),
+        },
+        Case {
+            name: "record stream whose template exposes no encoded stream",
+            edit: |c| {
+                replace(c, "554/stream1\"\n", "554/stream1\"\nrecord_url = \"test://ball\"\n")
+            },
+            key: "cameras[1].record_url",
+            fragment: "template `test` names no element `encoded`",
+            line: Line::Unchecked,
+        },
+        Case {
+            name: "record stream file missing",
+            edit: |c| {
+                replace(
+                    c,
+                    "554/stream1\"\n",
+                    "554/stream1\"\nrecord_url = \"file:///no/main.mp4\"\n",
+                )
+            },
+            key: "cameras[1].record_url",
+            fragment: "video file not found: /no/main.mp4",
+            line: Line::Unchecked,
+        },
         // MQTT.
         Case {
             name: "MQTT URL with an unsupported scheme",

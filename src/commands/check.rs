@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, load, load_link, probe};
-use crate::config::{CameraConfig, Config, Decode, pipeline_description};
+use crate::config::{CameraConfig, Config, Decode, pipeline_description, record_description};
 use crate::ingest::{self, IngestError};
 use crate::publish;
 
@@ -77,14 +77,32 @@ pub fn check(path: &Path, with_probe: bool) -> ExitCode {
             camera.models.join(", "),
             camera.analysis_fps
         );
-        println!("  url      {}", camera.url.masked());
+        match &camera.record_url {
+            None => println!("  url      {}", camera.url.masked()),
+            Some(record) => {
+                println!("  detect   {}: analysed, snapshots", camera.url.masked());
+                let clips = if config.evidence.clips {
+                    "clips, never decoded"
+                } else {
+                    "unused: evidence.clips is off"
+                };
+                println!("  record   {}: {clips}", record.masked());
+            }
+        }
         println!("  decode   {}", decode_reason(camera));
         if let Some(patrol) = config.patrol_of(&camera.id) {
-            println!("  patrol   {}: open only during its visits, no clips", patrol.id);
+            let clips = match camera.record_url {
+                Some(_) => "clips from its record stream, which stays open",
+                None => "no clips (a record_url would give them)",
+            };
+            println!("  patrol   {}: open only during its visits; {clips}", patrol.id);
         }
         match pipeline_description(camera, true) {
             Ok(p) => println!("  pipeline {p}"),
             Err(e) => println!("  pipeline error: {e}"),
+        }
+        if let Some(Ok(p)) = record_description(camera, true) {
+            println!("  record pipeline {p}");
         }
         if let Some(telemetry) = &camera.telemetry {
             println!("  telemetry {}", telemetry.describe(&config.mqtt.url));
@@ -162,12 +180,18 @@ fn decode_reason(camera: &CameraConfig) -> String {
 fn unbuildable_pipelines(config: &Config) -> Vec<String> {
     let mut errors = Vec::new();
     for (i, camera) in config.cameras.iter().enumerate() {
-        let message = match ingest::parse_pipeline(camera) {
-            Ok(()) => continue,
-            Err(IngestError::Build(gst)) => format!("not a GStreamer pipeline: {gst}"),
-            Err(e) => e.to_string(),
-        };
-        errors.push(config.error(format!("cameras[{i}].pipeline"), message).to_string());
+        let parsed = [
+            ("pipeline", Some(ingest::parse_pipeline(camera))),
+            ("record_url", ingest::parse_record_pipeline(camera)),
+        ];
+        for (key, outcome) in parsed {
+            let message = match outcome {
+                None | Some(Ok(())) => continue,
+                Some(Err(IngestError::Build(gst))) => format!("not a GStreamer pipeline: {gst}"),
+                Some(Err(e)) => e.to_string(),
+            };
+            errors.push(config.error(format!("cameras[{i}].{key}"), message).to_string());
+        }
     }
     errors
 }

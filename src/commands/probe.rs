@@ -11,16 +11,25 @@ use crate::ingest::{self, IngestError};
 use crate::publish::link::Settings;
 use crate::wire::Topics;
 
-/// One camera's probe, as a table row.
+/// One stream's probe, as a table row: a camera's stream, or each of its detect and record
+/// streams.
 pub struct CameraProbe {
     pub camera: String,
-    pub outcome: Result<ingest::Probe, String>,
+    pub outcome: Result<StreamProbe, String>,
+}
+
+/// What a stream turned out to be.
+pub struct StreamProbe {
+    pub codec: Option<String>,
+    pub size: Option<(u32, u32)>,
+    pub fps: Option<f64>,
+    pub first_frame_after: Duration,
 }
 
 /// Probes every camera, one after the other (a box's uplink is small), then the broker and the
 /// data dir. Prints the report; returns whether everything works.
 pub fn run(config: &Config, settings: &Settings) -> bool {
-    let cameras: Vec<CameraProbe> = config.cameras.iter().map(probe_camera).collect();
+    let cameras: Vec<CameraProbe> = config.cameras.iter().flat_map(probe_camera).collect();
     print!("{}", camera_table(&cameras));
     let broker = if config.mqtt.embedded_broker {
         println!("broker   embedded: started by `cityeye run`, nothing to probe");
@@ -45,16 +54,42 @@ pub fn run(config: &Config, settings: &Settings) -> bool {
     cameras.iter().all(|c| c.outcome.is_ok()) && broker.is_ok() && data.is_ok()
 }
 
-fn probe_camera(camera: &CameraConfig) -> CameraProbe {
-    let outcome = ingest::probe(camera).map_err(|e| {
+/// A camera's row; with a record stream, a row for each stream. The record stream is not
+/// decoded: its size is what its parser read in the stream.
+fn probe_camera(camera: &CameraConfig) -> Vec<CameraProbe> {
+    let detect = ingest::probe(camera).map(|p| StreamProbe {
+        codec: p.codec,
+        size: Some((p.frame.width as u32, p.frame.height as u32)),
+        fps: p.fps,
+        first_frame_after: p.first_frame_after,
+    });
+    let Some(record) = ingest::probe_record(camera) else {
+        return vec![CameraProbe { camera: camera.id.clone(), outcome: in_words(camera, detect) }];
+    };
+    let record = record.map(|p| StreamProbe {
+        codec: Some(p.codec),
+        size: p.size,
+        fps: p.fps,
+        first_frame_after: p.first_buffer_after,
+    });
+    vec![
+        CameraProbe { camera: format!("{} detect", camera.id), outcome: in_words(camera, detect) },
+        CameraProbe { camera: format!("{} record", camera.id), outcome: in_words(camera, record) },
+    ]
+}
+
+fn in_words(
+    camera: &CameraConfig,
+    outcome: Result<StreamProbe, IngestError>,
+) -> Result<StreamProbe, String> {
+    outcome.map_err(|e| {
         let text = camera.url.redact(&e.to_string());
         match e {
             // Already in an installer's words.
             IngestError::Rtsp { .. } | IngestError::NoVideoTrack { .. } => text,
             _ => explain(&text),
         }
-    });
-    CameraProbe { camera: camera.id.clone(), outcome }
+    })
 }
 
 /// The failure in an installer's words, followed by what the video stack said.
@@ -124,7 +159,7 @@ fn camera_table(cameras: &[CameraProbe]) -> String {
                 c.camera.clone(),
                 "yes".into(),
                 p.codec.as_deref().map_or("?".into(), codec_name),
-                format!("{}x{}", p.frame.width, p.frame.height),
+                p.size.map_or("?".into(), |(w, h)| format!("{w}x{h}")),
                 p.fps.map_or("?".into(), |f| format!("{f:.1}")),
                 format!("{:.2} s", p.first_frame_after.as_secs_f64()),
                 String::new(),

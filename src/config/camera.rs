@@ -15,6 +15,11 @@ pub struct CameraConfig {
     pub id: String,
     #[serde(deserialize_with = "camera_source")]
     pub url: Source,
+    /// The camera's record stream (its main stream, full resolution) when `url` is a smaller
+    /// detect sub-stream: evidence clips are cut from it without decoding it; analysis and
+    /// snapshots use `url`. Without it, clips come from `url`.
+    #[serde(default, deserialize_with = "record_source")]
+    pub record_url: Option<Source>,
     /// A built-in template (`rtsp`, `file`, `test`) or the path of a template file.
     pub pipeline: Option<String>,
     #[serde(default = "default_analysis_fps")]
@@ -315,6 +320,10 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Polygon, D::Error> {
 fn camera_source<'de, D: Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
     let text = String::deserialize(d)?;
     parse_source(&text).map_err(serde::de::Error::custom)
+}
+
+fn record_source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Source>, D::Error> {
+    camera_source(d).map(Some)
 }
 
 fn parse_source(text: &str) -> Result<Source, String> {

@@ -48,7 +48,7 @@ pub use node::{
 };
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
 pub use patrol::{PATROL_FPS, PatrolConfig};
-pub use pipeline::pipeline_description;
+pub use pipeline::{pipeline_description, record_description};
 pub use plates::{
     PLATE_MODEL_PLACES, PlatesConfig, is_province, pattern_problem, plate_in_latin, plate_matches,
     plate_number,
@@ -214,8 +214,10 @@ impl Config {
             }
         }
         for camera in &mut self.cameras {
-            if let Source::File { path } = &mut camera.url {
-                resolve(path);
+            for source in std::iter::once(&mut camera.url).chain(camera.record_url.as_mut()) {
+                if let Source::File { path } = source {
+                    resolve(path);
+                }
             }
             if let Some(p) = camera.pipeline.as_mut().filter(|p| !pipeline::is_builtin_template(p))
             {

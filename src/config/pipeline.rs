@@ -32,17 +32,50 @@ pub fn is_builtin_template(name: &str) -> bool {
 /// The full GStreamer pipeline for a camera; with `masked`, the password reads `***`.
 pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<String, String> {
     let name = camera.pipeline.as_deref().unwrap_or(camera.url.default_pipeline());
-    let template = match BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name) {
-        Some((_, t)) => t.to_string(),
-        None => std::fs::read_to_string(name)
-            .map_err(|e| format!("cannot read pipeline template {name}: {e}"))?,
-    };
+    let template = read_template(name)?;
     let transport = camera.transport.unwrap_or_default();
     let source = render(&template, &template_values(&camera.url, transport, masked))
         .map_err(|e| format!("template `{name}`: {e}"))?;
     Ok(format!(
         "{source} ! videoconvert name={CONVERT_NAME} ! video/x-raw,format=I420 ! appsink name={SINK_NAME}"
     ))
+}
+
+/// The pipeline that receives a camera's record stream (`record_url`), or `None` without one:
+/// the camera's template (or the record source's built-in one) filled from `record_url`, cut
+/// after the element named `encoded` and ended by a sink. Nothing after that element runs, so
+/// the record stream is never decoded. A file plays in real time, like the camera it stands in
+/// for.
+pub fn record_description(camera: &CameraConfig, masked: bool) -> Option<Result<String, String>> {
+    let source = camera.record_url.as_ref()?;
+    let name = camera.pipeline.as_deref().unwrap_or(source.default_pipeline());
+    let described = read_template(name).and_then(|template| {
+        let transport = camera.transport.unwrap_or_default();
+        let whole = render(&template, &template_values(source, transport, masked))
+            .map_err(|e| format!("template `{name}`: {e}"))?;
+        let named = format!("name={ENCODED_NAME}");
+        let whole_word = |&(i, _): &(usize, &str)| {
+            whole[i + named.len()..].chars().next().is_none_or(char::is_whitespace)
+        };
+        let at = whole.match_indices(&named).find(whole_word).map(|(i, _)| i).ok_or_else(|| {
+            format!(
+                "template `{name}` names no element `{ENCODED_NAME}`: a record stream is taken \
+                 from it before decoding (the built-in templates have `tee name={ENCODED_NAME}`)"
+            )
+        })?;
+        let end = whole[at..].find('!').map_or(whole.len(), |i| at + i);
+        let sync = !source.is_live();
+        Ok(format!("{} ! fakesink sync={sync} async=false", whole[..end].trim_end()))
+    });
+    Some(described)
+}
+
+fn read_template(name: &str) -> Result<String, String> {
+    match BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name) {
+        Some((_, t)) => Ok(t.to_string()),
+        None => std::fs::read_to_string(name)
+            .map_err(|e| format!("cannot read pipeline template {name}: {e}")),
+    }
 }
 
 enum Value {
@@ -139,6 +172,34 @@ mod tests {
             render(t, &template_values(&source, Transport::Udp, true)).unwrap(),
             "rtspsrc location=\"rtsp://192.0.2.1/s\" user-pw=\"***\" latency=200 protocols=udp"
         );
+    }
+
+    #[test]
+    fn a_record_stream_is_cut_before_its_decoder() {
+        let camera = |url: &str, record: Option<&str>, pipeline: Option<&str>| {
+            let toml = format!(
+                "id = \"c\"\nurl = \"{url}\"\nmodel = \"m\"\n{}{}",
+                record.map_or(String::new(), |r| format!("record_url = \"{r}\"\n")),
+                pipeline.map_or(String::new(), |p| format!("pipeline = \"{p}\"\n")),
+            );
+            toml::from_str::<CameraConfig>(&toml).unwrap()
+        };
+        assert!(record_description(&camera("rtsp://h/sub", None, None), false).is_none());
+        let both = camera("rtsp://h/sub", Some("rtsp://u:pw@h/main"), None);
+        let record = record_description(&both, true).unwrap().unwrap();
+        assert!(record.starts_with("rtspsrc location=\"rtsp://h/main\""), "{record}");
+        assert!(record.contains("user-pw=\"***\""), "{record}");
+        assert!(
+            record.ends_with("parsebin ! tee name=encoded ! fakesink sync=false async=false"),
+            "{record}"
+        );
+        assert!(!record.contains("decodebin"), "{record}");
+        let file = camera("rtsp://h/sub", Some("file:///v.mp4"), None);
+        let record = record_description(&file, false).unwrap().unwrap();
+        assert!(record.starts_with("filesrc") && record.contains("sync=true"), "{record}");
+        let bare = camera("rtsp://h/sub", Some("test://smpte"), None);
+        let e = record_description(&bare, false).unwrap().unwrap_err();
+        assert!(e.contains("`test`") && e.contains("`encoded`"), "{e}");
     }
 
     #[test]

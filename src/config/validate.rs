@@ -8,7 +8,7 @@ use std::path::Path;
 use super::drone::{CameraKind, FIELDS, REQUIRED_FIELDS, TelemetrySource};
 use super::mqtt::MAX_PACKET_BYTES_RANGE;
 use super::params::seconds_problem;
-use super::pipeline::pipeline_description;
+use super::pipeline::{pipeline_description, record_description};
 use super::{
     AlgorithmConfig, CameraConfig, Config, ConfigError, Decode, Device, Fallback, KEYFRAME_FPS,
     ModelConfig, ModelKind, OpenvinoDevice, PATROL_FPS, Params, PatrolConfig, PlateScope,
@@ -357,6 +357,14 @@ impl Config {
         }
         if let Err(e) = pipeline_description(camera, true) {
             errors.push(self.error(key("pipeline"), e));
+        }
+        if let Some(Source::File { path }) = &camera.record_url
+            && let Some(problem) = file_problem(path, "video file")
+        {
+            errors.push(self.error(key("record_url"), problem));
+        }
+        if let Some(Err(e)) = record_description(camera, true) {
+            errors.push(self.error(key("record_url"), e));
         }
         if camera.transport.is_some() && !matches!(camera.url, Source::Rtsp { .. }) {
             errors.push(self.error(

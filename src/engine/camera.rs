@@ -1,9 +1,8 @@
 //! One camera's run: its stream (ingest) feeding its analysis through the detection stage, its
 //! incidents and status changes going to the sink, and its clips cut beside them.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc as std_mpsc};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -57,13 +56,19 @@ pub fn run_camera(
     };
     // A drone camera's telemetry state, as its online status shows it.
     let telemetry = std::cell::Cell::new(None);
-    // Ingest calls the state, frame and encoded-stream callbacks one at a time.
-    let clips = clips.map(|settings| RefCell::new(clip::Recorder::start(settings, tx.clone())));
+    // Ingest calls the state, frame and encoded-stream callbacks one at a time; a record
+    // stream's thread pushes its buffers beside them.
+    let clips = clips.map(|settings| Mutex::new(clip::Recorder::start(settings, tx.clone())));
+    let recorder = || clips.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()));
+    // A live camera with a record stream cuts its clips from it, whatever the detect stream does.
+    let record = clips.is_some() && camera.record_url.is_some() && mode == Mode::Live;
+    let anchor = ingest::StreamAnchor::default();
     let mut on_state = |state: CameraState| {
         log_state(&camera.id, &state);
         stats.set_state(&state);
-        if let (Some(clips), CameraState::Offline { .. }) = (&clips, &state) {
-            clips.borrow_mut().flush();
+        if let (Some(mut clips), CameraState::Offline { .. }, false) = (recorder(), &state, record)
+        {
+            clips.flush();
         }
         if mode == Mode::Live {
             send(Outbound::CameraStatus {
@@ -139,17 +144,19 @@ pub fn run_camera(
                 stream_time_s = incident.payload.stream_time_s,
                 "incident"
             );
-            match &clips {
-                Some(clips) => clips.borrow_mut().route(incident),
+            match recorder() {
+                Some(mut clips) => clips.route(incident),
                 None => send(Outbound::Incident(Box::new(incident))),
             }
         }
     };
     let mut on_encoded = |buffer: ingest::Encoded| {
-        if let Some(clips) = &clips {
-            clips.borrow_mut().push(buffer);
+        if let Some(mut clips) = recorder() {
+            clips.push(buffer);
         }
     };
+    // Set when the camera's stream has stopped: the record stream stops with it.
+    let record_stop = AtomicBool::new(false);
     // A replay wants throughput: consecutive frames in detection side by side. A live camera
     // wants each frame's incidents out at once, so it waits for every frame (its frames are
     // seconds' fifths apart; the cameras together keep the sessions busy).
@@ -158,8 +165,24 @@ pub fn run_camera(
         Mode::Live => 1,
     };
     let ran = std::thread::scope(|scope| {
+        if record {
+            let record_thread = || {
+                ingest::record(camera, &record_stop, &anchor, &mut |buffer| {
+                    if let Some(mut clips) = recorder() {
+                        clips.push(buffer);
+                    }
+                })
+            };
+            let name = format!("record-{}", camera.id);
+            if let Err(e) =
+                std::thread::Builder::new().name(name).spawn_scoped(scope, record_thread)
+            {
+                tracing::error!(camera = %camera.id, "no record stream, so no clips: {e}");
+            }
+        }
         let mut stage = DetectionStage::start(scope, depth);
         let mut on_frame = |frame: Frame| {
+            anchor.frame_arrived(frame.stream_time_s);
             let frame = Arc::new(frame);
             let detectors = analysis.gate(&frame);
             stage.submit(frame, detectors);
@@ -168,11 +191,12 @@ pub fn run_camera(
             }
         };
         let encoded: Option<&mut dyn FnMut(ingest::Encoded)> =
-            clips.is_some().then_some(&mut on_encoded);
+            (clips.is_some() && !record).then_some(&mut on_encoded);
         let ran = match patrol {
             Some(patrol) => patrol.run(camera, stop, stats, &mut on_state, &mut on_frame, encoded),
             None => ingest::run(camera, mode, stop, stats, &mut on_state, &mut on_frame, encoded),
         };
+        record_stop.store(true, Ordering::Relaxed);
         while let Some(done) = stage.next(true) {
             finish(analysis, done);
         }
@@ -180,7 +204,7 @@ pub fn run_camera(
         ran
     });
     if let Some(clips) = clips {
-        clips.into_inner().flush();
+        clips.into_inner().unwrap_or_else(|e| e.into_inner()).flush();
     }
     ran
 }
