@@ -17,11 +17,12 @@
 //!   dynamic-batch YOLOX scripts/make-test-models writes), each detecting frame after frame:
 //!   frames/s and the latency of a detection, frames run alone and with `max_batch` 2 and 4;
 //! - unless `--no-live` is given (`cargo bench --bench streams -- --no-live`), **live cameras**
-//!   ([`live`]) and **district coverage** ([`district`]: key-frame cameras, a patrol of
-//!   simulated cameras);
+//!   ([`live`]) and **district coverage** ([`district`]: key-frame cameras, sub-stream
+//!   cameras against main-stream ones, a patrol of simulated cameras);
 //!
 //! and prints Markdown tables for BENCHMARKS.md. `-- --district` runs the district section
-//! alone, with the inference ceiling it is compared with.
+//! alone, with the inference ceiling it is compared with; `-- --substream` its sub-stream
+//! comparison alone.
 //!
 //! ONNX Runtime allows one environment per process and cityeye's belongs to its detector, so
 //! the inference ceiling runs in a child process of this program (`--inference-ceiling`).
@@ -80,6 +81,8 @@ mod live;
 /// Only the district section (key-frame cameras, a patrol): `cargo bench --bench streams --
 /// --district`.
 const DISTRICT_ARG: &str = "--district";
+/// Only the sub-stream comparison: `cargo bench --bench streams -- --substream`.
+const SUBSTREAM_ARG: &str = "--substream";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -87,6 +90,8 @@ fn main() {
         inference_ceiling_child()
     } else if args.iter().any(|a| a == DISTRICT_ARG) {
         district::run()
+    } else if args.iter().any(|a| a == SUBSTREAM_ARG) {
+        district::run_substream()
     } else if args.iter().any(|a| a == "--bench") {
         run()
     } else {
@@ -241,8 +246,9 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let per_camera_ms = 25.0 * decode_ms + 5.0 * inference_ms;
     let bound = cores * 1e3 / per_camera_ms;
     eprintln!("live cameras: bound {bound:.1}; trials ...");
-    let (best, mut trials) = live::largest_carried(&footage, bound, MODEL, CLASSES)?;
-    let prompt = live::largest_within_latency(&footage, &mut trials, MODEL, CLASSES)?;
+    let streams = live::Footage::one(&footage);
+    let (best, mut trials) = live::largest_carried(streams, bound, MODEL, CLASSES)?;
+    let prompt = live::largest_within_latency(streams, &mut trials, MODEL, CLASSES)?;
     println!("## Live RTSP cameras\n");
     println!("{}", live::table(&trials, ceiling));
     // The cameras' server and the broker run on the same cores: what they leave bounds too.

@@ -11,9 +11,14 @@
 //!   revisit period from the node's stats, and each visit's time from its start to its first
 //!   analysed frame from the node's log.
 //!
+//! - **Sub-stream**: cameras whose 1080p main stream comes with a 640x360 detect sub-stream
+//!   (`record_url` beside `url`), against cameras detecting on the 1080p stream itself: the
+//!   most real-time cameras (every frame decoded, 5 analysed a second) carried each way.
+//!
 //! The counts come from the environment, so a loaded or small machine can run a smaller
 //! version: `CITYEYE_BENCH_KEYFRAME_CAMERAS` (default 100), `CITYEYE_BENCH_PATROL_CAMERAS`
-//! (256), `CITYEYE_BENCH_PATROL_SLOTS` (8), `CITYEYE_BENCH_PATROL_VISIT_S` (10).
+//! (256), `CITYEYE_BENCH_PATROL_SLOTS` (8), `CITYEYE_BENCH_PATROL_VISIT_S` (10); so do the
+//! sections run (`CITYEYE_BENCH_DISTRICT=keyframes,patrol`; all three by default).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -44,11 +49,86 @@ pub fn run() -> Result<()> {
     sections(ceiling, 1e3 / single)
 }
 
-/// Both sections, against the inference ceiling of the same run (`inference_ms`: one frame
+/// `--substream`: the inference ceiling, then the sub-stream section alone.
+pub fn run_substream() -> Result<()> {
+    println!("# cityeye sub-stream benchmark\n");
+    println!("{}\n", super::machine());
+    eprintln!("inference ceiling (child process) ...");
+    let ceilings = inference_ceilings()?;
+    let ceiling = ceilings.iter().map(|(_, fps)| *fps).fold(0.0, f64::max);
+    let single = ceilings.first().map_or(f64::NAN, |(_, fps)| *fps);
+    substream(ceiling, 1e3 / single)
+}
+
+/// Every section, against the inference ceiling of the same run (`inference_ms`: one frame
 /// on one thread).
+/// `CITYEYE_BENCH_DISTRICT` (`keyframes,substream,patrol` by default) picks which.
 pub fn sections(ceiling: f64, inference_ms: f64) -> Result<()> {
-    keyframe_cameras(ceiling, inference_ms)?;
-    patrol()
+    let chosen = std::env::var("CITYEYE_BENCH_DISTRICT")
+        .unwrap_or_else(|_| "keyframes,substream,patrol".into());
+    let wanted = |name: &str| chosen.split(',').any(|s| s.trim() == name);
+    if wanted("keyframes") {
+        keyframe_cameras(ceiling, inference_ms)?;
+    }
+    if wanted("substream") {
+        substream(ceiling, inference_ms)?;
+    }
+    if wanted("patrol") {
+        patrol()?;
+    }
+    Ok(())
+}
+
+/// Real-time cameras at 5 analysed frames/s: detecting on a 640x360 sub-stream, clips from
+/// the 1080p main stream, against detecting on the 1080p stream.
+fn substream(ceiling: f64, inference_ms: f64) -> Result<()> {
+    eprintln!("sub-stream: 1080p and 640x360 footage ...");
+    let main = live::footage_sized(VIDEO, 1, 1920, 1080)?;
+    let sub = live::footage_sized(VIDEO, 1, 640, 360)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ways = [
+        ("1080p main stream detected", live::Footage::one(&main), &main),
+        (
+            "640x360 sub-stream detected, 1080p recorded",
+            live::Footage { detect: &sub, record: Some(&main) },
+            &sub,
+        ),
+    ];
+    let mut summary = Vec::new();
+    println!("## Sub-stream cameras\n");
+    for (label, footage, detected) in ways {
+        let decode =
+            cheapest((0..2).map(|_| decode_frames(detected, false)).collect::<Result<_>>()?);
+        let per_camera_ms = 25.0 * decode.cpu_ms() + 5.0 * inference_ms;
+        let bound = cores * 1e3 / per_camera_ms;
+        eprintln!("sub-stream: {label}: bound {bound:.1}; trials ...");
+        let (best, trials) = live::largest_carried(footage, bound, MODEL, CLASSES)?;
+        println!(
+            "**{label}** ({}x{} decoded, {:.2} ms of CPU a frame; a camera costs {per_camera_ms:.0} ms of CPU a second, so {cores} cores bound the box at {bound:.1} cameras):\n",
+            decode.width,
+            decode.height,
+            decode.cpu_ms()
+        );
+        println!("{}", live::table(&trials, ceiling));
+        let carried = best.and_then(|n| trials.iter().find(|t| t.cameras == n));
+        if let Some(t) = carried {
+            println!("{}\n", live::stages(t, decode.cpu_ms(), inference_ms));
+        }
+        summary.push((label, best, bound));
+    }
+    let said: Vec<String> = summary
+        .iter()
+        .map(|(label, best, bound)| match best {
+            Some(n) => format!("{label}: {n} cameras ({:.2} of its bound)", *n as f64 / bound),
+            None => format!("{label}: none"),
+        })
+        .collect();
+    println!(
+        "Largest count with every camera within 10 % of 5 analysed frames/s, each decoding \
+         every frame of its detect stream (25 frames/s): {}.\n",
+        said.join("; ")
+    );
+    Ok(())
 }
 
 fn keyframe_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
@@ -65,7 +145,8 @@ fn keyframe_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let bound = cores * 1e3 / per_camera_ms;
     let cameras = count("CITYEYE_BENCH_KEYFRAME_CAMERAS", 100);
     eprintln!("key-frame cameras: bound {bound:.0}; trial with {cameras} ...");
-    let trial = live::trial(&footage, cameras, Decoding::Keyframes { key_fps }, MODEL, CLASSES)?;
+    let streams = live::Footage::one(&footage);
+    let trial = live::trial(streams, cameras, Decoding::Keyframes { key_fps }, MODEL, CLASSES)?;
     let left = cores - trial.harness_cpu_percent / 100.0;
     let bound_left = left * 1e3 / per_camera_ms;
     println!("## Key-frame cameras\n");
@@ -110,7 +191,7 @@ fn patrol_config(broker_port: u16, urls: &[String], slots: usize, visit_s: f64) 
         let _ = write!(
             text,
             "\n[[cameras]]\nid = \"kerb-{i}\"\nurl = \"{url}\"\nmodel = \"coco\"\n  \
-             [[cameras.zones]]\n  name = \"kerb\"\n  \
+             decode = \"keyframes\"\n  [[cameras.zones]]\n  name = \"kerb\"\n  \
              polygon = [[0.80, 0.00], [1.00, 0.00], [1.00, 0.25], [0.80, 0.25]]\n  \
              [[cameras.algorithms]]\n  type = \"illegal_parking\"\n  zone = \"kerb\"\n"
         );
@@ -155,9 +236,9 @@ fn patrol() -> Result<()> {
         .spawn()
         .map_err(|e| format!("cityeye run: {e}"))?;
     // Two visits of every camera give each a revisit period; at most three rounds' worth of
-    // the nominal period, and 10 minutes.
+    // the nominal period, and 30 minutes.
     let rounds = cameras.div_ceil(slots) as f64;
-    let limit = Duration::from_secs_f64((3.0 * rounds * (visit_s + 1.0)).min(600.0));
+    let limit = Duration::from_secs_f64((3.0 * rounds * (visit_s + 1.0)).min(1800.0));
     let started = Instant::now();
     let revisited = |reports: &[Message]| {
         reports.last().is_some_and(|r| {
@@ -204,7 +285,8 @@ fn patrol() -> Result<()> {
     );
     println!(
         "Served by the project's RTSP simulator (vtest.avi, 768x576 at 10 frames/s, re-encoded \
-         to H.264 for each session, key frame every 10 frames), in this process. The nominal \
+         to H.264 for each session, key frame every 10 frames), in this process; each camera \
+         decodes key frames only (`decode = \"keyframes\"`), as a slow-event camera would. The nominal \
          revisit period is {rounds} rounds of {visit_s} s = {:.0} s plus opening each stream. \
          {first_n} visits timed from the slot being taken to the first analysed frame; ran \
          {ran_s:.0} s.\n",

@@ -145,11 +145,36 @@ impl Trial {
     }
 }
 
+/// What a trial's cameras stream: the footage they detect on and, for cameras with stream
+/// roles, the larger footage of their record stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Footage<'a> {
+    pub detect: &'a Path,
+    pub record: Option<&'a Path>,
+}
+
+impl<'a> Footage<'a> {
+    /// One stream, analysed and clipped.
+    pub fn one(detect: &'a Path) -> Footage<'a> {
+        Footage { detect, record: None }
+    }
+}
+
 /// The 720p footage with a key frame every `key_s` seconds, encoded once.
 pub fn footage(video: &str, key_s: u32) -> Result<PathBuf> {
+    footage_sized(video, key_s, WIDTH, HEIGHT)
+}
+
+/// The footage at `width`x`height`, 25 frames/s, a key frame every `key_s` seconds, encoded
+/// once.
+pub fn footage_sized(video: &str, key_s: u32, width: u32, height: u32) -> Result<PathBuf> {
+    let size = match (width, height) {
+        (WIDTH, HEIGHT) => "720p25".to_string(),
+        (w, h) => format!("{w}x{h}p25"),
+    };
     let name = match key_s {
-        1 => "vtest-720p25.mp4".to_string(),
-        s => format!("vtest-720p25-key{s}s.mp4"),
+        1 => format!("vtest-{size}.mp4"),
+        s => format!("vtest-{size}-key{s}s.mp4"),
     };
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench").join(name);
     if out.is_file() {
@@ -159,7 +184,7 @@ pub fn footage(video: &str, key_s: u32) -> Result<PathBuf> {
     let partial = out.with_extension("partial.mp4");
     let description = format!(
         "filesrc location=\"{video}\" ! decodebin ! videoconvert ! videoscale ! videorate \
-         ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
+         ! video/x-raw,format=I420,width={width},height={height},framerate={FPS}/1 \
          ! x264enc speed-preset=veryfast key-int-max={} option-string=scenecut=0 bitrate=3000 \
          ! h264parse ! mp4mux ! filesink location=\"{}\"",
         FPS * key_s,
@@ -180,39 +205,47 @@ fn run_to_end(description: &str) -> Result<()> {
         &[gst::MessageType::Eos, gst::MessageType::Error],
     ) {
         Some(m) if m.type_() == gst::MessageType::Eos => Ok(()),
-        Some(m) => Err(format!("encoding the 720p footage failed: {m:?}")),
-        None => Err("encoding the 720p footage timed out".into()),
+        Some(m) => Err(format!("encoding the footage failed: {m:?}")),
+        None => Err("encoding the footage timed out".into()),
     };
     let _ = pipeline.set_state(gst::State::Null);
     outcome
 }
 
-/// An RTSP server on 127.0.0.1 serving `file` as it is, from its start for every client.
+/// An RTSP server on 127.0.0.1 serving the footage as it is, from its start for every client:
+/// the detect stream at `/cam`, the record stream, if any, at `/main`.
 pub struct Camera {
     pub url: String,
+    pub record_url: Option<String>,
     _server: rtsp::RTSPServer,
     main_loop: gst::glib::MainLoop,
 }
 
 impl Camera {
-    pub fn serve(file: &Path) -> Result<Camera> {
+    pub fn serve(footage: Footage<'_>) -> Result<Camera> {
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
         server.set_service("0");
-        let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(&format!(
-            "( filesrc location=\"{}\" ! qtdemux ! h264parse config-interval=-1 \
-             ! rtph264pay name=pay0 pt=96 )",
-            file.display()
-        ));
-        server.mount_points().ok_or("no mount points")?.add_factory("/cam", factory);
+        let mounts = server.mount_points().ok_or("no mount points")?;
+        let streams = std::iter::once(("/cam", footage.detect))
+            .chain(footage.record.map(|record| ("/main", record)));
+        for (path, file) in streams {
+            let factory = rtsp::RTSPMediaFactory::new();
+            factory.set_launch(&format!(
+                "( filesrc location=\"{}\" ! qtdemux ! h264parse config-interval=-1 \
+                 ! rtph264pay name=pay0 pt=96 )",
+                file.display()
+            ));
+            mounts.add_factory(path, factory);
+        }
         let context = gst::glib::MainContext::new();
         server.attach(Some(&context)).map_err(|e| e.to_string())?;
         let main_loop = gst::glib::MainLoop::new(Some(&context), false);
         let running = main_loop.clone();
         std::thread::spawn(move || running.run());
-        let url = format!("rtsp://127.0.0.1:{}/cam", server.bound_port());
-        Ok(Camera { url, _server: server, main_loop })
+        let base = format!("rtsp://127.0.0.1:{}", server.bound_port());
+        let record_url = footage.record.map(|_| format!("{base}/main"));
+        Ok(Camera { url: format!("{base}/cam"), record_url, _server: server, main_loop })
     }
 }
 
@@ -222,10 +255,10 @@ impl Drop for Camera {
     }
 }
 
-/// A node config with `cameras` cameras on `url`, decoding as `decoding` says.
+/// A node config with `cameras` cameras on `camera`'s streams, decoding as `decoding` says.
 fn config(
     broker_port: u16,
-    url: &str,
+    camera: &Camera,
     cameras: usize,
     decoding: Decoding,
     model: &str,
@@ -236,10 +269,13 @@ fn config(
          stats_interval_s = 5\n\n[http]\nenabled = false\n\n[[models]]\nname = \"coco\"\n\
          path = \"{model}\"\nformat = \"yolox\"\nclasses = \"{classes}\"\n"
     );
+    let record =
+        camera.record_url.as_ref().map_or(String::new(), |r| format!("record_url = \"{r}\"\n"));
     for i in 0..cameras {
         let _ = write!(
             text,
-            "\n[[cameras]]\nid = \"cam{i}\"\nurl = \"{url}\"\n{}",
+            "\n[[cameras]]\nid = \"cam{i}\"\nurl = \"{}\"\n{record}{}",
+            camera.url,
             decoding.camera_settings()
         );
     }
@@ -273,7 +309,7 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
 
 /// Runs `cityeye run` with `cameras` cameras on `footage` and measures it.
 pub fn trial(
-    footage: &Path,
+    footage: Footage<'_>,
     cameras: usize,
     decoding: Decoding,
     model: &str,
@@ -283,7 +319,7 @@ pub fn trial(
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("cityeye.toml");
-    std::fs::write(&path, config(broker.port, &camera.url, cameras, decoding, model, classes))
+    std::fs::write(&path, config(broker.port, &camera, cameras, decoding, model, classes))
         .map_err(|e| e.to_string())?;
     let reports = Subscriber::connect(broker.port, "cityeye/bench/stats");
     let mut node = Command::new(env!("CARGO_BIN_EXE_cityeye"))
@@ -366,7 +402,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// Trials from the count the bound suggests, up while every camera is carried and down while
 /// one starves; the largest count carried and every trial made.
 pub fn largest_carried(
-    footage: &Path,
+    footage: Footage<'_>,
     bound: f64,
     model: &str,
     classes: &str,
@@ -407,7 +443,7 @@ pub const P99_GOAL_MS: f64 = 150.0;
 /// The largest count whose cameras are all carried with p99 latency within [`P99_GOAL_MS`]:
 /// from the trials made, else from new trials below the smallest count tried (at most four).
 pub fn largest_within_latency(
-    footage: &Path,
+    footage: Footage<'_>,
     trials: &mut Vec<Trial>,
     model: &str,
     classes: &str,
