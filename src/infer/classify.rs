@@ -22,11 +22,10 @@ pub struct Classifier {
     model: ImageSession,
 }
 
-/// Working memory for crops, reused from object to object.
+/// Working memory for crops, reused from object to object (the input tensor is the session's).
 #[derive(Default)]
 pub struct CropScratch {
     crop: Vec<u8>,
-    tensor: Vec<f32>,
 }
 
 impl Classifier {
@@ -78,7 +77,7 @@ impl Classifier {
         let crop = &scratch.crop;
         let letterbox =
             |spec: &InputSpec, tensor: &mut [f32]| letterbox_into(crop, w, h, spec, tensor);
-        let (_, (best, score)) = self.model.run(letterbox, &mut scratch.tensor, |outputs| {
+        let (_, (best, score)) = self.model.run(letterbox, |outputs| {
             let (_, scores) =
                 outputs[0].try_extract_tensor::<f32>().map_err(InferError::OutputType)?;
             scores

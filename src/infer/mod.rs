@@ -213,8 +213,9 @@ pub struct Detector {
 /// caller reads its outputs. Shared by detectors and classifiers.
 struct ImageSession {
     // `Session::run` takes `&mut self`: each call takes a session no other call is using, or
-    // waits its turn when all are busy.
-    sessions: Vec<Mutex<Session>>,
+    // waits its turn when all are busy. Each session keeps the input tensor its calls fill:
+    // the 2 MB of a 416x416 input once per session, not once per camera.
+    sessions: Vec<Mutex<Held>>,
     /// Where the next call starts looking, so calls spread over the sessions.
     next: AtomicUsize,
     input_name: String,
@@ -224,26 +225,45 @@ struct ImageSession {
     input: InputSpec,
 }
 
+/// A session and the input tensor of its calls.
+struct Held {
+    session: Session,
+    tensor: Vec<f32>,
+}
+
 impl ImageSession {
-    /// Has `letterbox` write an image into `tensor` for the model's input, runs the model and
-    /// hands its outputs to `read`; returns where the image landed in the input, and what
+    /// Has `letterbox` write an image into the input tensor of a free session, runs the model
+    /// and hands its outputs to `read`; returns where the image landed in the input, and what
     /// `read` made of the outputs.
     fn run<R>(
         &self,
         letterbox: impl FnOnce(&InputSpec, &mut [f32]) -> Letterbox,
-        tensor: &mut Vec<f32>,
         read: impl FnOnce(&SessionOutputs<'_>) -> Result<R, InferError>,
     ) -> Result<(Letterbox, R), InferError> {
         let (w, h) = (self.input.width, self.input.height);
+        let mut held = self.free_session();
+        let Held { session, tensor } = &mut *held;
         tensor.resize(3 * w * h, 0.0);
         let letterbox = letterbox(&self.input, tensor);
-        Ok((letterbox, self.infer(tensor, 1, read)?))
+        Ok((letterbox, self.infer(session, tensor, 1, read)?))
     }
 
-    /// Runs `images` letterboxed images, back to back in `batch`, and hands the outputs to
-    /// `read`.
+    /// Runs `images` letterboxed images, back to back in `batch`, on a free session.
+    fn run_batch<R>(
+        &self,
+        batch: &[f32],
+        images: usize,
+        read: impl FnOnce(&SessionOutputs<'_>) -> Result<R, InferError>,
+    ) -> Result<R, InferError> {
+        let mut held = self.free_session();
+        self.infer(&mut held.session, batch, images, read)
+    }
+
+    /// Runs `images` letterboxed images, back to back in `batch`, on `session`, and hands the
+    /// outputs to `read`.
     fn infer<R>(
         &self,
+        session: &mut Session,
         batch: &[f32],
         images: usize,
         read: impl FnOnce(&SessionOutputs<'_>) -> Result<R, InferError>,
@@ -258,14 +278,17 @@ impl ImageSession {
                 .map_err(InferError::InputTensor)?;
             inputs.push((name.as_str().into(), sizes.into()));
         }
-        let mut session = self.free_session();
         let outputs = session.run(inputs).map_err(InferError::Run)?;
         read(&outputs)
     }
 
     fn new(opened: Opened, input: InputSpec) -> Self {
         ImageSession {
-            sessions: opened.sessions.into_iter().map(Mutex::new).collect(),
+            sessions: opened
+                .sessions
+                .into_iter()
+                .map(|session| Mutex::new(Held { session, tensor: Vec::new() }))
+                .collect(),
             next: AtomicUsize::new(0),
             input_name: opened.input_name,
             sizes_input: opened.sizes_input,
@@ -276,11 +299,11 @@ impl ImageSession {
     /// Where the first session's profiled first runs put the model's nodes; call once, after
     /// the warm-up.
     fn placement(&self) -> Vec<(String, usize)> {
-        device::placement(&mut self.sessions[0].lock().unwrap_or_else(|e| e.into_inner()))
+        device::placement(&mut self.sessions[0].lock().unwrap_or_else(|e| e.into_inner()).session)
     }
 
     /// A session nobody is running, or when all are busy the one whose turn it is.
-    fn free_session(&self) -> MutexGuard<'_, Session> {
+    fn free_session(&self) -> MutexGuard<'_, Held> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.sessions.len();
         (0..n)
@@ -292,6 +315,7 @@ impl ImageSession {
 /// Per-camera working memory, reused from frame to frame.
 #[derive(Default)]
 pub struct Scratch {
+    /// A frame's input tensor on its way to a batch; unbatched calls fill their session's.
     tensor: Vec<f32>,
     candidates: Vec<Candidate>,
 }
@@ -445,7 +469,6 @@ impl Detector {
                 let candidates = &mut scratch.candidates;
                 let (letterbox, ()) = self.model.run(
                     |spec, tensor| letterbox_frame(frame, spec, tensor),
-                    &mut scratch.tensor,
                     |outputs| self.decode_image(outputs, 0, 1, candidates),
                 )?;
                 letterbox
@@ -481,7 +504,7 @@ impl Detector {
     /// Runs a batch of letterboxed frames; each frame's candidates, or why the batch failed.
     fn run_batch(&self, batch: &[&[f32]]) -> Vec<Result<Vec<Candidate>, String>> {
         let images = batch.len();
-        let decoded = self.model.infer(&batch.concat(), images, |outputs| {
+        let decoded = self.model.run_batch(&batch.concat(), images, |outputs| {
             (0..images)
                 .map(|image| {
                     let mut candidates = Vec::new();
