@@ -247,7 +247,8 @@ fn live_cameras(ceiling: f64, inference_ms: f64) -> Result<()> {
     let bound = cores * 1e3 / per_camera_ms;
     eprintln!("live cameras: bound {bound:.1}; trials ...");
     let streams = live::Footage::one(&footage);
-    let (best, mut trials) = live::largest_carried(streams, bound, MODEL, CLASSES)?;
+    let (best, mut trials) =
+        live::largest_carried(streams, live::Decoding::Every, bound, MODEL, CLASSES)?;
     let prompt = live::largest_within_latency(streams, &mut trials, MODEL, CLASSES)?;
     println!("## Live RTSP cameras\n");
     println!("{}", live::table(&trials, ceiling));
