@@ -1,7 +1,8 @@
 //! Evidence clips: the camera's own encoded video around each incident, kept as MP4.
 //!
-//! Ingest hands on the camera's stream before decoding ([`Encoded`]). A ring keeps its last
-//! `clip_pre_s` seconds (and [`AHEAD_S`] more), always from a key frame. An incident that starts
+//! Ingest hands on the camera's stream before decoding ([`Encoded`]). A ring keeps it from
+//! `clip_pre_s` seconds before the latest analysed frame (no later frame's incident needs more),
+//! always from a key frame; see [`Ring::trim`] for the bounds. An incident that starts
 //! at stream time `t` asks for `[t − pre, t + post]`; once the stream has reached `t + post`, or
 //! breaks off or loses buffers first (then with what there is), a thread of its own muxes those
 //! buffers with `appsrc ! parser ! mp4mux ! filesink` into
@@ -41,9 +42,13 @@ use crate::publish::Outbound;
 use crate::wire::{ClipRef, EvidenceRef, IncidentPayload, IncidentState, Topics, round};
 
 /// How far the encoded stream may run ahead of the frame being analysed: it skips the decoder
-/// and the decode branch's queue (a second of video at most). The ring keeps this much beyond
-/// `clip_pre_s`, so an incident found on a frame still finds its `pre` seconds.
+/// and the decode branch's queue (a second of video at most). Until a frame has been analysed,
+/// the ring keeps this much beyond `clip_pre_s`, so an incident found on a frame still finds its
+/// `pre` seconds.
 const AHEAD_S: f64 = 3.0;
+/// The most the ring waits for an analysis that lags behind the stream: beyond this its memory
+/// is bounded, and a late incident's clip has less before it.
+const MAX_LAG_S: f64 = 10.0;
 /// A clip that takes longer than this to mux has failed.
 const MUX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(30);
 /// A clip's file name while it is being written.
@@ -179,6 +184,12 @@ impl Recorder {
             let cuts = self.ring.push(buffer);
             self.write(cuts);
         }
+    }
+
+    /// The camera's frame at stream time `stream_time_s` has been analysed: no later incident
+    /// needs the stream from before `clip_pre_s` ahead of it.
+    pub fn analysed(&mut self, stream_time_s: f64) {
+        self.ring.analysed(stream_time_s);
     }
 
     /// Sends an incident message on, unless it is the `end` of an incident whose clip is still
@@ -335,6 +346,8 @@ struct Ring {
     post_s: f64,
     buffers: VecDeque<Arc<Encoded>>,
     requests: Vec<Request>,
+    /// The stream time of the latest analysed frame.
+    analysed_s: Option<f64>,
 }
 
 /// A clip asked for: the incident, and the stream time of the frame it started on.
@@ -352,7 +365,12 @@ struct Cut {
 
 impl Ring {
     fn new(pre_s: f64, post_s: f64) -> Ring {
-        Ring { pre_s, post_s, buffers: VecDeque::new(), requests: Vec::new() }
+        Ring { pre_s, post_s, buffers: VecDeque::new(), requests: Vec::new(), analysed_s: None }
+    }
+
+    fn analysed(&mut self, stream_time_s: f64) {
+        self.analysed_s = Some(self.analysed_s.map_or(stream_time_s, |t| t.max(stream_time_s)));
+        self.trim();
     }
 
     /// Adds the stream's next buffer; returns the clips the stream has now reached the end of.
@@ -405,11 +423,14 @@ impl Ring {
         }
     }
 
-    /// Drops what neither a future incident nor a waiting clip can need.
+    /// Drops what neither a future incident nor a waiting clip can need. A future incident
+    /// starts on a frame at or after the latest analysed one; until one is analysed, at most
+    /// [`AHEAD_S`] before the newest buffer; and the ring waits at most [`MAX_LAG_S`] for an
+    /// analysis that lags.
     fn trim(&mut self) {
         let Some(newest) = self.buffers.back().map(|b| b.pts_s) else { return };
-        let earliest_incident =
-            self.requests.iter().map(|r| r.at_s).fold(newest - AHEAD_S, f64::min);
+        let next_incident = self.analysed_s.map_or(newest - AHEAD_S, |t| t.max(newest - MAX_LAG_S));
+        let earliest_incident = self.requests.iter().map(|r| r.at_s).fold(next_incident, f64::min);
         if let Some(keep) = self.last_keyframe_by(earliest_incident - self.pre_s) {
             self.buffers.drain(..keep);
         }
@@ -647,6 +668,25 @@ mod tests {
         // Newest 29.9 s: the last key frame at or before 29.9 − AHEAD_S − 2 s is 24 s.
         assert_eq!(ring.buffers[0].pts_s, 24.0);
         assert_eq!(ring.buffers.len(), 60);
+    }
+
+    #[test]
+    fn once_frames_are_analysed_the_ring_keeps_pre_s_before_the_latest_within_a_bounded_lag() {
+        let mut ring = Ring::new(2.0, 1.0);
+        for i in 0..300 {
+            ring.push(frame(i));
+            // Analysis half a second behind the stream.
+            if i >= 5 {
+                ring.analysed(f64::from(i - 5) / FPS);
+            }
+        }
+        // Latest analysed 29.4 s: the last key frame at or before 27.4 s is 27 s.
+        assert_eq!(ring.buffers[0].pts_s, 27.0);
+        // Analysis stalls: the ring keeps at most MAX_LAG_S and pre_s behind the newest buffer.
+        for i in 300..600 {
+            ring.push(frame(i));
+        }
+        assert_eq!(ring.buffers[0].pts_s, 47.0);
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn run_camera(
             analysis.suppress(&places);
             incidents.extend(analysis.end_false_positives(&ends, &frame));
         }
+        if let Some(mut clips) = recorder() {
+            clips.analysed(frame.stream_time_s);
+        }
         let started = Instant::now();
         let (width, height) = (frame.width, frame.height);
         let gated = done.detections.is_none();
