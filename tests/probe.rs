@@ -93,3 +93,47 @@ fn the_probe_tells_a_refused_transport_and_an_audio_only_file_in_an_installers_w
         "{report}"
     );
 }
+
+/// A camera with stream roles gets a row for each stream: the detect stream decoded, the
+/// record stream only parsed, its size read from its caps. A record stream that does not answer
+/// fails the probe, in an installer's words.
+#[test]
+fn the_probe_reports_a_cameras_detect_and_record_streams() {
+    let broker = Mosquitto::start();
+    let media = tempfile::tempdir().unwrap();
+    let sub = media.path().join("vtest-384x288.mp4");
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,width=384,height=288 ! x264enc speed-preset=ultrafast ! mp4mux \
+         ! filesink location={}",
+        shared("testdata/vtest.avi").display(),
+        sub.display()
+    ));
+    let detect = RtspServer::start(&sub);
+    let record = RtspServer::start(&shared("testdata/vtest.avi"));
+    let with_record = |record_url: &str| {
+        kerb_config(broker.port, false, &detect.url(), 5.0).replace(
+            &format!("url = \"{}\"\n", detect.url()),
+            &format!("url = \"{}\"\nrecord_url = \"{record_url}\"\n", detect.url()),
+        )
+    };
+    let (_dir, path) = write_config(&with_record(&record.url()));
+    let (ok, report) = probe(&path);
+    assert!(ok, "{report}");
+    let row = |name: &str| -> Vec<String> {
+        let line =
+            report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{report}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(row("kerb detect")[2..5], ["yes", "H.264", "384x288"], "{report}");
+    assert_eq!(row("kerb record")[2..5], ["yes", "H.264", "768x576"], "{report}");
+    let fps: f64 = row("kerb record")[5].parse().unwrap();
+    assert!((9.0..=11.0).contains(&fps), "vtest runs at 10 fps: {report}");
+
+    let refused = format!("rtsp://127.0.0.1:{}/main", free_port());
+    let (_dir, path) = write_config(&with_record(&refused));
+    let (ok, report) = probe(&path);
+    assert!(!ok, "a record stream that does not answer fails the probe: {report}");
+    let line = report.lines().find(|l| l.starts_with("kerb record")).unwrap();
+    assert!(line.contains(" NO ") && line.contains("refused: nothing answers"), "{report}");
+}
