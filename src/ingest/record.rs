@@ -77,7 +77,7 @@ pub fn record(
     }
     let mut backoff_s = BACKOFF_FIRST_S;
     while !stop.load(Ordering::Relaxed) {
-        let (outcome, received) = match RecordSession::open_any(camera) {
+        let (outcome, received) = match RecordSession::open_any(camera, stop) {
             Ok(mut session) => {
                 let mut received = 0u64;
                 let pumped = session.pump(stop, anchor, &mut |buffer| {
@@ -127,8 +127,9 @@ pub fn probe_record(camera: &CameraConfig) -> Option<Result<RecordProbe, IngestE
     const WATCH_S: f64 = 1.0;
     let source = camera.record_url.as_ref()?;
     let started = Instant::now();
-    let probed =
-        init_gstreamer().and_then(|()| RecordSession::open_any(camera)).and_then(|mut s| {
+    let probed = init_gstreamer()
+        .and_then(|()| RecordSession::open_any(camera, &AtomicBool::new(false)))
+        .and_then(|mut s| {
             // Opening waited for the first buffer.
             let first_buffer_after = started.elapsed();
             let mut first = None::<gst::ClockTime>;
@@ -171,13 +172,14 @@ struct RecordSession {
 impl RecordSession {
     /// Opens the record stream and waits for its first buffer, with each transport `auto`
     /// allows in turn while the camera answers `461 Unsupported transport`.
-    fn open_any(camera: &CameraConfig) -> Result<RecordSession, IngestError> {
+    /// Gives up when `stop` is set.
+    fn open_any(camera: &CameraConfig, stop: &AtomicBool) -> Result<RecordSession, IngestError> {
         // The record stream's transports are remembered apart from the detect stream's.
         let url = camera.record_url.clone().unwrap_or_else(|| camera.url.clone());
         let record = CameraConfig { url, record_url: None, ..camera.clone() };
         let mut outcome = Err(IngestError::NotStarted);
         for transport in transports(&record) {
-            outcome = RecordSession::open(camera, transport).and_then(RecordSession::started);
+            outcome = RecordSession::open(camera, transport).and_then(|s| s.started(stop));
             match &outcome {
                 Err(IngestError::Rtsp { status: 461, .. }) => continue,
                 Ok(_) => {
@@ -207,10 +209,19 @@ impl RecordSession {
     }
 
     /// Waits for the first buffer, so that a refused transport shows before the session counts
-    /// as open.
-    fn started(mut self) -> Result<RecordSession, IngestError> {
-        self.first = Some(self.next(STALL_TIMEOUT)?.ok_or(IngestError::Stalled)?);
-        Ok(self)
+    /// as open; gives up when `stop` is set.
+    fn started(mut self, stop: &AtomicBool) -> Result<RecordSession, IngestError> {
+        let opened = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(first) = self.next(POLL)? {
+                self.first = Some(first);
+                return Ok(self);
+            }
+            if opened.elapsed() > STALL_TIMEOUT {
+                return Err(IngestError::Stalled);
+            }
+        }
+        Err(IngestError::Stopped)
     }
 
     /// The next buffer, waiting at most `timeout`; fails when the pipeline posted an error.
