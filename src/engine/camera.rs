@@ -153,11 +153,12 @@ pub fn run_camera(
             }
         }
     };
-    let mut on_encoded = |buffer: ingest::Encoded| {
+    let push_encoded = |buffer: ingest::Encoded| {
         if let Some(mut clips) = recorder() {
             clips.push(buffer);
         }
     };
+    let mut on_encoded = push_encoded;
     // Set when the camera's stream has stopped: the record stream stops with it.
     let record_stop = AtomicBool::new(false);
     // A replay wants throughput: consecutive frames in detection side by side. A live camera
@@ -169,13 +170,8 @@ pub fn run_camera(
     };
     let ran = std::thread::scope(|scope| {
         if record {
-            let record_thread = || {
-                ingest::record(camera, &record_stop, &anchor, &mut |buffer| {
-                    if let Some(mut clips) = recorder() {
-                        clips.push(buffer);
-                    }
-                })
-            };
+            let record_thread =
+                || ingest::record(camera, &record_stop, &anchor, &mut { push_encoded });
             let name = format!("record-{}", camera.id);
             if let Err(e) =
                 std::thread::Builder::new().name(name).spawn_scoped(scope, record_thread)
