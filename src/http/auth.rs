@@ -480,6 +480,20 @@ mod tests {
     }
 
     #[test]
+    fn a_session_ends_after_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        add_user(&path, "ana", Role::Viewer, "correct horse").unwrap();
+        let auth = Auth::new(Some(load_users(&path).unwrap()), Duration::from_millis(300));
+        let (token, _) = auth.sign_in("ana", "correct horse").ok().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, format!("{COOKIE}={token}").parse().unwrap());
+        assert!(auth.who(&headers).is_some());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(auth.who(&headers).is_none(), "the session outlived session_hours");
+    }
+
+    #[test]
     fn without_users_everyone_is_a_local_installer() {
         let auth = Auth::new(None, Duration::from_secs(60));
         let who = auth.who(&HeaderMap::new()).unwrap();
