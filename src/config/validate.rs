@@ -350,18 +350,16 @@ impl Config {
         if let Some(problem) = id_problem(&camera.id) {
             errors.push(self.error(key("id"), problem));
         }
-        if let Source::File { path } = &camera.url
-            && let Some(problem) = file_problem(path, "video file")
-        {
-            errors.push(self.error(key("url"), problem));
+        let sources = [("url", Some(&camera.url)), ("record_url", camera.record_url.as_ref())];
+        for (name, source) in sources {
+            if let Some(Source::File { path }) = source
+                && let Some(problem) = file_problem(path, "video file")
+            {
+                errors.push(self.error(key(name), problem));
+            }
         }
         if let Err(e) = pipeline_description(camera, true) {
             errors.push(self.error(key("pipeline"), e));
-        }
-        if let Some(Source::File { path }) = &camera.record_url
-            && let Some(problem) = file_problem(path, "video file")
-        {
-            errors.push(self.error(key("record_url"), problem));
         }
         if let Some(Err(e)) = record_description(camera, true) {
             errors.push(self.error(key("record_url"), e));
