@@ -73,17 +73,8 @@ fn decode_mp4(path: &Path) -> Decoded {
 /// As [`decode_mp4`], the frames of the size `size` asks for (`width=…,height=…`): the clip's
 /// own, or scaled to it.
 fn decode_mp4_as(path: &Path, size: &str) -> Decoded {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale \
-         ! video/x-raw,format=GRAY8,{size} ! appsink name=frames sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let tail = format!("videoconvert ! videoscale ! video/x-raw,format=GRAY8,{size}");
+    let (pipeline, sink) = play_mp4(path, &tail);
     let (mut times, mut frames) = (Vec::new(), Vec::new());
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
         let buffer = sample.buffer().unwrap();
@@ -96,6 +87,22 @@ fn decode_mp4_as(path: &Path, size: &str) -> Decoded {
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(error.is_none() && eos, "{} does not play to its end: {error:?}", path.display());
     Decoded { times, frames, duration_s: duration.unwrap().nseconds() as f64 / 1e9 }
+}
+
+/// An MP4's H.264 video decoded, through `tail`, into an appsink, playing.
+fn play_mp4(path: &Path, tail: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! {tail} \
+         ! appsink name=frames sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, sink)
 }
 
 /// Pixels that differ clearly between two grey pictures of the same size: moving people count,
@@ -265,16 +272,7 @@ fn published_clips_arrive_before_the_message_naming_them_with_the_same_bytes() {
 
 /// The width and height of an MP4's video, as its decoder gives them.
 fn video_size(path: &Path) -> (u32, u32) {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! appsink name=frames sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("frames").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, sink) = play_mp4(path, "identity");
     let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10)).expect("a frame");
     pipeline.set_state(gst::State::Null).unwrap();
     let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
@@ -288,14 +286,7 @@ fn video_size(path: &Path) -> (u32, u32) {
 fn a_camera_is_analysed_on_its_detect_stream_and_clipped_from_its_record_stream() {
     let broker = Mosquitto::start();
     let media = tempfile::tempdir().unwrap();
-    let sub = media.path().join("vtest-384x288.mp4");
-    gst_launch(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
-         ! video/x-raw,width=384,height=288 ! x264enc speed-preset=ultrafast ! mp4mux \
-         ! filesink location={}",
-        shared("testdata/vtest.avi").display(),
-        sub.display()
-    ));
+    let sub = half_size_vtest(media.path());
     let mount = |path: &str, video: PathBuf| Mount { path: path.into(), video, udp_only: false };
     let mounts = [mount("/main", shared("testdata/vtest.avi")), mount("/sub", sub)];
     let server = Server::start(Ipv4Addr::LOCALHOST.into(), 0, &mounts, Codec::H264).unwrap();

@@ -101,14 +101,7 @@ fn the_probe_tells_a_refused_transport_and_an_audio_only_file_in_an_installers_w
 fn the_probe_reports_a_cameras_detect_and_record_streams() {
     let broker = Mosquitto::start();
     let media = tempfile::tempdir().unwrap();
-    let sub = media.path().join("vtest-384x288.mp4");
-    gst_launch(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
-         ! video/x-raw,width=384,height=288 ! x264enc speed-preset=ultrafast ! mp4mux \
-         ! filesink location={}",
-        shared("testdata/vtest.avi").display(),
-        sub.display()
-    ));
+    let sub = half_size_vtest(media.path());
     let detect = RtspServer::start(&sub);
     let record = RtspServer::start(&shared("testdata/vtest.avi"));
     let with_record = |record_url: &str| {

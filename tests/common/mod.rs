@@ -535,6 +535,20 @@ pub fn gst_launch(pipeline: &str) {
     assert!(status.success(), "gst-launch-1.0 {pipeline}");
 }
 
+/// vtest.avi at half its size (384x288), as H.264 in MP4, made in `dir`: a camera's detect
+/// sub-stream beside the original as its main stream.
+pub fn half_size_vtest(dir: &Path) -> PathBuf {
+    let sub = dir.join("vtest-384x288.mp4");
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,width=384,height=288 ! x264enc speed-preset=ultrafast ! mp4mux \
+         ! filesink location={}",
+        shared("testdata/vtest.avi").display(),
+        sub.display()
+    ));
+    sub
+}
+
 /// An audio-only MP4 (AAC, 50 buffers of a test tone) at `path`: a "video" without video.
 pub fn audio_only_mp4(path: &Path) {
     gst_launch(&format!(
