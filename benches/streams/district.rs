@@ -40,26 +40,28 @@ fn count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `--district`: the inference ceiling, then both sections.
+/// `--district`: the inference ceiling, then the sections.
 pub fn run() -> Result<()> {
-    println!("# cityeye district benchmark\n");
-    println!("{}\n", super::machine());
-    eprintln!("inference ceiling (child process) ...");
-    let ceilings = inference_ceilings()?;
-    let ceiling = ceilings.iter().map(|(_, fps)| *fps).fold(0.0, f64::max);
-    let single = ceilings.first().map_or(f64::NAN, |(_, fps)| *fps);
-    sections(ceiling, 1e3 / single)
+    let (ceiling, inference_ms) = preamble("district")?;
+    sections(ceiling, inference_ms)
 }
 
 /// `--substream`: the inference ceiling, then the sub-stream section alone.
 pub fn run_substream() -> Result<()> {
-    println!("# cityeye sub-stream benchmark\n");
+    let (ceiling, inference_ms) = preamble("sub-stream")?;
+    substream(ceiling, inference_ms)
+}
+
+/// Prints the report's title and machine, and measures the inference ceiling: the best
+/// frames/s, and one frame's milliseconds on one thread.
+fn preamble(title: &str) -> Result<(f64, f64)> {
+    println!("# cityeye {title} benchmark\n");
     println!("{}\n", super::machine());
     eprintln!("inference ceiling (child process) ...");
     let ceilings = inference_ceilings()?;
     let ceiling = ceilings.iter().map(|(_, fps)| *fps).fold(0.0, f64::max);
     let single = ceilings.first().map_or(f64::NAN, |(_, fps)| *fps);
-    substream(ceiling, 1e3 / single)
+    Ok((ceiling, 1e3 / single))
 }
 
 /// Every section, against the inference ceiling of the same run (`inference_ms`: one frame
