@@ -457,12 +457,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sign_in_checks_the_password_and_limits_failures() {
+    /// Sign-in with one installer, `ana` ("correct horse"), sessions lasting `session_for`.
+    fn auth_with_ana(session_for: Duration) -> Auth {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         add_user(&path, "ana", Role::Installer, "correct horse").unwrap();
-        let auth = Auth::new(Some(load_users(&path).unwrap()), Duration::from_secs(60));
+        Auth::new(Some(load_users(&path).unwrap()), session_for)
+    }
+
+    #[test]
+    fn sign_in_checks_the_password_and_limits_failures() {
+        let auth = auth_with_ana(Duration::from_secs(60));
         let (token, who) = auth.sign_in("ana", "correct horse").ok().unwrap();
         assert_eq!((who.name.as_str(), who.role), ("ana", Role::Installer));
         let mut headers = HeaderMap::new();
@@ -481,10 +486,7 @@ mod tests {
 
     #[test]
     fn a_session_ends_after_its_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.toml");
-        add_user(&path, "ana", Role::Viewer, "correct horse").unwrap();
-        let auth = Auth::new(Some(load_users(&path).unwrap()), Duration::from_millis(300));
+        let auth = auth_with_ana(Duration::from_millis(300));
         let (token, _) = auth.sign_in("ana", "correct horse").ok().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, format!("{COOKIE}={token}").parse().unwrap());
