@@ -40,6 +40,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 mod record;
+mod shared;
 pub use record::{RecordProbe, StreamAnchor, probe_record, record};
 
 use crate::config::pipeline::{CONVERT_NAME, ENCODED_NAME, METADATA_NAME, SINK_NAME};
@@ -537,6 +538,9 @@ struct Session {
     transport: Option<Transport>,
     /// The kinds of track the pipeline's sources and demuxers found.
     tracks: Arc<Mutex<Tracks>>,
+    /// Where the camera's key frames arrive decoded, when a shared decoder decodes them
+    /// ([`shared`]); else the appsink has the frames.
+    shared: Option<shared::SharedFrames>,
 }
 
 impl Session {
@@ -547,46 +551,64 @@ impl Session {
         stats: &Arc<CameraStats>,
         want_encoded: bool,
     ) -> Result<Session, IngestError> {
-        let description = match transport {
-            Some(t) => {
-                pipeline_description(&CameraConfig { transport: Some(t), ..camera.clone() }, false)
-            }
-            None => pipeline_description(camera, false),
-        }
-        .map_err(IngestError::Template)?;
+        let camera = &CameraConfig { transport: transport.or(camera.transport), ..camera.clone() };
+        let live = mode == Mode::Live;
+        // A live key-frame camera's key frames go to a decoder shared with other cameras, when
+        // its template shows the stream before decoding; else the camera decodes them itself.
+        let keyframes = (live && camera.decode == Decode::Keyframes)
+            .then(|| shared::description(camera))
+            .flatten();
+        let sharing = keyframes.is_some();
+        let description = match keyframes {
+            Some(description) => description,
+            None => pipeline_description(camera, false).map_err(IngestError::Template)?,
+        };
         let pipeline = build(&description)?;
         single_threaded_decoders(&pipeline);
-        KeyframeGate::install(&pipeline, camera, stats);
+        let gate = KeyframeGate::new(camera, stats);
         let tracks = watch_tracks(&pipeline);
         let sink = pipeline
             .by_name(SINK_NAME)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or(IngestError::MissingElement("appsink"))?;
-        let live = mode == Mode::Live;
         sink.set_max_buffers(1);
         sink.set_drop(live);
         // A file camera plays in real time, like the camera it stands in for.
         sink.set_sync(live && !camera.url.is_live());
-        let convert =
-            pipeline.by_name(CONVERT_NAME).ok_or(IngestError::MissingElement("videoconvert"))?;
-        let pad = convert
-            .static_pad("sink")
-            .ok_or(IngestError::MissingPad { element: "videoconvert", pad: "sink" })?;
         let sampler = Arc::new(Mutex::new(Sampler::new(camera.analysis_fps)));
-        let (probe_sampler, probe_stats) = (sampler.clone(), stats.clone());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-            probe_stats.frames_in.fetch_add(1, Ordering::Relaxed);
-            let keep = probe_sampler.lock().unwrap_or_else(|e| e.into_inner()).keep(buffer.pts());
-            // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
-            // release it a second time.
-            if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
-        });
+        let shared = if sharing {
+            let pad = sink
+                .static_pad("sink")
+                .ok_or(IngestError::MissingPad { element: "appsink", pad: "sink" })?;
+            sample_before_decoding(&pad, gate, &sampler, stats);
+            Some(shared::SharedFrames::start(&sink, camera))
+        } else {
+            if let Some(gate) = gate {
+                KeyframeGate::before_decoders(&pipeline, gate);
+            }
+            let pad = pipeline
+                .by_name(CONVERT_NAME)
+                .ok_or(IngestError::MissingElement("videoconvert"))?
+                .static_pad("sink")
+                .ok_or(IngestError::MissingPad { element: "videoconvert", pad: "sink" })?;
+            sample_decoded(&pad, &sampler, stats);
+            None
+        };
         let encoded = if want_encoded { tap_encoded(&pipeline) } else { None };
         let metadata = tap_metadata(&pipeline);
         let stats = stats.clone();
-        let session =
-            Session { pipeline, sink, live, sampler, stats, encoded, metadata, transport, tracks };
+        let session = Session {
+            pipeline,
+            sink,
+            live,
+            sampler,
+            stats,
+            encoded,
+            metadata,
+            transport,
+            tracks,
+            shared,
+        };
         session
             .pipeline
             .set_state(gst::State::Playing)
@@ -616,11 +638,21 @@ impl Session {
                 drain_encoded(receiver, clock, &mut caps, encoded);
             }
             if let Some(error) = self.bus_error() {
+                if let (Some(shared), 0) = (&self.shared, clock.frames_since_open) {
+                    shared.failed_before_first_frame(&error);
+                }
                 return Err(self.without_video(clock).unwrap_or(error));
             }
-            match self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            let next = match &self.shared {
+                Some(shared) => shared.take(Duration::from_millis(100)),
+                None => self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)),
+            };
+            match next {
                 Some(sample) => {
                     last_frame = Instant::now();
+                    if self.shared.is_some() {
+                        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    }
                     let pts = sample.buffer().and_then(|b| b.pts());
                     let dropped =
                         self.sampler.lock().unwrap_or_else(|e| e.into_inner()).pulled(pts);
@@ -819,6 +851,51 @@ fn tap_encoded(pipeline: &gst::Pipeline) -> Option<mpsc::Receiver<Tapped>> {
     Some(rx)
 }
 
+/// Thins the decoded frames reaching `pad` (the converter's, after the camera's decoder) to the
+/// camera's analysis rate; counts them decoded.
+fn sample_decoded(pad: &gst::Pad, sampler: &Arc<Mutex<Sampler>>, stats: &Arc<CameraStats>) {
+    let (sampler, stats) = (sampler.clone(), stats.clone());
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        // `Handled` lets gst-rs release the skipped buffer; `Drop` would make GStreamer
+        // release it a second time.
+        match lock(&sampler).keep(buffer.pts()) {
+            true => gst::PadProbeReturn::Ok,
+            false => gst::PadProbeReturn::Handled,
+        }
+    });
+}
+
+/// Gates and thins the still-encoded frames reaching `pad` (the appsink that hands key frames to
+/// a shared decoder): what neither keeps is never decoded, and counts as skipped. Decoded
+/// frames are counted as they come back.
+fn sample_before_decoding(
+    pad: &gst::Pad,
+    gate: Option<Arc<Mutex<KeyframeGate>>>,
+    sampler: &Arc<Mutex<Sampler>>,
+    stats: &Arc<CameraStats>,
+) {
+    let (sampler, stats) = (sampler.clone(), stats.clone());
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        if gate.as_ref().is_some_and(|gate| !lock(gate).passes(buffer)) {
+            return gst::PadProbeReturn::Handled;
+        }
+        if lock(&sampler).keep(buffer.pts()) {
+            return gst::PadProbeReturn::Ok;
+        }
+        stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        gst::PadProbeReturn::Handled
+    });
+}
+
+/// The value behind a mutex a panicking thread may have left locked: what it holds is still
+/// whole here (counters and timestamps).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One decoding thread per camera. A box serves many cameras, which keep its cores busy between
 /// them; FFmpeg's frame threads would only add a frame pool and a frame of delay to each (at
 /// 720p: 10 MB less and 15 % less decoding CPU per camera, measured).
@@ -850,21 +927,24 @@ struct KeyframeGate {
 const KEYFRAMES_MEASURED: usize = 3;
 
 impl KeyframeGate {
-    /// Adds the gate in front of every video decoder the pipeline makes (decodebin makes them
-    /// as it finds the stream). Nothing for a camera that decodes every frame.
-    fn install(pipeline: &gst::Pipeline, camera: &CameraConfig, stats: &Arc<CameraStats>) {
+    /// The camera's gate; `None` for a camera that decodes every frame.
+    fn new(camera: &CameraConfig, stats: &Arc<CameraStats>) -> Option<Arc<Mutex<KeyframeGate>>> {
         stats.keyframes_only.store(camera.decode == Decode::Keyframes, Ordering::Relaxed);
-        if camera.decode == Decode::All {
-            return;
-        }
-        let gate = Arc::new(Mutex::new(KeyframeGate {
-            camera: camera.id.clone(),
-            mode: camera.decode,
-            needed: camera.needed_fps(),
-            stats: stats.clone(),
-            keys: Vec::with_capacity(KEYFRAMES_MEASURED),
-            measured: false,
-        }));
+        (camera.decode != Decode::All).then(|| {
+            Arc::new(Mutex::new(KeyframeGate {
+                camera: camera.id.clone(),
+                mode: camera.decode,
+                needed: camera.needed_fps(),
+                stats: stats.clone(),
+                keys: Vec::with_capacity(KEYFRAMES_MEASURED),
+                measured: false,
+            }))
+        })
+    }
+
+    /// Puts the gate in front of every video decoder the pipeline makes (decodebin makes them
+    /// as it finds the stream).
+    fn before_decoders(pipeline: &gst::Pipeline, gate: Arc<Mutex<KeyframeGate>>) {
         pipeline.connect_deep_element_added(move |_, _, element| {
             let decoder = element.factory().is_some_and(|f| {
                 let klass = f.klass();
@@ -874,15 +954,21 @@ impl KeyframeGate {
             let gate = gate.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-                let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let pass = gate.lock().unwrap_or_else(|e| e.into_inner()).pass(delta, buffer.pts());
                 // `Handled`, as for the sampler's skipped frames: gst-rs releases the buffer.
-                if pass { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Handled }
+                match lock(&gate).passes(buffer) {
+                    true => gst::PadProbeReturn::Ok,
+                    false => gst::PadProbeReturn::Handled,
+                }
             });
         });
     }
 
-    /// Whether a buffer goes on to the decoder.
+    /// Whether the buffer goes on to the decoder.
+    fn passes(&mut self, buffer: &gst::BufferRef) -> bool {
+        self.pass(buffer.flags().contains(gst::BufferFlags::DELTA_UNIT), buffer.pts())
+    }
+
+    /// Whether a buffer, a delta frame or not, goes on to the decoder.
     fn pass(&mut self, delta: bool, pts: Option<gst::ClockTime>) -> bool {
         if !delta {
             if let Some(pts) = pts.filter(|_| !self.measured) {

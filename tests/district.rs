@@ -102,6 +102,111 @@ fn a_keyframe_replay_finds_the_incidents_of_an_every_frame_replay_decoding_only_
     }
 }
 
+/// vtest.avi mirrored left to right, as H.264 in MP4, made in `dir`: a second camera whose
+/// frames differ from the first's at the same size.
+fn mirrored_vtest(dir: &Path) -> PathBuf {
+    let mp4 = dir.join("vtest-mirrored.mp4");
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoflip video-direction=horiz \
+         ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={}",
+        shared("testdata/vtest.avi").display(),
+        mp4.display()
+    ));
+    mp4
+}
+
+/// A key-frame camera watching two kerbs for parked vehicles: `parked` at the top corner where
+/// its video shows the parked vehicles, `empty` at the other top corner, where it shows none.
+fn two_kerb_camera(id: &str, url: &str, parked_on_left: bool) -> String {
+    let left = "[[0.00, 0.00], [0.20, 0.00], [0.20, 0.25], [0.00, 0.25]]";
+    let right = "[[0.80, 0.00], [1.00, 0.00], [1.00, 0.25], [0.80, 0.25]]";
+    let (parked, empty) = if parked_on_left { (left, right) } else { (right, left) };
+    let kerb = |name: &str, polygon: &str| {
+        format!(
+            r#"
+  [[cameras.zones]]
+  name = "{name}"
+  polygon = {polygon}
+
+  [[cameras.algorithms]]
+  type = "illegal_parking"
+  zone = "{name}"
+  dwell_s = 4
+  cooldown_s = 600
+"#
+        )
+    };
+    format!(
+        "\n[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\ndecode = \"keyframes\"\nmodel = \"coco\"\n{}{}",
+        kerb("parked", parked),
+        kerb("empty", empty)
+    )
+}
+
+#[test]
+fn key_frame_cameras_share_a_decoder_per_codec_and_size_and_each_gets_its_own_frames() {
+    let media = tempfile::tempdir().unwrap();
+    let vtest = shared("testdata/vtest.avi");
+    // Two H.264 cameras of one size, whose frames a mix-up would show (one is mirrored), one
+    // of half the size, and one in H.265.
+    let servers = [
+        ("straight", RtspServer::start(&vtest), false, 768),
+        ("mirrored", RtspServer::start(&mirrored_vtest(media.path())), true, 768),
+        ("half", RtspServer::start(&half_size_vtest(media.path())), false, 384),
+        ("hevc", RtspServer::start_with(&vtest, Codec::H265), false, 768),
+    ];
+    let broker = Mosquitto::start();
+    let subscriber = Subscriber::connect(broker.port, "cityeye/#");
+    let cameras: String =
+        servers.iter().map(|(id, s, left, _)| two_kerb_camera(id, &s.url(), *left)).collect();
+    // kerb_config's node, broker and model, with stats every 2 s, and these cameras.
+    let node = kerb_config(broker.port, false, "unused", 4.0).replace(
+        "topic_prefix = \"cityeye\"\n",
+        "topic_prefix = \"cityeye\"\nstats_interval_s = 2\n",
+    );
+    let node = &node[..node.find("[[cameras]]").unwrap()];
+    let (_dir, config) = write_config(&format!("{node}{cameras}"));
+    let mut appliance = Appliance::run(&config);
+    let parked = |m: &[Message], camera: &str| {
+        incidents(m, "start").iter().any(|i| i.json()["camera"] == camera)
+    };
+    let messages = subscriber.wait_until(Duration::from_secs(120), |m| {
+        servers.iter().all(|(id, ..)| parked(m, id)) && last_stats(m).is_some()
+    });
+    appliance.stop();
+    let log = appliance.log();
+
+    for (id, _, _, width) in &servers {
+        let starts: Vec<serde_json::Value> = incidents(&messages, "start")
+            .iter()
+            .map(|m| m.json())
+            .filter(|i| i["camera"] == *id)
+            .collect();
+        assert!(!starts.is_empty(), "{id}: no parked vehicle\n{log}");
+        for start in &starts {
+            // A frame of another camera would have shown parked vehicles at the empty kerb.
+            assert_eq!(start["zone"], "parked", "{id}: {start}");
+            // Each camera's frames came at its own size.
+            assert_eq!(start["evidence"]["width"], *width, "{id}: {start}");
+        }
+    }
+    // One decoder for each codec and size, the H.265 stream found after the H.264 parser
+    // refused it.
+    for kind in ["video/x-h264 768x576", "video/x-h264 384x288", "video/x-h265 768x576"] {
+        let opened = format!("key frames of {kind} decoded by a shared decoder");
+        assert_eq!(log.matches(&opened).count(), 1, "{kind}\n{log}");
+    }
+    assert!(log.contains("the stream is not H.264; trying H.265"), "{log}");
+    // Only key frames were decoded.
+    let stats = last_stats(&messages).unwrap_or_else(|| panic!("no stats\n{log}"));
+    for (id, ..) in &servers {
+        let camera = &stats["cameras"][id];
+        assert_eq!(camera["decoding"], "keyframes", "{id}: {camera}");
+        let (decoded, skipped) = (camera["frames_in"].as_u64(), camera["frames_skipped"].as_u64());
+        assert!(decoded > Some(0) && skipped > decoded, "{id}: {camera}");
+    }
+}
+
 /// A node config: cameras `kerb-1` … `kerb-N` at `urls`, each watching the parked-vehicle kerb
 /// of vtest.avi for `dwell_s`, all in one patrol of `slots` slots visiting each for `visit_s`.
 fn patrol_config(broker_port: u16, urls: &[String], slots: usize, visit_s: f64) -> String {

@@ -165,7 +165,9 @@ fn decode_reason(camera: &CameraConfig) -> String {
         }
         Decode::Keyframes => {
             format!(
-                "keyframes: delta frames dropped before the decoder; {needs}, which key frames serve"
+                "keyframes: delta frames dropped before the decoder, key frames of H.264 and \
+                 H.265 decoded by a decoder shared with the key-frame cameras of the same codec \
+                 and size; {needs}, which key frames serve"
             )
         }
         Decode::Auto => format!(

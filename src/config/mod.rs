@@ -48,7 +48,7 @@ pub use node::{
 };
 pub use params::{Anchor, CrossDirection, Params, PrimitiveKind, Severity};
 pub use patrol::{PATROL_FPS, PatrolConfig};
-pub use pipeline::{pipeline_description, record_description};
+pub use pipeline::{encoded_description, pipeline_description, record_description};
 pub use plates::{
     PLATE_MODEL_PLACES, PlatesConfig, is_province, pattern_problem, plate_in_latin, plate_matches,
     plate_number,

@@ -48,26 +48,43 @@ pub fn pipeline_description(camera: &CameraConfig, masked: bool) -> Result<Strin
 /// for.
 pub fn record_description(camera: &CameraConfig, masked: bool) -> Option<Result<String, String>> {
     let source = camera.record_url.as_ref()?;
+    let sync = !source.is_live();
+    let head = encoded_part(camera, source, masked, "a record stream");
+    Some(head.map(|head| format!("{head} ! fakesink sync={sync} async=false")))
+}
+
+/// A camera's stream before decoding, for a decoder shared with other cameras to take its key
+/// frames from: its template cut after the element named `encoded`. Ingest appends the parser
+/// and the appsink.
+pub fn encoded_description(camera: &CameraConfig, masked: bool) -> Result<String, String> {
+    encoded_part(camera, &camera.url, masked, "a shared decoder's key frames")
+}
+
+/// `source` in the camera's template (or the source's built-in one), up to and with the element
+/// named `encoded`: the stream before decoding. `what` names, in the error, what is taken there.
+fn encoded_part(
+    camera: &CameraConfig,
+    source: &Source,
+    masked: bool,
+    what: &str,
+) -> Result<String, String> {
     let name = camera.pipeline.as_deref().unwrap_or(source.default_pipeline());
-    let described = read_template(name).and_then(|template| {
-        let transport = camera.transport.unwrap_or_default();
-        let whole = render(&template, &template_values(source, transport, masked))
-            .map_err(|e| format!("template `{name}`: {e}"))?;
-        let named = format!("name={ENCODED_NAME}");
-        let whole_word = |&(i, _): &(usize, &str)| {
-            whole[i + named.len()..].chars().next().is_none_or(char::is_whitespace)
-        };
-        let at = whole.match_indices(&named).find(whole_word).map(|(i, _)| i).ok_or_else(|| {
-            format!(
-                "template `{name}` names no element `{ENCODED_NAME}`: a record stream is taken \
-                 from it before decoding (the built-in templates have `tee name={ENCODED_NAME}`)"
-            )
-        })?;
-        let end = whole[at..].find('!').map_or(whole.len(), |i| at + i);
-        let sync = !source.is_live();
-        Ok(format!("{} ! fakesink sync={sync} async=false", whole[..end].trim_end()))
-    });
-    Some(described)
+    let template = read_template(name)?;
+    let transport = camera.transport.unwrap_or_default();
+    let whole = render(&template, &template_values(source, transport, masked))
+        .map_err(|e| format!("template `{name}`: {e}"))?;
+    let named = format!("name={ENCODED_NAME}");
+    let whole_word = |&(i, _): &(usize, &str)| {
+        whole[i + named.len()..].chars().next().is_none_or(char::is_whitespace)
+    };
+    let at = whole.match_indices(&named).find(whole_word).map(|(i, _)| i).ok_or_else(|| {
+        format!(
+            "template `{name}` names no element `{ENCODED_NAME}`: {what} is taken from it before \
+             decoding (the built-in templates have `tee name={ENCODED_NAME}`)"
+        )
+    })?;
+    let end = whole[at..].find('!').map_or(whole.len(), |i| at + i);
+    Ok(whole[..end].trim_end().to_string())
 }
 
 fn read_template(name: &str) -> Result<String, String> {
@@ -175,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_stream_is_cut_before_its_decoder() {
+    fn record_and_key_frame_streams_are_cut_before_the_decoder() {
         let camera = |url: &str, record: Option<&str>, pipeline: Option<&str>| {
             let toml = format!(
                 "id = \"c\"\nurl = \"{url}\"\nmodel = \"m\"\n{}{}",
@@ -200,6 +217,11 @@ mod tests {
         let bare = camera("rtsp://h/sub", Some("test://smpte"), None);
         let e = record_description(&bare, false).unwrap().unwrap_err();
         assert!(e.contains("`test`") && e.contains("`encoded`"), "{e}");
+        // A key-frame camera's own stream, cut the same way, for a shared decoder.
+        let keys = encoded_description(&camera("rtsp://h/sub", None, None), false).unwrap();
+        assert!(keys.starts_with("rtspsrc location=\"rtsp://h/sub\""), "{keys}");
+        assert!(keys.ends_with("parsebin ! tee name=encoded"), "{keys}");
+        assert!(encoded_description(&camera("test://smpte", None, None), false).is_err());
     }
 
     #[test]
